@@ -1,0 +1,45 @@
+/**
+ * The closed set of errors `append` can raise for bad input. The SQL API
+ * raises SQLSTATE 22023 with the rule's name as the constraint name; we map
+ * that to a stable string code (postgres.js style).
+ */
+export type AppendErrorCode =
+  | "INVALID_STREAM_NAME"
+  | "INVALID_KEY"
+  | "INVALID_TYPE"
+  | "INVALID_DATA"
+  | "DATA_TOO_LARGE"
+  | "INVALID_HEADERS"
+  | "INVALID_PARTITIONS"
+  | "INVALID_BATCH";
+
+const constraintCodes: Record<string, AppendErrorCode> = {
+  tributary_stream_name: "INVALID_STREAM_NAME",
+  tributary_key: "INVALID_KEY",
+  tributary_type: "INVALID_TYPE",
+  tributary_data: "INVALID_DATA",
+  tributary_data_size: "DATA_TOO_LARGE",
+  tributary_headers: "INVALID_HEADERS",
+  tributary_partitions: "INVALID_PARTITIONS",
+  tributary_batch_shape: "INVALID_BATCH",
+};
+
+export class TributaryInputError extends Error {
+  override readonly name = "TributaryInputError";
+  constructor(
+    readonly code: AppendErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Turns a PostgreSQL error raised by a tributary.* rule into a TributaryInputError. */
+export function translateError(error: unknown): unknown {
+  const e = error as { code?: string; constraint_name?: string; message?: string; hint?: string };
+  const code = e?.code === "22023" && e.constraint_name ? constraintCodes[e.constraint_name] : undefined;
+  if (!code) return error;
+  const message = e.hint ? `${e.message} (${e.hint})` : e.message ?? code;
+  return new TributaryInputError(code, message, { cause: error });
+}

@@ -1,0 +1,18 @@
+export type MigrationErrorCode =
+  | "MIGRATION_CHANGED"
+  | "WAL_LEVEL_NOT_LOGICAL"
+  | "PLUGIN_MISSING"
+  | "PLUGIN_NOT_ALLOWED"
+  | "SLOT_LOST"
+  | "SLOT_PLUGIN_MISMATCH";
+
+/** A migration or set-up problem the operator must fix; the message says how. */
+export class MigrationError extends Error {
+  override readonly name = "MigrationError";
+  constructor(
+    readonly code: MigrationErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}

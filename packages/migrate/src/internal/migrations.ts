@@ -1,0 +1,86 @@
+/**
+ * Reads the numbered SQL files of `migrations/` (the single source of the
+ * schema) and applies the missing ones, each in its own transaction, recorded
+ * with a SHA-256 checksum. Two processes migrating at once serialize on an
+ * advisory lock; an applied file whose content changed is an error, never
+ * re-applied.
+ */
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { Sql } from "postgres";
+import { MigrationError } from "./errors.ts";
+
+export interface MigrationFile {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+  readonly checksum: string;
+}
+
+export const defaultMigrationsDir = fileURLToPath(new URL("../../../../migrations/", import.meta.url));
+
+const FILE_PATTERN = /^(\d{4})_([a-z0-9_]+)\.sql$/;
+
+export function readMigrations(dir: string = defaultMigrationsDir): MigrationFile[] {
+  return readdirSync(dir)
+    .filter((f) => FILE_PATTERN.test(f))
+    .sort()
+    .map((file) => {
+      const [, version, name] = FILE_PATTERN.exec(file)!;
+      const sql = readFileSync(`${dir}/${file}`, "utf8");
+      return { version: Number(version), name: name!, sql, checksum: createHash("sha256").update(sql).digest("hex") };
+    });
+}
+
+// hashtext('tributary.migrate'): any constant shared by all migrators works.
+const MIGRATE_LOCK = 7_310_112_201;
+
+export interface MigrateResult {
+  readonly applied: readonly MigrationFile[];
+  readonly alreadyApplied: number;
+}
+
+export async function applyMigrations(sql: Sql, files: readonly MigrationFile[]): Promise<MigrateResult> {
+  const conn = await sql.reserve();
+  try {
+    await conn`select pg_advisory_lock(${MIGRATE_LOCK})`;
+    try {
+      await conn`create schema if not exists tributary`;
+      await conn`
+        create table if not exists tributary.schema_migrations (
+          version int primary key,
+          name text not null,
+          checksum text not null,
+          applied_at timestamptz not null default now()
+        )`;
+      const rows = await conn<{ version: number; name: string; checksum: string }[]>`
+        select version, name, checksum from tributary.schema_migrations order by version`;
+      const known = new Map(rows.map((r) => [r.version, r]));
+      for (const file of files) {
+        const done = known.get(file.version);
+        if (done && done.checksum !== file.checksum) {
+          throw new MigrationError(
+            "MIGRATION_CHANGED",
+            `migration ${String(file.version).padStart(4, "0")}_${file.name}.sql was changed after it was applied ` +
+              `(recorded checksum ${done.checksum.slice(0, 12)}…, file now ${file.checksum.slice(0, 12)}…). ` +
+              `Applied migrations are never edited: restore the file and put the change in a new numbered migration.`,
+          );
+        }
+      }
+      const pending = files.filter((f) => !known.has(f.version));
+      for (const file of pending) {
+        await conn.begin(async (tx) => {
+          await tx.unsafe(file.sql);
+          await tx`insert into tributary.schema_migrations (version, name, checksum)
+                   values (${file.version}, ${file.name}, ${file.checksum})`;
+        });
+      }
+      return { applied: pending, alreadyApplied: files.length - pending.length };
+    } finally {
+      await conn`select pg_advisory_unlock(${MIGRATE_LOCK})`;
+    }
+  } finally {
+    conn.release();
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The replication slot the relay reads. `tributary migrate` creates it, so
+ * events appended after migrate are retained in the WAL even before any relay
+ * has run (DESIGN.md invariant 7). A slot that existed once (a checkpoint row
+ * says so) and is now gone or invalidated is a gap in the stream: we stop with
+ * an error and never re-create it silently.
+ */
+import type { Sql } from "postgres";
+import { MigrationError } from "./errors.ts";
+
+export type Decoder = "pgoutput" | "wal2json";
+export const decoders: readonly Decoder[] = ["pgoutput", "wal2json"];
+export const defaultSlotName = "tributary";
+
+export interface SlotState {
+  readonly slotName: string;
+  readonly plugin: Decoder;
+  readonly confirmedFlushLsn: string;
+  readonly walStatus: string | null;
+  readonly active: boolean;
+}
+
+export async function checkWalLevel(sql: Sql): Promise<void> {
+  const [row] = await sql<{ wal_level: string }[]>`select current_setting('wal_level') as wal_level`;
+  if (row?.wal_level !== "logical") {
+    throw new MigrationError(
+      "WAL_LEVEL_NOT_LOGICAL",
+      `wal_level is '${row?.wal_level}', but Tributary reads the WAL through logical decoding. ` +
+        `Run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL, and run this command again.`,
+    );
+  }
+}
+
+/** Reads the slot; throws SLOT_LOST when a slot the relay used is gone or invalidated. */
+export async function inspectSlot(sql: Sql, slotName: string): Promise<SlotState | null> {
+  const [slot] = await sql<{ plugin: string; confirmed_flush_lsn: string | null; wal_status: string | null; active: boolean }[]>`
+    select plugin, confirmed_flush_lsn::text, wal_status, active
+      from pg_replication_slots where slot_name = ${slotName}`;
+  const [checkpoint] = await sql<{ plugin: string }[]>`
+    select plugin from tributary.relay_checkpoints where slot_name = ${slotName}`;
+  if (!slot) {
+    if (checkpoint) {
+      throw new MigrationError(
+        "SLOT_LOST",
+        `replication slot '${slotName}' was dropped, but the relay had been reading from it: ` +
+          `events committed since then may be missing from the stream. Tributary will not re-create it silently. ` +
+          `Investigate (who dropped it?), then to accept the gap and go on: ` +
+          `DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${slotName}'; and run tributary migrate.`,
+      );
+    }
+    return null;
+  }
+  if (slot.wal_status === "lost" || slot.confirmed_flush_lsn === null) {
+    throw new MigrationError(
+      "SLOT_LOST",
+      `replication slot '${slotName}' was invalidated (wal_status '${slot.wal_status}'): PostgreSQL removed WAL the relay had not read ` +
+        `(max_slot_wal_keep_size?). Events from that WAL are missing from the stream. To accept the gap: ` +
+        `SELECT pg_drop_replication_slot('${slotName}'); DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${slotName}'; then run tributary migrate.`,
+    );
+  }
+  return {
+    slotName,
+    plugin: slot.plugin as Decoder,
+    confirmedFlushLsn: slot.confirmed_flush_lsn,
+    walStatus: slot.wal_status,
+    active: slot.active,
+  };
+}
+
+/** Creates the slot (and its checkpoint row) when missing. Idempotent and safe to race. */
+export async function ensureSlot(sql: Sql, slotName: string, decoder: Decoder): Promise<SlotState> {
+  let slot = await inspectSlot(sql, slotName);
+  if (!slot) {
+    try {
+      await sql`select pg_create_logical_replication_slot(${slotName}, ${decoder})`;
+    } catch (error) {
+      throw explainSlotCreationError(error, slotName, decoder);
+    }
+    slot = (await inspectSlot(sql, slotName))!;
+  }
+  if (slot.plugin !== decoder) {
+    throw new MigrationError(
+      "SLOT_PLUGIN_MISMATCH",
+      `replication slot '${slotName}' uses the ${slot.plugin} decoder, not ${decoder}. ` +
+        `Use --decoder ${slot.plugin}, or another --slot name for ${decoder}.`,
+    );
+  }
+  await sql`
+    insert into tributary.relay_checkpoints (slot_name, plugin, end_lsn)
+    values (${slotName}, ${decoder}, ${slot.confirmedFlushLsn}::pg_lsn)
+    on conflict (slot_name) do nothing`;
+  return slot;
+}
+
+function explainSlotCreationError(error: unknown, slotName: string, decoder: Decoder): unknown {
+  const e = error as { code?: string; message?: string };
+  if (e.code === "42710") return error; // raced with another migrate: caller re-inspects
+  if (e.code === "58P01" || /could not access file/.test(e.message ?? "")) {
+    return new MigrationError(
+      "PLUGIN_MISSING",
+      `the ${decoder} output plugin is not installed on the PostgreSQL server (${e.message}). ` +
+        `Install it (Debian/Ubuntu: apt-get install postgresql-<version>-wal2json) or use --decoder pgoutput.`,
+    );
+  }
+  if (/may not be used as an output plugin/.test(e.message ?? "")) {
+    return new MigrationError(
+      "PLUGIN_NOT_ALLOWED",
+      `the server does not allow ${decoder} as an output plugin (${e.message}). ` +
+        `Add it to output_plugin_libraries (ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, ${decoder}'; SELECT pg_reload_conf();) or use --decoder pgoutput.`,
+    );
+  }
+  if (/wal_level/.test(e.message ?? "")) {
+    return new MigrationError("WAL_LEVEL_NOT_LOGICAL", `cannot create slot '${slotName}': ${e.message}`);
+  }
+  return error;
+}

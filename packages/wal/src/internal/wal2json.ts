@@ -1,0 +1,50 @@
+/** wal2json format-version 2 (a separately installed output plugin). */
+import { Wal2JsonPlugin } from "pg-logical-replication";
+import { Lsn } from "./lsn.ts";
+import { MESSAGE_PREFIX, parseEventMessage } from "./event-message.ts";
+import type { WalMessage } from "./wal-message.ts";
+
+export function wal2jsonPlugin(): Wal2JsonPlugin {
+  return new Wal2JsonPlugin({
+    formatVersion: "2",
+    includeLsn: true,
+    includeTimestamp: true,
+    includeTransaction: true,
+    // Events travel as logical messages; no table change is ours to read, and
+    // reading the relay's own inserts would double the traffic.
+    filterTables: "*.*",
+  } as never);
+}
+
+interface Wal2JsonRecord {
+  action: string;
+  lsn?: string;
+  nextlsn?: string;
+  timestamp?: string;
+  transactional?: boolean;
+  prefix?: string;
+  content?: string;
+}
+
+export function fromWal2json(record: Wal2JsonRecord): WalMessage | null {
+  switch (record.action) {
+    case "B":
+      return { kind: "begin", commitLsn: Lsn.parse(record.lsn!), commitTimeMicros: timestampMicros(record.timestamp!) };
+    case "M":
+      if (record.prefix !== MESSAGE_PREFIX || !record.transactional) return null;
+      return { kind: "event", event: parseEventMessage(record.content!) };
+    case "C":
+      return { kind: "commit", commitLsn: Lsn.parse(record.lsn!), endLsn: Lsn.parse(record.nextlsn!) };
+    default:
+      return null;
+  }
+}
+
+/** "2026-11-22 04:22:07.172272+00" (any offset, 0-6 fraction digits) → µs since the Unix epoch. */
+export function timestampMicros(text: string): bigint {
+  const m = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?([+-]\d{2})(?::?(\d{2}))?$/.exec(text);
+  if (!m) throw new Error(`unexpected wal2json timestamp: ${text}`);
+  const offset = `${m[4]}:${m[5] ?? "00"}`;
+  const seconds = BigInt(Date.parse(`${m[1]}T${m[2]}${offset}`) / 1000);
+  return seconds * 1_000_000n + BigInt((m[3] ?? "").padEnd(6, "0"));
+}

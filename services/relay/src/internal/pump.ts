@@ -1,0 +1,93 @@
+/**
+ * Moves WalMessages from the replication source into the stream table.
+ *
+ * Backpressure: messages are accepted into the current batch; a full batch
+ * (or a drained socket at a transaction boundary) is written while the next
+ * batch fills, at most one write in flight. When a second batch is full
+ * before the first is written, the handler's promise pauses the socket.
+ * Memory is therefore at most two batches, whatever the transaction or
+ * backlog size (invariant 6).
+ *
+ * Acknowledgement: after each write commits, the slot is acknowledged to the
+ * checkpoint's end LSN, never further (invariant 4).
+ *
+ * On any error the source is aborted; the caller throws this state away and
+ * restarts from the database's checkpoint.
+ */
+import type { Sql } from "postgres";
+import type { Lsn, ReplicationHandler, ReplicationSource, WalMessage } from "@tributary/wal";
+import type { Batch, RelayState } from "./relay-state.ts";
+import { writeBatch } from "./stream-writer.ts";
+
+export interface PumpStats {
+  events: number;
+  transactions: number;
+  batches: number;
+  lastCommitTimeMicros: bigint;
+}
+
+export class RelayPump implements ReplicationHandler {
+  private writing: Promise<void> | null = null;
+  readonly stats: PumpStats = { events: 0, transactions: 0, batches: 0, lastCommitTimeMicros: 0n };
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly state: RelayState,
+    private readonly source: ReplicationSource,
+    private readonly slotName: string,
+    private readonly relayId: string,
+    private readonly hooks: { beforeWrite?: (batch: Batch) => Promise<void> | void; afterWrite?: (batch: Batch) => Promise<void> | void } = {},
+  ) {}
+
+  onMessage(message: WalMessage, drained: boolean): void | Promise<void> {
+    const full = this.state.accept(message);
+    if (message.kind === "begin") this.stats.lastCommitTimeMicros = message.commitTimeMicros;
+    if (full) return this.flush();
+    if (drained && !this.state.inTransaction() && this.state.hasBatch()) return this.flush();
+  }
+
+  onDrained(): void | Promise<void> {
+    if (!this.state.inTransaction() && this.state.hasBatch()) return this.flush();
+  }
+
+  durableLsn(): Lsn {
+    return this.state.durableLsn();
+  }
+
+  isIdle(): boolean {
+    return this.state.isIdle();
+  }
+
+  onIdleAdvance(lsn: Lsn): void {
+    this.state.advanceIdle(lsn);
+  }
+
+  /** Waits for the write in flight, then starts writing the current batch. */
+  private async flush(): Promise<void> {
+    if (this.writing) await this.writing;
+    if (!this.state.hasBatch()) return;
+    const batch = this.state.takeBatch();
+    this.writing = this.write(batch).finally(() => {
+      this.writing = null;
+    });
+    // Do not wait: the next batch fills while this one is written. A failure
+    // aborts the source, which ends the session.
+    this.writing.catch((error) => this.source.abort(error));
+  }
+
+  private async write(batch: Batch): Promise<void> {
+    await this.hooks.beforeWrite?.(batch);
+    const version = await writeBatch(this.sql, this.slotName, this.relayId, batch, this.state.checkpoint.version);
+    this.state.committed(batch, version);
+    this.source.sendStatus(this.state.durableLsn(), false);
+    this.stats.events += batch.size;
+    this.stats.transactions += batch.transactions;
+    this.stats.batches++;
+    await this.hooks.afterWrite?.(batch);
+  }
+
+  /** Waits for the write in flight, if any (clean shutdown). */
+  async settle(): Promise<void> {
+    await this.writing?.catch(() => undefined);
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * The relay's pure core: turns WalMessages into batches of numbered events
+ * and the checkpoint that must be written with them. No I/O here.
+ *
+ * State machine per transaction (messages arrive in commit order):
+ *
+ *   begin(commitLsn) ─► skip?   commitLsn <= checkpoint.commitLsn: already in the stream
+ *                      partial? commitLsn == checkpoint.partialCommitLsn: first N events are in
+ *   event            ─► numbered: partition = murmur2(key) mod partitions,
+ *                       offset = next offset of (stream, partition), then appended to the batch
+ *   commit(endLsn)   ─► the batch's checkpoint moves to (commitLsn, endLsn)
+ *
+ * Backpressure and memory (invariant 6): a batch is cut when it holds
+ * `maxBatchEvents` events or `maxBatchBytes` bytes, even inside a transaction;
+ * the checkpoint then records how many events of that transaction are in
+ * (partialCommitLsn / partialEvents), so a crash replays the transaction and
+ * skips exactly those.
+ *
+ * Offsets (invariant 2) are assigned here, from counters loaded from
+ * tributary.partition_offsets and written back in the same database
+ * transaction as the events. A failed write leaves these counters ahead of the
+ * database: the caller must then discard this state and reload (crash-only).
+ */
+import { partitionFor } from "@tributary/client";
+import type { Lsn, RawEvent, WalMessage } from "@tributary/wal";
+
+/** A position in the WAL as far as the stream is concerned. */
+export interface Position {
+  /** Commit record LSN of the last transaction fully in the stream. */
+  readonly commitLsn: Lsn;
+  /** End of that commit record: what the slot is acknowledged to. */
+  readonly endLsn: Lsn;
+  /** A transaction only partly in the stream (cut into batches), or null. */
+  readonly partialCommitLsn: Lsn | null;
+  /** How many events of `partialCommitLsn` are in the stream. */
+  readonly partialEvents: number;
+}
+
+export interface Checkpoint extends Position {
+  /** Compare-and-set token; bumped by every write (fences zombie relays). */
+  readonly version: bigint;
+}
+
+/** Column arrays for one multi-row insert. */
+export interface EventRows {
+  stream: string[];
+  partition: number[];
+  offset: string[];
+  id: string[];
+  key: string[];
+  type: string[];
+  data: string[];
+  headers: string[];
+  committedAtMicros: string[];
+}
+
+export interface Batch {
+  readonly rows: EventRows;
+  readonly size: number;
+  /** Next offsets to persist for the partitions this batch touched. */
+  readonly offsets: ReadonlyArray<{ stream: string; partition: number; nextOffset: string }>;
+  /** Where the stream stands once this batch is in. */
+  readonly position: Position;
+  /** Transactions completed by this batch (for metrics). */
+  readonly transactions: number;
+}
+
+export interface BatchLimits {
+  readonly maxBatchEvents: number;
+  readonly maxBatchBytes: number;
+}
+
+interface OpenTransaction {
+  readonly commitLsn: Lsn;
+  readonly commitTimeMicros: string;
+  readonly skipAll: boolean;
+  /** Events of this transaction to skip (already in the stream). */
+  readonly skipFirst: number;
+  /** Events of this transaction seen so far. */
+  seen: number;
+}
+
+const emptyRows = (): EventRows => ({
+  stream: [], partition: [], offset: [], id: [], key: [], type: [], data: [], headers: [], committedAtMicros: [],
+});
+
+const partitionKey = (stream: string, partition: number) => `${stream}\u0000${partition}`;
+
+const maxLsn = (a: Lsn, b: Lsn): Lsn => (a > b ? a : b);
+
+export class RelayState {
+  private durable: Checkpoint;
+  /** Where the stream stands once everything accepted so far is written. */
+  private pending: Position;
+  private readonly nextOffsets = new Map<string, bigint>();
+  private touched = new Map<string, { stream: string; partition: number }>();
+  private rows = emptyRows();
+  private bytes = 0;
+  private transactionsInBatch = 0;
+  private open: OpenTransaction | null = null;
+  private inFlight: Batch | null = null;
+  /** Highest LSN the slot may be acknowledged to: everything before it is in the stream. */
+  private ackable: Lsn;
+
+  constructor(
+    checkpoint: Checkpoint,
+    offsets: Iterable<{ stream: string; partition: number; nextOffset: bigint }>,
+    private readonly limits: BatchLimits,
+  ) {
+    this.durable = checkpoint;
+    this.pending = checkpoint;
+    this.ackable = checkpoint.endLsn;
+    for (const o of offsets) this.nextOffsets.set(partitionKey(o.stream, o.partition), o.nextOffset);
+  }
+
+  get checkpoint(): Checkpoint {
+    return this.durable;
+  }
+
+  durableLsn(): Lsn {
+    return this.ackable;
+  }
+
+  /** No transaction is open and no event waits to be written. */
+  isIdle(): boolean {
+    return this.open === null && this.rows.stream.length === 0 && this.inFlight === null;
+  }
+
+  /** A keepalive showed that nothing committed lies unread before `lsn`. */
+  advanceIdle(lsn: Lsn): void {
+    if (this.isIdle()) this.ackable = maxLsn(this.ackable, lsn);
+  }
+
+  inTransaction(): boolean {
+    return this.open !== null;
+  }
+
+  /** Whether events wait to be written. */
+  hasBatch(): boolean {
+    return this.rows.stream.length > 0;
+  }
+
+  /**
+   * Feeds one message. Returns true when the batch is full and must be taken
+   * before the next message is accepted.
+   */
+  accept(message: WalMessage): boolean {
+    switch (message.kind) {
+      case "begin":
+        return this.begin(message.commitLsn, message.commitTimeMicros);
+      case "event":
+        return this.event(message.event);
+      case "commit":
+        return this.commit(message.commitLsn, message.endLsn);
+    }
+  }
+
+  private begin(commitLsn: Lsn, commitTimeMicros: bigint): boolean {
+    if (this.open) throw new Error(`begin of ${commitLsn} inside open transaction ${this.open.commitLsn}`);
+    const skipAll = commitLsn <= this.pending.commitLsn;
+    const skipFirst = this.pending.partialCommitLsn === commitLsn ? this.pending.partialEvents : 0;
+    this.open = { commitLsn, commitTimeMicros: commitTimeMicros.toString(), skipAll, skipFirst, seen: 0 };
+    return false;
+  }
+
+  private event(event: RawEvent): boolean {
+    const tx = this.open;
+    if (!tx) throw new Error("event outside a transaction");
+    tx.seen++;
+    if (tx.skipAll || tx.seen <= tx.skipFirst) return false;
+    const partition = partitionFor(event.key, event.partitions);
+    const key = partitionKey(event.stream, partition);
+    const offset = this.nextOffsets.get(key) ?? 0n;
+    this.nextOffsets.set(key, offset + 1n);
+    if (!this.touched.has(key)) this.touched.set(key, { stream: event.stream, partition });
+    const rows = this.rows;
+    rows.stream.push(event.stream);
+    rows.partition.push(partition);
+    rows.offset.push(offset.toString());
+    rows.id.push(event.id);
+    rows.key.push(event.key);
+    rows.type.push(event.type);
+    rows.data.push(event.data);
+    rows.headers.push(event.headers);
+    rows.committedAtMicros.push(tx.commitTimeMicros);
+    this.bytes += event.data.length + event.headers.length + event.key.length + 96;
+    const full = rows.stream.length >= this.limits.maxBatchEvents || this.bytes >= this.limits.maxBatchBytes;
+    if (full) {
+      // Cut inside the transaction: record how far into it the batch reaches.
+      this.pending = { ...this.pending, partialCommitLsn: tx.commitLsn, partialEvents: tx.seen };
+    }
+    return full;
+  }
+
+  private commit(commitLsn: Lsn, endLsn: Lsn): boolean {
+    const tx = this.open;
+    if (!tx || tx.commitLsn !== commitLsn) throw new Error(`commit ${commitLsn} does not match begin ${tx?.commitLsn}`);
+    this.open = null;
+    if (tx.skipAll) return false;
+    this.pending = { commitLsn, endLsn, partialCommitLsn: null, partialEvents: 0 };
+    this.transactionsInBatch++;
+    if (this.rows.stream.length === 0 && this.inFlight === null) {
+      // Nothing of this transaction waits to be written (it had no events, or
+      // they were all written in earlier cuts): it may be acknowledged now.
+      this.ackable = maxLsn(this.ackable, endLsn);
+    }
+    return false;
+  }
+
+  /** Takes the waiting events for writing; at most one batch may be in flight. */
+  takeBatch(): Batch {
+    if (this.inFlight) throw new Error("takeBatch while a batch is in flight");
+    const offsets = [...this.touched.entries()].map(([key, p]) => ({
+      stream: p.stream,
+      partition: p.partition,
+      nextOffset: this.nextOffsets.get(key)!.toString(),
+    }));
+    const batch: Batch = {
+      rows: this.rows,
+      size: this.rows.stream.length,
+      offsets,
+      position: this.pending,
+      transactions: this.transactionsInBatch,
+    };
+    this.inFlight = batch;
+    this.rows = emptyRows();
+    this.touched = new Map();
+    this.bytes = 0;
+    this.transactionsInBatch = 0;
+    return batch;
+  }
+
+  /** The in-flight batch is durably in the stream with checkpoint `version`. */
+  committed(batch: Batch, version: bigint): void {
+    if (this.inFlight !== batch) throw new Error("committed() for a batch that is not in flight");
+    this.inFlight = null;
+    this.durable = { ...batch.position, version };
+    this.ackable = maxLsn(this.ackable, batch.position.endLsn);
+    if (this.rows.stream.length === 0 && this.open === null) {
+      // Transactions accepted during the write had nothing to write.
+      this.ackable = maxLsn(this.ackable, this.pending.endLsn);
+    }
+  }
+}
