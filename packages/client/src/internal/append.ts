@@ -40,8 +40,8 @@ export async function appendBatch(tx: Executor, events: readonly AppendEvent[]):
         ${events.map((e) => e.stream)}::text[],
         ${events.map((e) => e.key)}::text[],
         ${events.map((e) => e.type)}::text[],
-        ${events.map((e) => JSON.stringify(e.data ?? null))}::jsonb[],
-        ${events.map((e) => JSON.stringify(e.headers ?? {}))}::jsonb[]) as ids`;
+        ${events.map((e) => JSON.stringify(e.data ?? null))}::text[]::jsonb[],
+        ${events.map((e) => JSON.stringify(e.headers ?? {}))}::text[]::jsonb[]) as ids`;
     return row!.ids;
   } catch (error) {
     throw translateError(error);

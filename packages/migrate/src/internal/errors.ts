@@ -1,5 +1,6 @@
 export type MigrationErrorCode =
   | "MIGRATION_CHANGED"
+  | "MIGRATION_FAILED"
   | "WAL_LEVEL_NOT_LOGICAL"
   | "PLUGIN_MISSING"
   | "PLUGIN_NOT_ALLOWED"

@@ -70,11 +70,20 @@ export async function applyMigrations(sql: Sql, files: readonly MigrationFile[])
       }
       const pending = files.filter((f) => !known.has(f.version));
       for (const file of pending) {
-        await conn.begin(async (tx) => {
-          await tx.unsafe(file.sql);
-          await tx`insert into tributary.schema_migrations (version, name, checksum)
-                   values (${file.version}, ${file.name}, ${file.checksum})`;
-        });
+        // Explicit BEGIN/COMMIT: the advisory lock lives on this reserved connection.
+        await conn`begin`;
+        try {
+          await conn.unsafe(file.sql);
+          await conn`insert into tributary.schema_migrations (version, name, checksum)
+                     values (${file.version}, ${file.name}, ${file.checksum})`;
+          await conn`commit`;
+        } catch (error) {
+          await conn`rollback`.catch(() => undefined);
+          throw new MigrationError(
+            "MIGRATION_FAILED",
+            `migration ${String(file.version).padStart(4, "0")}_${file.name}.sql failed and was rolled back: ${(error as Error).message}`,
+          );
+        }
       }
       return { applied: pending, alreadyApplied: files.length - pending.length };
     } finally {

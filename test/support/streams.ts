@@ -1,0 +1,51 @@
+/** Reading the stream table back, and waiting for the relay to catch up. */
+import type { Sql } from "postgres";
+
+export interface StoredEvent {
+  stream: string;
+  partition: number;
+  offset: number;
+  id: string;
+  key: string;
+  type: string;
+  data: unknown;
+  headers: Record<string, unknown>;
+  committed_at: Date;
+}
+
+export async function readAll(sql: Sql, stream?: string): Promise<StoredEvent[]> {
+  const rows = await sql<StoredEvent[]>`
+    select stream, partition, "offset"::int as "offset", id::text, key, type, data, headers, committed_at
+      from tributary.events
+     where ${stream === undefined ? sql`true` : sql`stream = ${stream}`}
+     order by stream, partition, "offset"`;
+  return [...rows];
+}
+
+export async function countEvents(sql: Sql): Promise<number> {
+  const [row] = await sql<{ n: string }[]>`select count(*)::text as n from tributary.events`;
+  return Number(row!.n);
+}
+
+/** Polls until the stream holds `expected` events (or fails after `timeoutMs`). */
+export async function waitForCount(sql: Sql, expected: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let n = 0;
+  while (Date.now() < deadline) {
+    n = await countEvents(sql);
+    if (n >= expected) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${expected} events in the stream; have ${n}`);
+}
+
+/** Offsets of every (stream, partition) are 0..n-1 with no gap and no reuse. */
+export function assertDense(events: StoredEvent[]): void {
+  const next = new Map<string, number>();
+  for (const e of events) {
+    const k = `${e.stream}/${e.partition}`;
+    const expected = next.get(k) ?? 0;
+    if (e.offset !== expected) throw new Error(`offsets of ${k} not dense: expected ${expected}, found ${e.offset}`);
+    next.set(k, expected + 1);
+  }
+}
