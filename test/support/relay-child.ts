@@ -1,7 +1,7 @@
 /**
  * A relay in its own process, for kill -9 and memory tests. Configured by env:
  *   DATABASE_URL, SLOT, MAX_BATCH_EVENTS
- *   CRASH_AT=before-write|after-write  CRASH_AFTER_BATCHES=N
+ *   CRASH_AT=before-write|after-commit|after-ack  CRASH_AFTER_BATCHES=N
  *     SIGKILL itself at that point of the N-th batch write (fault injection).
  * Prints "active" on stdout when it leads, and "rss <bytes>" every 200 ms when
  * REPORT_RSS=1.
@@ -28,8 +28,14 @@ const handle = startRelay({
       batches++;
       if (crashAt === "before-write" && batches >= crashAfter) crash();
     },
-    afterWrite: () => {
-      if (crashAt === "after-write" && batches >= crashAfter) crash();
+    afterCommit: () => {
+      if (crashAt === "after-commit" && batches >= crashAfter) crash();
+    },
+    afterAck: async () => {
+      if (crashAt === "after-ack" && batches >= crashAfter) {
+        await new Promise((r) => setTimeout(r, 50)); // let the status update reach the server
+        crash();
+      }
     },
   },
 });

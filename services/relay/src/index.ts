@@ -13,7 +13,7 @@ export type { RelayConfig, PumpStats } from "./internal/relay.ts";
 export { RelayFatalError, RelayFencedError } from "./internal/errors.ts";
 export { RelayState } from "./internal/relay-state.ts";
 export type { Batch, Checkpoint, Position } from "./internal/relay-state.ts";
-export type { RelayPump } from "./internal/pump.ts";
+export type { BatchHooks, RelayPump } from "./internal/pump.ts";
 
 export interface RelayHandle {
   /** Settles when the relay stops: rejects with a fatal error, resolves after stop(). */

@@ -19,6 +19,15 @@ import type { Lsn, ReplicationHandler, ReplicationSource, WalMessage } from "@tr
 import type { Batch, RelayState } from "./relay-state.ts";
 import { writeBatch } from "./stream-writer.ts";
 
+/** Test seams around each batch write (fault injection). */
+export interface BatchHooks {
+  beforeWrite?: (batch: Batch) => Promise<void> | void;
+  /** The batch is committed, the slot not yet acknowledged. */
+  afterCommit?: (batch: Batch) => Promise<void> | void;
+  /** The acknowledgement was sent. */
+  afterAck?: (batch: Batch) => Promise<void> | void;
+}
+
 export interface PumpStats {
   events: number;
   transactions: number;
@@ -36,7 +45,7 @@ export class RelayPump implements ReplicationHandler {
     private readonly source: ReplicationSource,
     private readonly slotName: string,
     private readonly relayId: string,
-    private readonly hooks: { beforeWrite?: (batch: Batch) => Promise<void> | void; afterWrite?: (batch: Batch) => Promise<void> | void } = {},
+    private readonly hooks: BatchHooks = {},
   ) {}
 
   onMessage(message: WalMessage, drained: boolean): void | Promise<void> {
@@ -78,12 +87,13 @@ export class RelayPump implements ReplicationHandler {
   private async write(batch: Batch): Promise<void> {
     await this.hooks.beforeWrite?.(batch);
     const version = await writeBatch(this.sql, this.slotName, this.relayId, batch, this.state.checkpoint.version);
+    await this.hooks.afterCommit?.(batch);
     this.state.committed(batch, version);
     this.source.sendStatus(this.state.durableLsn(), false);
     this.stats.events += batch.size;
     this.stats.transactions += batch.transactions;
     this.stats.batches++;
-    await this.hooks.afterWrite?.(batch);
+    await this.hooks.afterAck?.(batch);
   }
 
   /** Waits for the write in flight, if any (clean shutdown). */

@@ -23,8 +23,8 @@ import postgres, { type Sql } from "postgres";
 import { checkWalLevel, inspectSlot, type Decoder } from "@tributary/migrate";
 import { Lsn, ReplicationSource } from "@tributary/wal";
 import { RelayFatalError, isRetryable } from "./errors.ts";
-import { RelayPump, type PumpStats } from "./pump.ts";
-import { RelayState, type Batch, type Checkpoint } from "./relay-state.ts";
+import { RelayPump, type BatchHooks, type PumpStats } from "./pump.ts";
+import { RelayState, type Checkpoint } from "./relay-state.ts";
 
 export interface RelayConfig {
   readonly databaseUrl: string;
@@ -38,7 +38,7 @@ export interface RelayConfig {
   readonly relayId?: string;
   readonly log?: (message: string) => void;
   /** Test hooks around each batch write (fault injection). */
-  readonly hooks?: { beforeWrite?: (batch: Batch) => Promise<void> | void; afterWrite?: (batch: Batch) => Promise<void> | void };
+  readonly hooks?: BatchHooks;
   /** Called with the live pump once the relay is active (status, metrics). */
   readonly onActive?: (pump: RelayPump) => void;
 }
