@@ -1,0 +1,75 @@
+/**
+ * Invariant 6: the relay's memory stays bounded whatever the size of a
+ * transaction or of the backlog. The relay runs in its own process and
+ * reports its RSS; the limit is the issue's 300 MB.
+ *
+ * Sizes: TRIBUTARY_MEMORY_TX_EVENTS (default 1,000,000 events in one
+ * transaction) and TRIBUTARY_MEMORY_BACKLOG_EVENTS (default 1,000,000 events
+ * in 1,000-event transactions; `npm run bench:memory` runs 10,000,000).
+ */
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
+import { spawnRelay, type RelayProcess } from "./support/relay-process.ts";
+import { assertDense, waitForCount } from "./support/streams.ts";
+import { describe } from "vitest";
+
+const MB = 1 << 20;
+const LIMIT = 300 * MB;
+const txEvents = Number(process.env.TRIBUTARY_MEMORY_TX_EVENTS ?? 1_000_000);
+const backlogEvents = Number(process.env.TRIBUTARY_MEMORY_BACKLOG_EVENTS ?? 1_000_000);
+
+const backend = backends().find((b) => b.name === "pg18-pgoutput") ?? backends()[0]!;
+
+describe(`bounded relay memory [${backend.name}]`, () => {
+  let db: TestDatabase;
+  let relay: RelayProcess | undefined;
+
+  beforeEach(async () => {
+    db = await createTestDatabase(backend);
+  });
+  afterEach(async () => {
+    relay?.kill();
+    await relay?.exited;
+    await db.drop();
+  });
+
+  async function relayAll(expected: number): Promise<number> {
+    relay = spawnRelay({ DATABASE_URL: db.url, SLOT: db.slotName }, { reportRss: true });
+    await waitForCount(db.sql, expected, 600_000);
+    return relay.peakRss();
+  }
+
+  it(`relays one transaction of ${txEvents.toLocaleString("en")} events under 300 MB RSS`, async () => {
+    await db.sql`
+      select count(tributary.append('big', 'key-' || (g % 5000), 'Generated',
+                   jsonb_build_object('i', g, 'pad', repeat('x', 160))))
+        from generate_series(1, ${txEvents}) g`;
+    const peak = await relayAll(txEvents);
+    console.log(`one ${txEvents}-event transaction: relay peak RSS ${(peak / MB).toFixed(0)} MB`);
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThan(LIMIT);
+    const [row] = await db.sql<{ n: string; gaps: string }[]>`
+      select count(*)::text as n, count(*) filter (where "offset" <> rn - 1)::text as gaps
+        from (select "offset", row_number() over (partition by partition order by "offset") as rn
+                from tributary.events where stream = 'big') t`;
+    expect(Number(row!.n)).toBe(txEvents);
+    expect(Number(row!.gaps)).toBe(0);
+  });
+
+  it(`relays a backlog of ${backlogEvents.toLocaleString("en")} events under 300 MB RSS`, async () => {
+    const perTx = 1000;
+    for (let done = 0; done < backlogEvents; done += perTx * 50) {
+      const txs = Math.min(50, Math.ceil((backlogEvents - done) / perTx));
+      await Promise.all(Array.from({ length: txs }, (_, t) => db.sql`
+        select count(tributary.append('backlog', 'key-' || (g % 5000), 'Generated',
+                     jsonb_build_object('i', g, 'pad', repeat('x', 160))))
+          from generate_series(${done + t * perTx}::int, ${done + (t + 1) * perTx - 1}::int) g`));
+    }
+    const peak = await relayAll(backlogEvents);
+    console.log(`backlog of ${backlogEvents} events: relay peak RSS ${(peak / MB).toFixed(0)} MB`);
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThan(LIMIT);
+    const sample = await db.sql`select stream, partition, "offset"::int as "offset" from tributary.events where stream = 'backlog' and partition = 0 order by "offset"`;
+    assertDense(sample as never);
+  });
+});
