@@ -95,9 +95,4 @@ export class RelayPump implements ReplicationHandler {
     this.stats.batches++;
     await this.hooks.afterAck?.(batch);
   }
-
-  /** Waits for the write in flight, if any (clean shutdown). */
-  async settle(): Promise<void> {
-    await this.writing?.catch(() => undefined);
-  }
 }
