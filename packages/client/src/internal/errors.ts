@@ -11,7 +11,8 @@ export type AppendErrorCode =
   | "DATA_TOO_LARGE"
   | "INVALID_HEADERS"
   | "INVALID_PARTITIONS"
-  | "INVALID_BATCH";
+  | "INVALID_BATCH"
+  | "INVALID_SETTING";
 
 const constraintCodes: Record<string, AppendErrorCode> = {
   tributary_stream_name: "INVALID_STREAM_NAME",
@@ -22,6 +23,7 @@ const constraintCodes: Record<string, AppendErrorCode> = {
   tributary_headers: "INVALID_HEADERS",
   tributary_partitions: "INVALID_PARTITIONS",
   tributary_batch_shape: "INVALID_BATCH",
+  tributary_max_data_bytes: "INVALID_SETTING",
 };
 
 export class TributaryInputError extends Error {

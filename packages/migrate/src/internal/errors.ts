@@ -5,6 +5,8 @@ export type MigrationErrorCode =
   | "PLUGIN_MISSING"
   | "PLUGIN_NOT_ALLOWED"
   | "SLOT_LOST"
+  | "SLOT_IN_OTHER_DATABASE"
+  | "SLOT_NOT_READY"
   | "SLOT_PLUGIN_MISMATCH";
 
 /** A migration or set-up problem the operator must fix; the message says how. */

@@ -31,40 +31,66 @@ export async function checkWalLevel(sql: Sql): Promise<void> {
   }
 }
 
-/** Reads the slot; throws SLOT_LOST when a slot the relay used is gone or invalidated. */
-export async function inspectSlot(sql: Sql, slotName: string): Promise<SlotState | null> {
-  const [slot] = await sql<{ plugin: string; confirmed_flush_lsn: string | null; wal_status: string | null; active: boolean }[]>`
-    select plugin, confirmed_flush_lsn::text, wal_status, active
-      from pg_replication_slots where slot_name = ${slotName}`;
-  const [checkpoint] = await sql<{ plugin: string }[]>`
-    select plugin from tributary.relay_checkpoints where slot_name = ${slotName}`;
-  if (!slot) {
-    if (checkpoint) {
+/**
+ * Reads the slot; throws SLOT_LOST when a slot the relay used is gone or
+ * invalidated, and SLOT_IN_OTHER_DATABASE when the name belongs to another
+ * database's slot. A slot still being created (its confirmed position not yet
+ * set while it waits for running transactions) is waited for.
+ */
+export async function inspectSlot(sql: Sql, slotName: string, options: { creationTimeoutMs?: number } = {}): Promise<SlotState | null> {
+  const deadline = Date.now() + (options.creationTimeoutMs ?? 60_000);
+  for (;;) {
+    const [slot] = await sql<{ plugin: string; confirmed_flush_lsn: string | null; wal_status: string | null; active: boolean; database: string | null; current: string }[]>`
+      select plugin, confirmed_flush_lsn::text, wal_status, active, database, current_database() as current
+        from pg_replication_slots where slot_name = ${slotName}`;
+    const [checkpoint] = await sql<{ plugin: string }[]>`
+      select plugin from tributary.relay_checkpoints where slot_name = ${slotName}`;
+    if (!slot) {
+      if (checkpoint) {
+        throw new MigrationError(
+          "SLOT_LOST",
+          `replication slot '${slotName}' was dropped, but the relay had been reading from it: ` +
+            `events committed since then may be missing from the stream. Tributary will not re-create it silently. ` +
+            `Investigate (who dropped it?), then to accept the gap and go on: ` +
+            `DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${slotName}'; and run tributary migrate.`,
+        );
+      }
+      return null;
+    }
+    if (slot.database !== slot.current) {
       throw new MigrationError(
-        "SLOT_LOST",
-        `replication slot '${slotName}' was dropped, but the relay had been reading from it: ` +
-          `events committed since then may be missing from the stream. Tributary will not re-create it silently. ` +
-          `Investigate (who dropped it?), then to accept the gap and go on: ` +
-          `DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${slotName}'; and run tributary migrate.`,
+        "SLOT_IN_OTHER_DATABASE",
+        `replication slot '${slotName}' belongs to database '${slot.database}', not '${slot.current}': ` +
+          `slot names are server-wide. Give this database its own slot with --slot <name>.`,
       );
     }
-    return null;
+    if (slot.wal_status === "lost") {
+      throw new MigrationError(
+        "SLOT_LOST",
+        `replication slot '${slotName}' was invalidated (wal_status 'lost'): PostgreSQL removed WAL the relay had not read ` +
+          `(max_slot_wal_keep_size?). Events from that WAL are missing from the stream. To accept the gap: ` +
+          `SELECT pg_drop_replication_slot('${slotName}'); DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${slotName}'; then run tributary migrate.`,
+      );
+    }
+    if (slot.confirmed_flush_lsn !== null) {
+      return {
+        slotName,
+        plugin: slot.plugin as Decoder,
+        confirmedFlushLsn: slot.confirmed_flush_lsn,
+        walStatus: slot.wal_status,
+        active: slot.active,
+      };
+    }
+    // Being created by another migrate: creation waits for running transactions.
+    if (Date.now() > deadline) {
+      throw new MigrationError(
+        "SLOT_NOT_READY",
+        `replication slot '${slotName}' is still being created: its creation waits for the transactions running on the server ` +
+          `to finish. Find long-running transactions in pg_stat_activity, then run this command again.`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  if (slot.wal_status === "lost" || slot.confirmed_flush_lsn === null) {
-    throw new MigrationError(
-      "SLOT_LOST",
-      `replication slot '${slotName}' was invalidated (wal_status '${slot.wal_status}'): PostgreSQL removed WAL the relay had not read ` +
-        `(max_slot_wal_keep_size?). Events from that WAL are missing from the stream. To accept the gap: ` +
-        `SELECT pg_drop_replication_slot('${slotName}'); DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${slotName}'; then run tributary migrate.`,
-    );
-  }
-  return {
-    slotName,
-    plugin: slot.plugin as Decoder,
-    confirmedFlushLsn: slot.confirmed_flush_lsn,
-    walStatus: slot.wal_status,
-    active: slot.active,
-  };
 }
 
 /** Creates the slot (and its checkpoint row) when missing. Idempotent and safe to race. */
@@ -74,7 +100,8 @@ export async function ensureSlot(sql: Sql, slotName: string, decoder: Decoder): 
     try {
       await sql`select pg_create_logical_replication_slot(${slotName}, ${decoder})`;
     } catch (error) {
-      throw explainSlotCreationError(error, slotName, decoder);
+      const [v] = await sql<{ major: string }[]>`select (current_setting('server_version_num')::int / 10000)::text as major`;
+      throw explainSlotCreationError(error, slotName, decoder, v?.major ?? "<version>");
     }
     slot = (await inspectSlot(sql, slotName))!;
   }
@@ -92,14 +119,14 @@ export async function ensureSlot(sql: Sql, slotName: string, decoder: Decoder): 
   return slot;
 }
 
-function explainSlotCreationError(error: unknown, slotName: string, decoder: Decoder): unknown {
+function explainSlotCreationError(error: unknown, slotName: string, decoder: Decoder, serverMajor: string): unknown {
   const e = error as { code?: string; message?: string };
   if (e.code === "42710") return error; // raced with another migrate: caller re-inspects
   if (e.code === "58P01" || /could not access file/.test(e.message ?? "")) {
     return new MigrationError(
       "PLUGIN_MISSING",
       `the ${decoder} output plugin is not installed on the PostgreSQL server (${e.message}). ` +
-        `Install it (Debian/Ubuntu: apt-get install postgresql-<version>-wal2json) or use --decoder pgoutput.`,
+        `Install it on the server (Debian/Ubuntu: apt-get install postgresql-${serverMajor}-${decoder}) or use --decoder pgoutput.`,
     );
   }
   if (/may not be used as an output plugin/.test(e.message ?? "")) {
