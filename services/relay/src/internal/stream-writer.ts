@@ -12,21 +12,8 @@ import { RelayFencedError } from "./errors.ts";
 export async function writeBatch(sql: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint): Promise<bigint> {
   const { rows, position } = batch;
   return sql.begin(async (tx) => {
-    if (batch.size > 0) {
-      await tx`
-        insert into tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
-        select s, p, o, i, k, t, d::jsonb, h::jsonb, timestamptz 'epoch' + c * interval '1 microsecond'
-          from unnest(${rows.stream}::text[], ${rows.partition}::int[], ${rows.offset}::bigint[],
-                      ${rows.id}::uuid[], ${rows.key}::text[], ${rows.type}::text[],
-                      ${rows.data}::text[], ${rows.headers}::text[], ${rows.committedAtMicros}::bigint[])
-            as u(s, p, o, i, k, t, d, h, c)`;
-      await tx`
-        insert into tributary.partition_offsets (stream, partition, next_offset)
-        select * from unnest(${batch.offsets.map((o) => o.stream)}::text[],
-                             ${batch.offsets.map((o) => o.partition)}::int[],
-                             ${batch.offsets.map((o) => o.nextOffset)}::bigint[])
-        on conflict (stream, partition) do update set next_offset = excluded.next_offset`;
-    }
+    // The compare-and-set comes first: a fenced relay stops here, before it
+    // could collide with (or wait on) the rows of the relay that replaced it.
     const updated = await tx<{ version: string }[]>`
       update tributary.relay_checkpoints
          set commit_lsn = ${Lsn.format(position.commitLsn)}::pg_lsn,
@@ -44,7 +31,22 @@ export async function writeBatch(sql: Sql, slotName: string, relayId: string, ba
           `(another relay took over). This relay's batch was rolled back.`,
       );
     }
-    if (batch.size > 0) await tx`select pg_notify('tributary_events', ${slotName})`;
+    if (batch.size > 0) {
+      await tx`
+        insert into tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
+        select s, p, o, i, k, t, d::jsonb, h::jsonb, timestamptz 'epoch' + c * interval '1 microsecond'
+          from unnest(${rows.stream}::text[], ${rows.partition}::int[], ${rows.offset}::bigint[],
+                      ${rows.id}::uuid[], ${rows.key}::text[], ${rows.type}::text[],
+                      ${rows.data}::text[], ${rows.headers}::text[], ${rows.committedAtMicros}::bigint[])
+            as u(s, p, o, i, k, t, d, h, c)`;
+      await tx`
+        insert into tributary.partition_offsets (stream, partition, next_offset)
+        select * from unnest(${batch.offsets.map((o) => o.stream)}::text[],
+                             ${batch.offsets.map((o) => o.partition)}::int[],
+                             ${batch.offsets.map((o) => o.nextOffset)}::bigint[])
+        on conflict (stream, partition) do update set next_offset = excluded.next_offset`;
+      await tx`select pg_notify('tributary_events', ${slotName})`;
+    }
     return BigInt(updated[0]!.version);
   }) as Promise<bigint>;
 }

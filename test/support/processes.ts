@@ -1,0 +1,506 @@
+/**
+ * What runs around the relay in fault-injection tests:
+ *
+ *   RelayChildren   relays in their own processes (test/support/relay-child.ts),
+ *                   to kill -9 at chosen points of a batch. The fixture is
+ *                   bundled once per test file with esbuild (a dependency of
+ *                   tsx and vitest): a child then starts in ~0.3 s instead of
+ *                   ~2 s under tsx, which is what makes crash loops affordable.
+ *   SupervisedRelay a relay child replaced when it dies, deaths remembered.
+ *   AppendWorkload  concurrent writers appending through the SQL API, some
+ *                   transactions cut into several relay batches, some rolled
+ *                   back. Each transaction also inserts its event ids into
+ *                   `test_ledger` (a business table, the transactional outbox):
+ *                   the ledger is the database's own word on what committed,
+ *                   which settles commits whose outcome a crash hid.
+ *   expectStreamMatchesLedger  the exactly-once check (invariants 1, 2, 3).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import type { Sql } from "postgres";
+import { expect } from "vitest";
+import { partitionFor } from "@tributary/client";
+import { assertDense, readAll } from "./streams.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it returns true; fails with `what` after `timeoutMs`. */
+export async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Relay children
+
+export type CrashPoint = "before-write" | "after-commit" | "after-ack";
+
+export interface RelayChildOptions {
+  readonly databaseUrl: string;
+  readonly slotName: string;
+  readonly maxBatchEvents?: number;
+  /** SIGKILL itself at this point of the `crashAfterBatches`-th batch. */
+  readonly crashAt?: CrashPoint;
+  readonly crashAfterBatches?: number;
+}
+
+export interface ChildExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+export class RelayChild {
+  /** How many times it printed "active" (once per session that took the lead). */
+  activations = 0;
+  exit: ChildExit | null = null;
+  /** Set when the test killed it (as opposed to the child dying by itself). */
+  killedByTest = false;
+  readonly exited: Promise<ChildExit>;
+  private stderr = "";
+
+  constructor(readonly process: ChildProcess) {
+    let stdout = "";
+    process.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+      const lines = stdout.split("\n");
+      stdout = lines.pop()!;
+      for (const line of lines) if (line === "active") this.activations++;
+    });
+    process.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      this.stderr = (this.stderr + chunk).slice(-20_000);
+    });
+    this.exited = new Promise((resolve) => {
+      process.once("exit", (code, signal) => {
+        this.exit = { code, signal };
+        resolve(this.exit);
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.process.pid!;
+  }
+
+  get alive(): boolean {
+    return this.exit === null;
+  }
+
+  /** The child's log (stderr), for assertions and failure messages. */
+  log(): string {
+    return this.stderr;
+  }
+
+  describe(): string {
+    const exit = this.exit ? ` exited (code ${this.exit.code}, signal ${this.exit.signal})` : "";
+    return `relay child ${this.pid}${exit}; its log:\n${this.stderr.split("\n").slice(-25).join("\n")}`;
+  }
+
+  async waitActive(activations = 1, timeoutMs = 20_000): Promise<void> {
+    await eventually(`relay child to lead (active #${activations})`, () => {
+      if (!this.alive) throw new Error(`expected it to lead, but ${this.describe()}`);
+      return this.activations >= activations;
+    }, timeoutMs);
+  }
+
+  async waitExit(timeoutMs: number): Promise<ChildExit> {
+    const timeout = sleep(timeoutMs).then(() => null);
+    const exit = await Promise.race([this.exited, timeout]);
+    if (!exit) throw new Error(`relay child did not exit within ${timeoutMs} ms; ${this.describe()}`);
+    return exit;
+  }
+
+  async kill(): Promise<ChildExit> {
+    this.killedByTest = true;
+    if (this.alive) this.process.kill("SIGKILL");
+    return this.exited;
+  }
+}
+
+/**
+ * Keeps one relay child running, like a process supervisor would: when the
+ * child dies by itself it is replaced, and the death is remembered. A fault
+ * the relay is meant to ride out (restart, dropped connection) should leave
+ * `deaths` empty; the replacement lets the test still check the stream.
+ */
+export class SupervisedRelay {
+  readonly deaths: Array<{ exit: ChildExit; log: string }> = [];
+  private readonly all: RelayChild[] = [];
+  private stopped = false;
+  current: RelayChild;
+
+  constructor(
+    private readonly children: RelayChildren,
+    private readonly options: RelayChildOptions,
+  ) {
+    this.current = this.spawn();
+  }
+
+  /** "active" lines printed by all its children so far. */
+  get activations(): number {
+    return this.all.reduce((n, c) => n + c.activations, 0);
+  }
+
+  describeDeaths(): string {
+    return this.deaths.map((d, i) => `death ${i + 1}: code ${d.exit.code}, signal ${d.exit.signal}; log:\n${d.log.split("\n").slice(-12).join("\n")}`).join("\n");
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.current.kill();
+  }
+
+  private spawn(): RelayChild {
+    const child = this.children.start(this.options);
+    this.all.push(child);
+    void child.exited.then((exit) => {
+      if (child.killedByTest || this.stopped) return;
+      this.deaths.push({ exit, log: child.log() });
+      this.current = this.spawn();
+    });
+    return child;
+  }
+}
+
+export class RelayChildren {
+  private readonly running = new Set<RelayChild>();
+
+  private constructor(
+    private readonly dir: string,
+    private readonly script: string,
+  ) {}
+
+  /** Bundles test/support/relay-child.ts (with its dependencies) into a temp folder. */
+  static async build(): Promise<RelayChildren> {
+    const { build } = await import("esbuild");
+    const dir = mkdtempSync(join(tmpdir(), "tributary-relay-child-"));
+    const script = join(dir, "relay-child.mjs");
+    await build({
+      entryPoints: [fileURLToPath(new URL("./relay-child.ts", import.meta.url))],
+      outfile: script,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      external: ["pg-native"],
+      // CommonJS dependencies (pg) call require() inside the ESM bundle.
+      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+      logLevel: "error",
+    });
+    return new RelayChildren(dir, script);
+  }
+
+  start(options: RelayChildOptions): RelayChild {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DATABASE_URL: options.databaseUrl,
+      SLOT: options.slotName,
+      MAX_BATCH_EVENTS: String(options.maxBatchEvents ?? 5000),
+      CRASH_AT: options.crashAt ?? "",
+      CRASH_AFTER_BATCHES: String(options.crashAfterBatches ?? 0),
+      REPORT_RSS: "",
+    };
+    const child = new RelayChild(spawn(process.execPath, [this.script], { env, stdio: ["ignore", "pipe", "pipe"] }));
+    this.running.add(child);
+    void child.exited.then(() => this.running.delete(child));
+    return child;
+  }
+
+  /** SIGKILLs every child still running and waits for them to exit. */
+  async killAll(): Promise<void> {
+    await Promise.all([...this.running].map((c) => c.kill()));
+  }
+
+  async dispose(): Promise<void> {
+    await this.killAll();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Relay connections, as the server sees them
+
+export interface RelayBackends {
+  /** The walsender streaming the slot. */
+  readonly walsender: number | null;
+  /** The session holding the relay's advisory lock. */
+  readonly lockHolder: number | null;
+  /** The relay's other connections (its pool: batches are written there). */
+  readonly others: number[];
+}
+
+/** Backends of the relay(s) of the current database, by role. */
+export async function relayBackends(sql: Sql, slotName: string): Promise<RelayBackends> {
+  const [slot] = await sql<{ pid: number | null }[]>`
+    select active_pid as pid from pg_replication_slots where slot_name = ${slotName}`;
+  // The relay's lock: pg_try_advisory_lock(0x74726962, hashtext(slot)), a two-key lock (objsubid 2).
+  const [lock] = await sql<{ pid: number }[]>`
+    select pid from pg_locks
+     where locktype = 'advisory' and granted and objsubid = 2 and classid = ${0x74726962}
+       and objid = (hashtext(${slotName})::bigint & 4294967295)::oid
+       and database = (select oid from pg_database where datname = current_database())`;
+  const walsender = slot?.pid ?? null;
+  const lockHolder = lock?.pid ?? null;
+  const rows = await sql<{ pid: number }[]>`
+    select pid from pg_stat_activity
+     where datname = current_database() and application_name like 'tributary-relay%' and pid <> pg_backend_pid()`;
+  const others = rows.map((r) => r.pid).filter((pid) => pid !== walsender && pid !== lockHolder);
+  return { walsender, lockHolder, others };
+}
+
+/**
+ * Terminates a relay connection caught inside a transaction (a batch being
+ * written), polling until one is caught. Returns its pid.
+ */
+export async function terminateRelayWriteInFlight(sql: Sql, timeoutMs = 10_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    // Materialized: the filter must run before pg_terminate_backend sees any row.
+    const [hit] = await sql<{ pid: number }[]>`
+      with writing as materialized (
+        select pid from pg_stat_activity
+         where datname = current_database() and application_name = 'tributary-relay'
+           and backend_type = 'client backend' and xact_start is not null and pid <> pg_backend_pid())
+      select pid from writing where pg_terminate_backend(pid)`;
+    if (hit) return hit.pid;
+  }
+  throw new Error(`no relay write in flight within ${timeoutMs} ms`);
+}
+
+export async function terminate(sql: Sql, pids: Array<number | null>): Promise<void> {
+  for (const pid of pids) if (pid !== null) await sql`select pg_terminate_backend(${pid})`;
+}
+
+export interface SlotPosition {
+  confirmedFlushLsn: string;
+  active: boolean;
+  activePid: number | null;
+}
+
+export async function slotPosition(sql: Sql, slotName: string): Promise<SlotPosition> {
+  const [row] = await sql<{ confirmed_flush_lsn: string; active: boolean; active_pid: number | null }[]>`
+    select confirmed_flush_lsn::text, active, active_pid from pg_replication_slots where slot_name = ${slotName}`;
+  if (!row) throw new Error(`slot ${slotName} is gone`);
+  return { confirmedFlushLsn: row.confirmed_flush_lsn, active: row.active, activePid: row.active_pid };
+}
+
+export interface CheckpointRow {
+  commitLsn: string;
+  endLsn: string;
+  partialCommitLsn: string | null;
+  partialEvents: number;
+  version: number;
+  relayId: string | null;
+}
+
+export async function readCheckpoint(sql: Sql, slotName: string): Promise<CheckpointRow> {
+  const [row] = await sql<{ commit_lsn: string; end_lsn: string; partial_commit_lsn: string | null; partial_events: string; version: string; relay_id: string | null }[]>`
+    select commit_lsn::text, end_lsn::text, partial_commit_lsn::text, partial_events::text, version::text, relay_id
+      from tributary.relay_checkpoints where slot_name = ${slotName}`;
+  if (!row) throw new Error(`no checkpoint for slot ${slotName}`);
+  return {
+    commitLsn: row.commit_lsn,
+    endLsn: row.end_lsn,
+    partialCommitLsn: row.partial_commit_lsn,
+    partialEvents: Number(row.partial_events),
+    version: Number(row.version),
+    relayId: row.relay_id,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Writers
+
+export interface WorkloadOptions {
+  readonly writers: number;
+  /** Streams the writers append to (created by the caller, or auto-created with 8 partitions). */
+  readonly streams: readonly string[];
+  /** Events per transaction, cycled; sizes above the relay's batch size get cut into chunks. */
+  readonly sizes: readonly number[];
+  /** Every n-th transaction of a writer appends and then rolls back. */
+  readonly rollbackEvery: number;
+  readonly pauseMs: number;
+  /**
+   * Keep going when a transaction fails for another reason than our rollback
+   * (server restarts, dropped connections). Otherwise the workload stops and
+   * stop() rejects with the error.
+   */
+  readonly tolerateErrors?: boolean;
+}
+
+export interface WorkloadReport {
+  /** Ids whose COMMIT returned successfully. */
+  readonly committed: string[];
+  /** Ids of transactions we rolled back on purpose. */
+  readonly rolledBack: string[];
+  /** Ids whose COMMIT was sent but whose outcome we did not learn (connection lost). */
+  readonly ambiguous: string[];
+  readonly transactions: number;
+  readonly errors: number;
+}
+
+/**
+ * Writers on node-postgres connections, through the SQL API
+ * (tributary.append_many, what the client's appendBatch calls). Not
+ * postgres.js: in postgres.js 3.4.9 a transaction whose connection dies
+ * issues its ROLLBACK on the dead socket and throws an uncaught TypeError
+ * (porsager/postgres#1208), which would take the test worker down during a
+ * server restart.
+ */
+export class AppendWorkload {
+  private stopping = false;
+  private readonly loops: Promise<void>[] = [];
+  private readonly committed: string[] = [];
+  private readonly rolledBack: string[] = [];
+  private readonly ambiguous: string[] = [];
+  private transactions = 0;
+  private errors = 0;
+  private failure: unknown = null;
+
+  private constructor(
+    private readonly databaseUrl: string,
+    private readonly options: WorkloadOptions,
+  ) {}
+
+  /** Creates the ledger table and starts the writers. */
+  static async start(sql: Sql, databaseUrl: string, options: WorkloadOptions): Promise<AppendWorkload> {
+    await sql`create table if not exists test_ledger (id uuid primary key, stream text not null, key text not null, seq bigint not null)`;
+    const workload = new AppendWorkload(databaseUrl, options);
+    for (let w = 0; w < options.writers; w++) workload.loops.push(workload.writer(w));
+    return workload;
+  }
+
+  async stop(): Promise<WorkloadReport> {
+    this.stopping = true;
+    await Promise.all(this.loops);
+    if (this.failure) throw this.failure;
+    return {
+      committed: this.committed,
+      rolledBack: this.rolledBack,
+      ambiguous: this.ambiguous,
+      transactions: this.transactions,
+      errors: this.errors,
+    };
+  }
+
+  private async connect(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.databaseUrl, application_name: "test-writer" });
+    client.on("error", () => {}); // a dropped idle connection: the next query fails and we reconnect
+    await client.connect();
+    return client;
+  }
+
+  private async writer(w: number): Promise<void> {
+    const { streams, sizes, rollbackEvery, pauseMs } = this.options;
+    let client: pg.Client | null = null;
+    let seq = 0;
+    for (let t = 0; !this.stopping; t++) {
+      const size = sizes[(t + w) % sizes.length]!;
+      const rollback = rollbackEvery > 0 && t % rollbackEvery === rollbackEvery - 1;
+      const events = Array.from({ length: size }, (_, i) => ({
+        stream: streams[(t + i) % streams.length]!,
+        key: `w${w}-k${(t + i) % 5}`,
+        data: JSON.stringify({ w, t, i }),
+        headers: JSON.stringify({ writer: w }),
+        seq: seq++,
+      }));
+      let ids: string[] = [];
+      let commitSent = false;
+      try {
+        client ??= await this.connect();
+        await client.query("begin");
+        const appended = await client.query<{ ids: string[] }>(
+          "select tributary.append_many($1::text[], $2::text[], $3::text[], $4::text[]::jsonb[], $5::text[]::jsonb[])::text[] as ids",
+          [events.map((e) => e.stream), events.map((e) => e.key), events.map(() => "FaultTested"), events.map((e) => e.data), events.map((e) => e.headers)],
+        );
+        ids = appended.rows[0]!.ids;
+        await client.query(
+          "insert into test_ledger (id, stream, key, seq) select * from unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[])",
+          [ids, events.map((e) => e.stream), events.map((e) => e.key), events.map((e) => e.seq)],
+        );
+        if (rollback) {
+          await client.query("rollback");
+          this.rolledBack.push(...ids);
+        } else {
+          commitSent = true;
+          await client.query("commit");
+          this.committed.push(...ids);
+          this.transactions++;
+        }
+      } catch (error) {
+        this.errors++;
+        if (commitSent) this.ambiguous.push(...ids);
+        void client?.end().catch(() => undefined);
+        client = null;
+        if (!this.options.tolerateErrors) {
+          this.failure ??= error;
+          this.stopping = true;
+          return;
+        }
+        await sleep(100);
+      }
+      if (pauseMs > 0) await sleep(pauseMs);
+    }
+    await client?.end().catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The exactly-once check
+
+/**
+ * The stream equals exactly the events whose ledger rows committed
+ * (invariant 1), offsets are dense per partition and match
+ * tributary.partition_offsets (2), partitions follow murmur2 and, per key,
+ * stream order is commit order (3). `report` cross-checks what the writers
+ * saw: everything whose COMMIT returned is in, nothing rolled back is.
+ */
+export async function expectStreamMatchesLedger(sql: Sql, report?: WorkloadReport): Promise<void> {
+  const ledger = await sql<{ id: string; stream: string; key: string; seq: string }[]>`
+    select id::text, stream, key, seq::text from test_ledger`;
+  const events = await readAll(sql);
+  const streamIds = events.map((e) => e.id);
+  const inStream = new Set(streamIds);
+  const inLedger = new Map(ledger.map((l) => [l.id, l]));
+
+  const duplicates = streamIds.length - inStream.size;
+  const missing = ledger.filter((l) => !inStream.has(l.id)).map((l) => l.id);
+  const extra = streamIds.filter((id) => !inLedger.has(id));
+  expect({ duplicates, missing: missing.length, extra: extra.length }, `first missing ${missing.slice(0, 3)}, first extra ${extra.slice(0, 3)}`)
+    .toEqual({ duplicates: 0, missing: 0, extra: 0 });
+  expect(events.length).toBe(ledger.length);
+
+  assertDense(events);
+  const partitions = new Map((await sql<{ name: string; partitions: number }[]>`select name, partitions from tributary.streams`).map((s) => [s.name, s.partitions]));
+  const counts = new Map<string, number>();
+  const lastSeq = new Map<string, number>();
+  for (const e of events) {
+    const row = inLedger.get(e.id)!;
+    expect([e.stream, e.key]).toEqual([row.stream, row.key]);
+    expect(`w${(e.data as { w: number }).w}-`, "the event's data belongs to its key's writer").toBe(e.key.slice(0, e.key.indexOf("-") + 1));
+    expect(e.partition, `partition of key ${e.key}`).toBe(partitionFor(e.key, partitions.get(e.stream)!));
+    const k = `${e.stream}/${e.partition}`;
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+    // Each key is written by one writer, in sequence: its commit order is its seq order.
+    const keyOrder = `${e.stream}/${e.key}`;
+    const seq = Number(row.seq);
+    const previous = lastSeq.get(keyOrder) ?? -1;
+    if (seq <= previous) throw new Error(`key ${keyOrder}: seq ${seq} at offset ${e.offset} after seq ${previous}: stream order is not commit order`);
+    lastSeq.set(keyOrder, seq);
+  }
+  const offsets = await sql<{ stream: string; partition: number; next_offset: string }[]>`
+    select stream, partition, next_offset::text from tributary.partition_offsets`;
+  expect(new Map(offsets.map((o) => [`${o.stream}/${o.partition}`, Number(o.next_offset)]))).toEqual(counts);
+
+  if (report) {
+    expect(report.committed.filter((id) => !inStream.has(id)), "committed (COMMIT returned) but not in the stream").toEqual([]);
+    expect(report.rolledBack.filter((id) => inStream.has(id)), "rolled back but in the stream").toEqual([]);
+    expect(report.rolledBack.length, "the workload rolled some transactions back").toBeGreaterThan(0);
+  }
+}
