@@ -7,11 +7,10 @@
  * transaction) and TRIBUTARY_MEMORY_BACKLOG_EVENTS (default 1,000,000 events
  * in 1,000-event transactions; `npm run bench:memory` runs 10,000,000).
  */
-import { afterEach, beforeEach, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
-import { spawnRelay, type RelayProcess } from "./support/relay-process.ts";
+import { RelayChildren } from "./support/processes.ts";
 import { assertDense, waitForCount } from "./support/streams.ts";
-import { describe } from "vitest";
 
 const MB = 1 << 20;
 const LIMIT = 300 * MB;
@@ -22,20 +21,25 @@ const backend = backends().find((b) => b.name === "pg18-pgoutput") ?? backends()
 
 describe(`bounded relay memory [${backend.name}]`, () => {
   let db: TestDatabase;
-  let relay: RelayProcess | undefined;
+  let children: RelayChildren;
 
+  beforeAll(async () => {
+    children = await RelayChildren.build();
+  });
+  afterAll(async () => {
+    await children.dispose();
+  });
   beforeEach(async () => {
     db = await createTestDatabase(backend);
   });
   afterEach(async () => {
-    relay?.kill();
-    await relay?.exited;
+    await children.killAll();
     await db.drop();
   });
 
   async function relayAll(expected: number): Promise<number> {
-    relay = spawnRelay({ DATABASE_URL: db.url, SLOT: db.slotName }, { reportRss: true });
-    await waitForCount(db.sql, expected, 600_000);
+    const relay = children.start({ databaseUrl: db.url, slotName: db.slotName, reportRss: true });
+    await waitForCount(db.sql, expected, 900_000);
     return relay.peakRss();
   }
 

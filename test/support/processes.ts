@@ -49,6 +49,8 @@ export interface RelayChildOptions {
   /** SIGKILL itself at this point of the `crashAfterBatches`-th batch. */
   readonly crashAt?: CrashPoint;
   readonly crashAfterBatches?: number;
+  /** Report RSS every 200 ms (read with `peakRss()`). */
+  readonly reportRss?: boolean;
 }
 
 export interface ChildExit {
@@ -64,6 +66,7 @@ export class RelayChild {
   killedByTest = false;
   readonly exited: Promise<ChildExit>;
   private stderr = "";
+  private peak = 0;
 
   constructor(readonly process: ChildProcess) {
     let stdout = "";
@@ -71,7 +74,10 @@ export class RelayChild {
       stdout += chunk;
       const lines = stdout.split("\n");
       stdout = lines.pop()!;
-      for (const line of lines) if (line === "active") this.activations++;
+      for (const line of lines) {
+        if (line === "active") this.activations++;
+        else if (line.startsWith("rss ")) this.peak = Math.max(this.peak, Number(line.slice(4)));
+      }
     });
     process.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
       this.stderr = (this.stderr + chunk).slice(-20_000);
@@ -86,6 +92,11 @@ export class RelayChild {
 
   get pid(): number {
     return this.process.pid!;
+  }
+
+  /** Highest RSS the child reported (bytes), when started with `reportRss`. */
+  peakRss(): number {
+    return this.peak;
   }
 
   get alive(): boolean {
@@ -204,9 +215,10 @@ export class RelayChildren {
       MAX_BATCH_EVENTS: String(options.maxBatchEvents ?? 5000),
       CRASH_AT: options.crashAt ?? "",
       CRASH_AFTER_BATCHES: String(options.crashAfterBatches ?? 0),
-      REPORT_RSS: "",
+      REPORT_RSS: options.reportRss ? "1" : "",
     };
-    const child = new RelayChild(spawn(process.execPath, [this.script], { env, stdio: ["ignore", "pipe", "pipe"] }));
+    // The same V8 heap limit as `tributary relay` (packages/cli/bin/tributary.js).
+    const child = new RelayChild(spawn(process.execPath, ["--max-old-space-size=128", this.script], { env, stdio: ["ignore", "pipe", "pipe"] }));
     this.running.add(child);
     void child.exited.then(() => this.running.delete(child));
     return child;
