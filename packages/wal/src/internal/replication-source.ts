@@ -31,9 +31,7 @@ export type DecoderName = "pgoutput" | "wal2json";
 
 export interface ReplicationHandler {
   /** Called for each message in order; a returned promise pauses reading until it settles. */
-  onMessage(message: WalMessage, drained: boolean): void | Promise<void>;
-  /** Everything received so far was handled (after a message that is not ours). */
-  onDrained(): void | Promise<void>;
+  onMessage(message: WalMessage): void | Promise<void>;
   /** The LSN up to which everything is durably handled (sent as flush position). */
   durableLsn(): Lsn;
   /** True when nothing received is waiting to be written. */
@@ -88,8 +86,7 @@ export class ReplicationSource {
         try {
           const message = toMessage(raw as never);
           this.handled++;
-          const drained = this.handled === this.received;
-          const result = message ? handler.onMessage(message, drained) : drained ? handler.onDrained() : undefined;
+          const result = message ? handler.onMessage(message) : undefined;
           if (result) return result.catch(fail);
         } catch (error) {
           fail(error);

@@ -1,10 +1,11 @@
 /**
  * Moves WalMessages from the replication source into the stream table.
  *
- * Backpressure: messages are accepted into the current batch; a full batch
- * (or a drained socket at a transaction boundary) is written while the next
- * batch fills, at most one write in flight. When a second batch is full
- * before the first is written, the handler's promise pauses the socket.
+ * Backpressure: messages are accepted into the current batch, which is
+ * written at the next transaction boundary whenever no write is in flight,
+ * or as soon as it is full. At most one write is in flight; when a second
+ * batch is full before the first is written, the handler's promise pauses
+ * the socket.
  * Memory is therefore at most two batches, whatever the transaction or
  * backlog size (invariant 6).
  *
@@ -48,15 +49,11 @@ export class RelayPump implements ReplicationHandler {
     private readonly hooks: BatchHooks = {},
   ) {}
 
-  onMessage(message: WalMessage, drained: boolean): void | Promise<void> {
+  onMessage(message: WalMessage): void | Promise<void> {
     const full = this.state.accept(message);
     if (message.kind === "begin") this.stats.lastCommitTimeMicros = message.commitTimeMicros;
-    if (full) return this.flush();
-    if (drained && !this.state.inTransaction() && this.state.hasBatch()) return this.flush();
-  }
-
-  onDrained(): void | Promise<void> {
-    if (!this.state.inTransaction() && this.state.hasBatch()) return this.flush();
+    if (full) return this.flushFull();
+    this.writeIfIdle();
   }
 
   durableLsn(): Lsn {
@@ -71,17 +68,37 @@ export class RelayPump implements ReplicationHandler {
     this.state.advanceIdle(lsn);
   }
 
-  /** Waits for the write in flight, then starts writing the current batch. */
-  private async flush(): Promise<void> {
-    if (this.writing) await this.writing;
-    if (!this.state.hasBatch()) return;
+  /**
+   * Adaptive batching: whenever no write is in flight and a transaction just
+   * ended, write what has accumulated. While a write is in flight the next
+   * batch keeps filling at full speed, so batches grow exactly when the
+   * database is the bottleneck and stay small (low latency) when it is not.
+   */
+  private writeIfIdle(): void {
+    if (this.writing || this.state.inTransaction() || !this.state.hasBatch()) return;
+    this.startWrite();
+  }
+
+  /** The batch is full: wait for the write in flight (backpressure), then write it. */
+  private async flushFull(): Promise<void> {
+    while (this.writing) await this.writing;
+    this.startWrite();
+  }
+
+  private startWrite(): void {
     const batch = this.state.takeBatch();
-    this.writing = this.write(batch).finally(() => {
-      this.writing = null;
-    });
-    // Do not wait: the next batch fills while this one is written. A failure
-    // aborts the source, which ends the session.
-    this.writing.catch((error) => this.source.abort(error));
+    this.writing = this.write(batch).then(
+      () => {
+        this.writing = null;
+        this.writeIfIdle();
+      },
+      (error: unknown) => {
+        // The session ends; the next one restarts from the database's checkpoint.
+        this.source.abort(error);
+        throw error;
+      },
+    );
+    this.writing.catch(() => undefined);
   }
 
   private async write(batch: Batch): Promise<void> {

@@ -8,6 +8,7 @@ import type { Sql } from "postgres";
 import { Lsn } from "@tributary/wal";
 import type { Batch } from "./relay-state.ts";
 import { RelayFencedError } from "./errors.ts";
+import { toCopyText } from "./copy-format.ts";
 
 export async function writeBatch(sql: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint): Promise<bigint> {
   const { rows, position } = batch;
@@ -32,13 +33,14 @@ export async function writeBatch(sql: Sql, slotName: string, relayId: string, ba
       );
     }
     if (batch.size > 0) {
-      await tx`
-        insert into tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
-        select s, p, o, i, k, t, d::jsonb, h::jsonb, timestamptz 'epoch' + c * interval '1 microsecond'
-          from unnest(${rows.stream}::text[], ${rows.partition}::int[], ${rows.offset}::bigint[],
-                      ${rows.id}::uuid[], ${rows.key}::text[], ${rows.type}::text[],
-                      ${rows.data}::text[], ${rows.headers}::text[], ${rows.committedAtMicros}::bigint[])
-            as u(s, p, o, i, k, t, d, h, c)`;
+      const copy = await tx`
+        copy tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
+        from stdin`.writable();
+      await new Promise<void>((resolve, reject) => {
+        copy.once("error", reject);
+        copy.once("finish", resolve);
+        copy.end(toCopyText(rows));
+      });
       await tx`
         insert into tributary.partition_offsets (stream, partition, next_offset)
         select * from unnest(${batch.offsets.map((o) => o.stream)}::text[],
