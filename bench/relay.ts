@@ -1,0 +1,269 @@
+/**
+ * npm run bench:relay — how close the relay comes to the server's own
+ * logical decoding speed, and the commit → stream lag under steady load.
+ *
+ *   1. migrate (slot 'tributary'), create slot 'bench_recv' with the same
+ *      plugin (both see the same WAL), write N events (half single-event,
+ *      half 100-event transactions) from several connections.
+ *   2. (a) pg_recvlogical drains 'bench_recv' to the end LSN into /dev/null:
+ *          the decode limit of this server;
+ *      (b) the relay (own process) drains 'tributary' into tributary.events:
+ *          timed from "active" until the stream holds N events.
+ *   3. a fresh relay; a producer paces small transactions at a steady rate;
+ *      lag = clock_timestamp() - committed_at when a LISTENing reader first
+ *      sees the row (database clock only).
+ *   4. one table of figures and settings.
+ * --profile runs (b) under node --cpu-prof and summarizes where the relay's
+ * CPU goes.
+ *
+ * A benchmark, not a test: it asserts only what makes its figures meaningful
+ * (every event arrived exactly once).
+ */
+import { mkdtempSync, readdirSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres, { type Sql } from "postgres";
+import { migrate } from "@tributary/migrate";
+import { createStream } from "@tributary/client";
+import type { Cluster } from "@tributary/testkit";
+import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
+import { currentWalLsn, describeServer, postmasterPid, startBenchServer, walBytesBetween } from "./support/bench-server.ts";
+import { writeBacklog } from "./support/bulk-writer.ts";
+import { cpuBetween, cpuSnapshot, describeCpu, loadAverage, processCpuSeconds, reapedChildrenCpuSeconds } from "./support/cpu-accounting.ts";
+import { summarizeCpuProfile, type ProfileSummary } from "./support/cpu-profile-summary.ts";
+import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
+import { measureLag } from "./support/lag-probe.ts";
+import { drainSlot } from "./support/recvlogical-drain.ts";
+import { checkpointVersion } from "./support/relay-checkpoint.ts";
+import { startRelayProcess } from "./support/relay-process.ts";
+import { fmt, formatTable, progress } from "./support/report-table.ts";
+import { followWalsenderCpu, relayServerCpu } from "./support/server-processes.ts";
+import { streamedEvents, waitForStreamedEvents } from "./support/stream-progress.ts";
+
+const usage = `npm run bench:relay -- [flags]
+${serverUsage}
+  --events N                    events in the backlog (default 200000)
+  --writers N                   concurrent writer connections (default 8)
+  --batch-events N              relay MAX_BATCH_EVENTS (default 5000, the relay's default)
+  --lag-rate N                  events/s of the lag phase (default 5000)
+  --lag-seconds N               duration of the lag phase (default 15)
+  --lag-tx-events N             events per producer transaction in the lag phase (default 1)
+  --relay-node-args=…           extra node flags for the relay process (e.g. --relay-node-args=--max-old-space-size=128)
+  --profile                     run (b) under node --cpu-prof and summarize the profile`;
+
+const RELAY_SLOT = "tributary";
+const RECV_SLOT = "bench_recv";
+const LAG_STREAM = "lag";
+
+const { flags, values } = parseBenchFlags(
+  process.argv.slice(2),
+  {
+    events: { type: "string", default: "200000" },
+    writers: { type: "string", default: "8" },
+    "batch-events": { type: "string", default: "5000" },
+    "lag-rate": { type: "string", default: "5000" },
+    "lag-seconds": { type: "string", default: "15" },
+    "lag-tx-events": { type: "string", default: "1" },
+    // Same V8 heap limit as `tributary relay` (packages/cli/bin/tributary.js).
+    "relay-node-args": { type: "string", default: "--max-old-space-size=128" },
+    profile: { type: "boolean", default: false },
+  },
+  usage,
+);
+const options = {
+  events: positiveInt(values.events, "events"),
+  writers: positiveInt(values.writers, "writers"),
+  batchEvents: positiveInt(values["batch-events"], "batch-events"),
+  lagRate: positiveInt(values["lag-rate"], "lag-rate"),
+  lagSeconds: positiveInt(values["lag-seconds"], "lag-seconds"),
+  lagTxEvents: positiveInt(values["lag-tx-events"], "lag-tx-events"),
+  relayNodeArgs: String(values["relay-node-args"] ?? "").split(/\s+/).filter(Boolean),
+  profileDir: values.profile === true ? mkdtempSync(join(tmpdir(), "tributary-relay-prof-")) : null,
+};
+
+/** What every phase needs: the server, an admin connection, the postmaster for CPU accounting. */
+interface Bench {
+  readonly cluster: Cluster;
+  readonly sql: Sql;
+  readonly pmPid: number;
+}
+
+const perEvent = (seconds: number) => ((seconds * 1e6) / options.events).toFixed(1);
+
+/** 1. The backlog, and the WAL it made. */
+async function writePhase({ cluster, sql, pmPid }: Bench) {
+  progress(`writing ${fmt.int(options.events)} events with ${options.writers} connections`);
+  const startLsn = await currentWalLsn(sql);
+  const before = cpuSnapshot(pmPid);
+  const written = await writeBacklog(cluster.url, options.events, options.writers, (n) => progress(`  written ${fmt.int(n)}`));
+  const cpu = cpuBetween(before, cpuSnapshot(pmPid));
+  const endLsn = await currentWalLsn(sql);
+  const walBytes = await walBytesBetween(sql, startLsn, endLsn);
+  progress(`backlog written in ${written.seconds.toFixed(1)} s; WAL ${fmt.mb(walBytes)} up to ${endLsn}`);
+  return {
+    endLsn,
+    walBytes,
+    rows: [
+      ["backlog written", `${fmt.int(written.events)} events, ${fmt.int(written.transactions)} tx (50% 1-event, 50% 100-event), ${options.writers} conns, ${written.seconds.toFixed(1)} s = ${fmt.int(written.events / written.seconds)} ev/s`],
+      ["WAL to decode", `${fmt.mb(walBytes)} (${fmt.int(walBytes / options.events)} B/event), ${startLsn} → ${endLsn}`],
+    ],
+    cpuRow: ["CPU during write", describeCpu(cpu)],
+  };
+}
+
+/** 2a. The decode limit: pg_recvlogical into /dev/null. */
+async function decodeLimitPhase({ cluster, sql, pmPid }: Bench, endLsn: string, walBytes: number) {
+  progress("(a) pg_recvlogical draining the backlog");
+  const before = cpuSnapshot(pmPid);
+  const walsender = followWalsenderCpu(sql, "pg_recvlogical");
+  const reapedBefore = reapedChildrenCpuSeconds();
+  const drained = await drainSlot(cluster.url, RECV_SLOT, flags.decoder, endLsn);
+  const clientCpu = reapedChildrenCpuSeconds() - reapedBefore;
+  const walsenderCpu = await walsender.stop();
+  const cpu = cpuBetween(before, cpuSnapshot(pmPid));
+  const rate = options.events / drained.seconds;
+  progress(`(a) ${drained.seconds.toFixed(2)} s = ${fmt.int(rate)} events/s`);
+  return {
+    rate,
+    cpuPerEvent: walsenderCpu + clientCpu,
+    headline: ["(a) pg_recvlogical → /dev/null", `${fmt.int(rate)} ev/s (${drained.seconds.toFixed(2)} s, ${(walBytes / (1 << 20) / drained.seconds).toFixed(1)} MB/s of WAL)`],
+    cpuRow: ["CPU during (a)", `${describeCpu(cpu)}; walsender ${walsenderCpu.toFixed(2)} s, pg_recvlogical ${clientCpu.toFixed(2)} s`],
+  };
+}
+
+/** 2b. The relay, in its own process, drains the same WAL into tributary.events. */
+async function relayDrainPhase({ cluster, sql, pmPid }: Bench) {
+  progress(`(b) relay draining the backlog${options.profileDir ? " (under --cpu-prof)" : ""}`);
+  const batchesBefore = await checkpointVersion(sql, RELAY_SLOT);
+  const before = cpuSnapshot(pmPid);
+  const spawnedAt = performance.now();
+  const relay = startRelayProcess({
+    databaseUrl: cluster.url,
+    slotName: RELAY_SLOT,
+    maxBatchEvents: options.batchEvents,
+    nodeArgs: options.relayNodeArgs,
+    ...(options.profileDir ? { cpuProfileDir: options.profileDir } : {}),
+  });
+  const activeAt = await relay.active;
+  const relayCpuAtActive = processCpuSeconds(relay.pid) ?? 0;
+  const doneAt = await waitForStreamedEvents(sql, options.events, 600_000, (n) => progress(`  streamed ${fmt.int(n)}`));
+  const relayProcessCpu = (processCpuSeconds(relay.pid) ?? 0) - relayCpuAtActive;
+  const backends = await relayServerCpu(sql, RELAY_SLOT);
+  const cpu = cpuBetween(before, cpuSnapshot(pmPid));
+  const batches = (await checkpointVersion(sql, RELAY_SLOT)) - batchesBefore;
+  const exit = await relay.stop();
+  if (exit !== 0) throw new Error(`relay child exited with ${exit}: ${relay.stderr()}`);
+  const [stored] = await sql<{ n: string }[]>`select count(*)::text as n from tributary.events`;
+  if (Number(stored!.n) !== options.events) throw new Error(`tributary.events holds ${stored!.n} rows, expected exactly ${options.events}`);
+  const seconds = (doneAt - activeAt) / 1000;
+  const rate = options.events / seconds;
+  progress(`(b) ${seconds.toFixed(2)} s = ${fmt.int(rate)} events/s`);
+  const totalCpu = backends.walsender + backends.backends + relayProcessCpu;
+  return {
+    rate,
+    cpuPerEvent: totalCpu,
+    headline: [`(b) relay → tributary.events${options.profileDir ? " [profiled]" : ""}`, `${fmt.int(rate)} ev/s (${seconds.toFixed(2)} s from active; ${((doneAt - spawnedAt) / 1000).toFixed(2)} s from spawn)`],
+    details: [
+      ["CPU µs/event of (b)", `walsender ${perEvent(backends.walsender)} + relay's writes ${perEvent(backends.backends)} + relay process ${perEvent(relayProcessCpu)}`],
+      ["relay batches during (b)", `${fmt.int(batches)} (${fmt.int(options.events / Math.max(1, batches))} events/batch)`],
+      ["relay peak RSS during (b)", fmt.mb(relay.peakRss())],
+    ],
+    cpuRow: ["CPU during (b)", `${describeCpu(cpu)}; walsender ${backends.walsender.toFixed(2)} s, relay's backends ${backends.backends.toFixed(2)} s, relay process ${relayProcessCpu.toFixed(2)} s`],
+  };
+}
+
+/** 3. Commit → stream lag at a steady rate, with a fresh (never profiled) relay. */
+async function lagPhase({ cluster, sql, pmPid }: Bench) {
+  progress(`lag: ${fmt.int(options.lagRate)} events/s for ${options.lagSeconds} s`);
+  const relay = startRelayProcess({ databaseUrl: cluster.url, slotName: RELAY_SLOT, maxBatchEvents: options.batchEvents, nodeArgs: options.relayNodeArgs });
+  await relay.active;
+  const batchesBefore = await checkpointVersion(sql, RELAY_SLOT);
+  const before = cpuSnapshot(pmPid);
+  const lag = await measureLag({
+    url: cluster.url,
+    stream: LAG_STREAM,
+    rate: options.lagRate,
+    seconds: options.lagSeconds,
+    warmupSeconds: 1,
+    producerConnections: 8,
+    eventsPerTransaction: options.lagTxEvents,
+  });
+  const cpu = cpuBetween(before, cpuSnapshot(pmPid));
+  progress(`lag per second of commit time (events/max ms): ${lag.perSecond}`);
+  const batches = (await checkpointVersion(sql, RELAY_SLOT)) - batchesBefore;
+  const peakRss = relay.peakRss();
+  await relay.stop();
+  const total = await streamedEvents(sql);
+  if (total !== options.events + lag.appended) throw new Error(`stream holds ${total} events, expected ${options.events + lag.appended}`);
+  return [
+    [`lag @ ${fmt.int(options.lagRate)} ev/s target`, `achieved ${fmt.int(lag.achievedRate)} ev/s of ${options.lagTxEvents}-event tx for ${options.lagSeconds} s (${fmt.int(lag.samples)} samples after 1 s warm-up; max ${lag.maxInFlight} tx in flight)`],
+    ["lag commit → row visible p50 / p99 / max", `${lag.p50Ms.toFixed(1)} / ${lag.p99Ms.toFixed(1)} / ${lag.maxMs.toFixed(1)} ms`],
+    ["relay peak RSS during lag", fmt.mb(peakRss)],
+    ["relay batches during lag", `${fmt.int(batches)} (${(lag.produced / Math.max(1, batches)).toFixed(1)} events/batch)`],
+    ["CPU during lag", describeCpu(cpu)],
+  ];
+}
+
+async function run(bench: Bench, loadBefore: string): Promise<void> {
+  const serverLine = await describeServer(bench.sql);
+  await migrate(bench.sql, { slotName: RELAY_SLOT, decoder: flags.decoder });
+  await bench.sql`select pg_create_logical_replication_slot(${RECV_SLOT}, ${flags.decoder})`;
+  for (const stream of [...BENCH_STREAMS, LAG_STREAM]) await createStream(bench.sql, stream, BENCH_PARTITIONS);
+
+  const write = await writePhase(bench);
+  const decodeLimit = await decodeLimitPhase(bench, write.endLsn, write.walBytes);
+  const relay = await relayDrainPhase(bench);
+  const lagRows = await lagPhase(bench);
+
+  const rows = [
+    ["server / decoder", `${serverLine} / ${flags.decoder}`],
+    ...write.rows,
+    decodeLimit.headline,
+    relay.headline,
+    ["ratio relay / pg_recvlogical", `${(relay.rate / decodeLimit.rate).toFixed(2)} (wall clock)`],
+    ["CPU µs/event (a) / (b)", `${perEvent(decodeLimit.cpuPerEvent)} / ${perEvent(relay.cpuPerEvent)}: cost ratio ${(decodeLimit.cpuPerEvent / relay.cpuPerEvent).toFixed(2)} (CPU time: far less load-dependent than wall clock)`],
+    ...relay.details,
+    write.cpuRow,
+    decodeLimit.cpuRow,
+    relay.cpuRow,
+    ...lagRows,
+    ["relay settings", `MAX_BATCH_EVENTS=${options.batchEvents}, maxBatchBytes=8 MB (default), relay child via tsx${options.relayNodeArgs.length ? `, node ${options.relayNodeArgs.join(" ")}` : ""}`],
+    ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
+  ];
+  process.stdout.write(`\nRelay benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);
+  if (options.profileDir) printProfile(summarizeCpuProfile(mainThreadProfile(options.profileDir)), options.profileDir);
+}
+
+/** The main thread's profile: CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile, thread 0 (tsx's loader runs in a worker). */
+function mainThreadProfile(dir: string): string {
+  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile") && f.split(".")[4] === "0").sort();
+  if (files.length === 0) throw new Error(`no main-thread .cpuprofile in ${dir}: did the relay child exit cleanly?`);
+  return join(dir, files.at(-1)!);
+}
+
+function printProfile(summary: ProfileSummary, dir: string): void {
+  process.stdout.write(`\nRelay CPU profile during (b): ${(summary.windowMs / 1000).toFixed(2)} s streaming window, self time\n`);
+  process.stdout.write(
+    formatTable(["category", "ms", "share"], summary.categories.map((c) => [c.category, fmt.int(c.ms), fmt.pct(c.share)])) + "\n\n",
+  );
+  process.stdout.write(
+    formatTable(["function", "where", "ms", "share"], summary.functions.map((f) => [f.fn, f.where, fmt.int(f.ms), fmt.pct(f.share)]), [0, 1]) + "\n",
+  );
+  process.stdout.write(`(profile kept in ${dir})\n`);
+}
+
+const loadBefore = loadAverage();
+progress(`starting ${flags.server} (load average ${loadBefore})`);
+const cluster = await startBenchServer(flags.server, flags.settings);
+const sql = postgres(cluster.url, { max: 4, onnotice: () => {} });
+let exitCode = 0;
+try {
+  await run({ cluster, sql, pmPid: postmasterPid(cluster) }, loadBefore);
+} catch (error) {
+  exitCode = 1;
+  process.stderr.write(`bench:relay failed: ${(error as Error)?.stack ?? error}\n${cluster.serverLog()}\n`);
+} finally {
+  await sql.end({ timeout: 5 });
+  await cluster.destroy();
+}
+process.exit(exitCode);

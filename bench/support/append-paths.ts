@@ -1,0 +1,116 @@
+/**
+ * The ways an append can reach the WAL, as the append-path benchmark writes
+ * them. Each writes one transaction per call, as one autocommit statement
+ * (one round trip), so the paths differ only in what the server does.
+ *
+ *   logical message   tributary.append / append_many (the product): validation
+ *                     in PL/pgSQL, then pg_logical_emit_message(true, ...).
+ *   raw message       pg_logical_emit_message(true, ...) with the same payload
+ *                     and no validation: how much of the above is PL/pgSQL.
+ *   outbox row        INSERT into bench_outbox (benchmark scaffolding, created
+ *                     here, not product schema); a consumer deletes the rows
+ *                     it has "relayed" (see outbox-consumer.ts).
+ */
+import { randomUUID } from "node:crypto";
+import type { Sql } from "postgres";
+import { BENCH_PARTITIONS, type BenchEvent } from "./event-payload.ts";
+
+export interface AppendPath {
+  readonly name: string;
+  readonly usesOutbox: boolean;
+  /** Writes `events` in one transaction; returns the ids of the events. */
+  write(sql: Sql, events: readonly BenchEvent[]): Promise<string[]>;
+}
+
+const messagePayload = (e: BenchEvent, id: string) =>
+  `${JSON.stringify([e.stream, e.key, BENCH_PARTITIONS, id, e.type])}\n${e.headers}\n${e.data}`;
+
+export const logicalMessagePath: AppendPath = {
+  name: "logical message (tributary.append)",
+  usesOutbox: false,
+  async write(sql, events) {
+    if (events.length === 1) {
+      const e = events[0]!;
+      const [row] = await sql<{ id: string }[]>`
+        select tributary.append(${e.stream}, ${e.key}, ${e.type}, ${e.data}::text::jsonb, ${e.headers}::text::jsonb)::text as id`;
+      return [row!.id];
+    }
+    const [row] = await sql<{ ids: string[] }[]>`
+      select tributary.append_many(
+        ${events.map((e) => e.stream)}::text[], ${events.map((e) => e.key)}::text[],
+        ${events.map((e) => e.type)}::text[], ${events.map((e) => e.data)}::text[]::jsonb[],
+        ${events.map((e) => e.headers)}::text[]::jsonb[])::text[] as ids`;
+    return row!.ids;
+  },
+};
+
+export const rawMessagePath: AppendPath = {
+  name: "raw pg_logical_emit_message (no validation)",
+  usesOutbox: false,
+  async write(sql, events) {
+    const ids = events.map(() => randomUUID());
+    if (events.length === 1) {
+      await sql`select pg_logical_emit_message(true, 'tributary', ${messagePayload(events[0]!, ids[0]!)}::text)`;
+    } else {
+      await sql`select count(pg_logical_emit_message(true, 'tributary', m)) from unnest(${events.map((e, i) => messagePayload(e, ids[i]!))}::text[]) m`;
+    }
+    return ids;
+  },
+};
+
+export const outboxPath: AppendPath = {
+  name: "outbox row (insert into bench_outbox)",
+  usesOutbox: true,
+  async write(sql, events) {
+    const ids = events.map(() => randomUUID());
+    if (events.length === 1) {
+      const e = events[0]!;
+      await sql`
+        insert into bench_outbox (id, stream, key, type, data, headers)
+        values (${ids[0]!}::uuid, ${e.stream}, ${e.key}, ${e.type}, ${e.data}::text::jsonb, ${e.headers}::text::jsonb)`;
+    } else {
+      await sql`
+        insert into bench_outbox (id, stream, key, type, data, headers)
+        select * from unnest(${ids}::uuid[], ${events.map((e) => e.stream)}::text[], ${events.map((e) => e.key)}::text[],
+                             ${events.map((e) => e.type)}::text[], ${events.map((e) => e.data)}::text[]::jsonb[],
+                             ${events.map((e) => e.headers)}::text[]::jsonb[])`;
+    }
+    return ids;
+  },
+};
+
+/** A fresh outbox table, as an outbox-based append would have (id is what the relay deletes by). */
+export async function recreateOutbox(sql: Sql): Promise<void> {
+  await sql`drop table if exists bench_outbox`;
+  await sql`
+    create table bench_outbox (
+      id uuid primary key,
+      stream text not null,
+      key text not null,
+      type text not null,
+      data jsonb not null,
+      headers jsonb not null
+    )`;
+}
+
+export interface OutboxSize {
+  readonly tableBytes: number;
+  readonly indexBytes: number;
+  readonly liveRows: number;
+  readonly deadRows: number;
+  readonly autovacuums: number;
+}
+
+export async function outboxSize(sql: Sql): Promise<OutboxSize> {
+  const [row] = await sql<{ table_bytes: string; index_bytes: string; live: string; dead: string; autovacuums: string }[]>`
+    select pg_table_size('bench_outbox')::text as table_bytes, pg_indexes_size('bench_outbox')::text as index_bytes,
+           n_live_tup::text as live, n_dead_tup::text as dead, autovacuum_count::text as autovacuums
+      from pg_stat_user_tables where relname = 'bench_outbox'`;
+  return {
+    tableBytes: Number(row!.table_bytes),
+    indexBytes: Number(row!.index_bytes),
+    liveRows: Number(row!.live),
+    deadRows: Number(row!.dead),
+    autovacuums: Number(row!.autovacuums),
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * Summarizes a V8 .cpuprofile (node --cpu-prof) by self time: per category
+ * (what kind of work: decoding, batching, postgres.js, waiting on the
+ * database, GC, …) and per function. Only the streaming window counts: from
+ * the first to the last sample in the replication code, so start-up (tsx
+ * transpiling the sources, connecting) and shutdown are left out.
+ */
+import { readFileSync } from "node:fs";
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Ordered: the first matching rule names the category of a sample's leaf frame. */
+const CATEGORIES: ReadonlyArray<readonly [string, (url: string, fn: string) => boolean]> = [
+  ["idle: waiting on sockets (database)", (_u, f) => f === "(idle)"],
+  ["garbage collection", (_u, f) => f === "(garbage collector)"],
+  ["V8/native, unattributed (program)", (_u, f) => f === "(program)"],
+  ["pgoutput/wal2json parse (pg-logical-replication)", (u) => /pg-logical-replication\/dist\/output-plugins/.test(u)],
+  ["replication flow control (pg-logical-replication service)", (u) => /pg-logical-replication\/dist\/logical-replication-service/.test(u)],
+  ["eventemitter2 (emitAsync per message)", (u) => /eventemitter2/.test(u)],
+  ["pg / pg-protocol (replication socket, CopyData)", (u) => /node_modules\/(pg|pg-protocol|pg-types|pg-pool|pgpass)\//.test(u)],
+  ["postgres.js (query serialization, protocol)", (u) => /node_modules\/postgres\//.test(u)],
+  ["effect runtime", (u) => /node_modules\/effect\//.test(u)],
+  ["event message parse (packages/wal event-message)", (u) => /packages\/wal\/src\/internal\/event-message/.test(u)],
+  ["LSN parse/format (packages/wal lsn)", (u) => /packages\/wal\/src\/internal\/lsn/.test(u)],
+  ["decoder mapping + source (packages/wal)", (u) => /packages\/wal\/src\//.test(u)],
+  ["murmur2 partitioner (packages/client)", (u) => /packages\/client\/src\/internal\/partitioner/.test(u)],
+  ["relay state: numbering, batching (relay-state)", (u) => /services\/relay\/src\/internal\/relay-state/.test(u)],
+  ["relay pump + stream writer", (u) => /services\/relay\/src\//.test(u)],
+  ["tsx / esbuild (transpile)", (u) => /node_modules\/(tsx|esbuild)\//.test(u)],
+  ["node core (streams, sockets, buffers, timers)", (u) => u.startsWith("node:") || /^internal\//.test(u)],
+  ["V8 builtins / native (no script)", (u) => u === ""],
+];
+
+export interface ProfileSummary {
+  readonly windowMs: number;
+  readonly categories: ReadonlyArray<{ category: string; ms: number; share: number }>;
+  readonly functions: ReadonlyArray<{ fn: string; where: string; category: string; ms: number; share: number }>;
+}
+
+function categoryOf(url: string, fn: string): string {
+  return CATEGORIES.find(([, matches]) => matches(url, fn))?.[0] ?? "other";
+}
+
+const inStreamingCode = (url: string) => /pg-logical-replication|packages\/wal\/src/.test(url);
+
+export function summarizeCpuProfile(path: string, topFunctions = 15): ProfileSummary {
+  const profile = JSON.parse(readFileSync(path, "utf8")) as CpuProfile;
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  // Sample i happened at sum(timeDeltas[0..i]); it is attributed the interval to the next sample.
+  const times: number[] = [];
+  let t = 0;
+  for (const delta of profile.timeDeltas) times.push((t += delta));
+  let first = -1;
+  let last = -1;
+  profile.samples.forEach((id, i) => {
+    if (inStreamingCode(byId.get(id)!.callFrame.url)) {
+      if (first < 0) first = i;
+      last = i;
+    }
+  });
+  if (first < 0) throw new Error(`no replication samples in ${path}`);
+
+  const byCategory = new Map<string, number>();
+  const byFunction = new Map<string, { fn: string; where: string; category: string; us: number }>();
+  let windowUs = 0;
+  for (let i = first; i < last; i++) {
+    const node = byId.get(profile.samples[i]!)!;
+    const us = times[i + 1]! - times[i]!;
+    windowUs += us;
+    const { functionName, url, lineNumber } = node.callFrame;
+    const fn = functionName || "(anonymous)";
+    const category = categoryOf(url, fn);
+    byCategory.set(category, (byCategory.get(category) ?? 0) + us);
+    const where = url ? `${shortUrl(url)}:${lineNumber + 1}` : "";
+    const key = `${fn}@${where}`;
+    const entry = byFunction.get(key) ?? { fn, where, category, us: 0 };
+    entry.us += us;
+    byFunction.set(key, entry);
+  }
+  const share = (us: number) => us / windowUs;
+  return {
+    windowMs: windowUs / 1000,
+    categories: [...byCategory].map(([category, us]) => ({ category, ms: us / 1000, share: share(us) })).sort((a, b) => b.ms - a.ms),
+    functions: [...byFunction.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, topFunctions)
+      .map((f) => ({ fn: f.fn, where: f.where, category: f.category, ms: f.us / 1000, share: share(f.us) })),
+  };
+}
+
+function shortUrl(url: string): string {
+  const path = url.replace(/^file:\/\//, "");
+  const nm = path.lastIndexOf("node_modules/");
+  if (nm >= 0) return path.slice(nm + "node_modules/".length);
+  const repo = path.search(/\/(packages|services|test|bench)\//);
+  return repo >= 0 ? path.slice(repo + 1) : path;
+}
