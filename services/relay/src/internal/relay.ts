@@ -156,7 +156,7 @@ function toFatal(error: unknown): unknown {
   return error;
 }
 
-function describe(error: unknown): string {
+function explainError(error: unknown): string {
   const e = error as { code?: string; message?: string };
   if (e?.code === "ECONNREFUSED" || e?.code === "ENOTFOUND" || e?.code === "ETIMEDOUT") return `database unreachable (${e.code})`;
   if (e?.code === "55006") return `the slot is still in use by another connection (${e.message})`;
@@ -174,7 +174,7 @@ export function relay(config: RelayConfig): Effect.Effect<never, unknown> {
   return Effect.scoped(session(config, relayId, log)).pipe(
     Effect.flatMap(() => Effect.fail(new Error("replication stream ended"))),
     Effect.tapError((error) => Effect.sync(() => {
-      if (isRetryable(error)) log(`${describe(error)}; reconnecting with backoff`);
+      if (isRetryable(error)) log(`${explainError(error)}; reconnecting with backoff`);
     })),
     Effect.retry({ schedule: retryPolicy, while: isRetryable }),
   ) as Effect.Effect<never, unknown>;
