@@ -17,6 +17,9 @@ const LIMIT = 300 * MB;
 const txEvents = Number(process.env.TRIBUTARY_MEMORY_TX_EVENTS ?? 1_000_000);
 const backlogEvents = Number(process.env.TRIBUTARY_MEMORY_BACKLOG_EVENTS ?? 1_000_000);
 
+/** Generous per-test limit that grows with the size (bench:memory runs 10M events). */
+const timeoutFor = (events: number) => 120_000 + Math.ceil(events * 0.15);
+
 const backend = backends().find((b) => b.name === "pg18-pgoutput") ?? backends()[0]!;
 
 describe(`bounded relay memory [${backend.name}]`, () => {
@@ -39,7 +42,7 @@ describe(`bounded relay memory [${backend.name}]`, () => {
 
   async function relayAll(expected: number): Promise<number> {
     const relay = children.start({ databaseUrl: db.url, slotName: db.slotName, reportRss: true });
-    await waitForCount(db.sql, expected, 900_000);
+    await waitForCount(db.sql, expected, timeoutFor(expected));
     return relay.peakRss();
   }
 
@@ -58,7 +61,7 @@ describe(`bounded relay memory [${backend.name}]`, () => {
                 from tributary.events where stream = 'big') t`;
     expect(Number(row!.n)).toBe(txEvents);
     expect(Number(row!.gaps)).toBe(0);
-  });
+  }, timeoutFor(txEvents));
 
   it(`relays a backlog of ${backlogEvents.toLocaleString("en")} events under 300 MB RSS`, async () => {
     const perTx = 1000;
@@ -75,5 +78,5 @@ describe(`bounded relay memory [${backend.name}]`, () => {
     expect(peak).toBeLessThan(LIMIT);
     const sample = await db.sql`select stream, partition, "offset"::int as "offset" from tributary.events where stream = 'backlog' and partition = 0 order by "offset"`;
     assertDense(sample as never);
-  });
+  }, timeoutFor(backlogEvents));
 });
