@@ -33,12 +33,11 @@ export interface PumpStats {
   events: number;
   transactions: number;
   batches: number;
-  lastCommitTimeMicros: bigint;
 }
 
 export class RelayPump implements ReplicationHandler {
   private writing: Promise<void> | null = null;
-  readonly stats: PumpStats = { events: 0, transactions: 0, batches: 0, lastCommitTimeMicros: 0n };
+  readonly stats: PumpStats = { events: 0, transactions: 0, batches: 0 };
 
   constructor(
     private readonly sql: Sql,
@@ -51,7 +50,6 @@ export class RelayPump implements ReplicationHandler {
 
   onMessage(message: WalMessage): void | Promise<void> {
     const full = this.state.accept(message);
-    if (message.kind === "begin") this.stats.lastCommitTimeMicros = message.commitTimeMicros;
     if (full) return this.flushFull();
     this.writeIfIdle();
   }
