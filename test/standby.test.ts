@@ -9,6 +9,7 @@ import { appendBatch, createStream, partitionFor } from "@tributary/client";
 import { RelayFencedError, startRelay, type Batch, type RelayHandle } from "@tributary/relay";
 import { Lsn } from "@tributary/wal";
 import { writeBatch } from "../services/relay/src/internal/stream-writer.ts";
+import { CopyRows, timestampText } from "../services/relay/src/internal/copy-format.ts";
 import { createTestDatabase, describeBackends, type TestDatabase } from "./support/backends.ts";
 import {
   AppendWorkload,
@@ -35,19 +36,20 @@ afterAll(async () => {
 });
 
 /** A batch as the relay would build it: events numbered from the given offsets, ending at `position`. */
+function copyRowsOf(events: Array<{ stream: string; partition: number; offset: number; key: string }>): Buffer {
+  const rows = new CopyRows();
+  const committedAt = timestampText(BigInt(Date.now()) * 1000n);
+  for (const e of events) {
+    rows.text(e.stream).endField().plain(`${e.partition}`).endField().plain(`${e.offset}`).endField()
+      .text(randomUUID()).endField().text(e.key).endField().text("Zombie").endField()
+      .bytes(Buffer.from("{}")).endField().bytes(Buffer.from("{}")).endField().plain(committedAt).endRow();
+  }
+  return rows.view();
+}
+
 function batchOf(events: Array<{ stream: string; partition: number; offset: number; key: string }>, checkpoint: CheckpointRow): Batch {
   return {
-    rows: {
-      stream: events.map((e) => e.stream),
-      partition: events.map((e) => e.partition),
-      offset: events.map((e) => String(e.offset)),
-      id: events.map(() => randomUUID()),
-      key: events.map((e) => e.key),
-      type: events.map(() => "Zombie"),
-      data: events.map(() => "{}"),
-      headers: events.map(() => "{}"),
-      committedAtMicros: events.map(() => String(Date.now() * 1000)),
-    },
+    rows: copyRowsOf(events),
     size: events.length,
     offsets: events.map((e) => ({ stream: e.stream, partition: e.partition, nextOffset: String(e.offset + 1) })),
     position: {

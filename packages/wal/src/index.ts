@@ -7,7 +7,7 @@ export { Lsn } from "./internal/lsn.ts";
 export { MESSAGE_PREFIX, parseEventMessage } from "./internal/event-message.ts";
 export type { RawEvent } from "./internal/event-message.ts";
 export type { WalMessage } from "./internal/wal-message.ts";
-export { fromPgoutput, PUBLICATION } from "./internal/pgoutput.ts";
+export { parsePgoutput, PUBLICATION } from "./internal/pgoutput.ts";
 export { fromWal2json, timestampMicros } from "./internal/wal2json.ts";
 export { ReplicationSource } from "./internal/replication-source.ts";
 export type { DecoderName, ReplicationHandler, ReplicationSourceOptions } from "./internal/replication-source.ts";

@@ -18,14 +18,16 @@ describe("Lsn", () => {
 describe("event message", () => {
   it("splits meta, headers and data without parsing the data", () => {
     const text = `["orders","k\\n1",8,"00000000-0000-0000-0000-000000000001","OrderPlaced"]\n{"traceparent": "x"}\n{"a": "line\\nbreak"}`;
-    const event = parseEventMessage(text);
-    expect(event).toEqual({
+    const bytes = Buffer.from(`junk${text}junk`);
+    const event = parseEventMessage(bytes, 4, bytes.length - 4);
+    expect({ ...event, headers: event.headers.toString(), data: event.data.toString() }).toEqual({
       stream: "orders", key: "k\n1", partitions: 8, id: "00000000-0000-0000-0000-000000000001",
       type: "OrderPlaced", headers: `{"traceparent": "x"}`, data: `{"a": "line\\nbreak"}`,
     });
   });
   it("rejects a message without header lines", () => {
-    expect(() => parseEventMessage("nope")).toThrow(/malformed/);
+    expect(() => parseEventMessage(Buffer.from("nope"))).toThrow(/malformed/);
+    expect(() => parseEventMessage(Buffer.from(`["s"]\n{}\n{}`), 0, 8)).toThrow(/malformed/);
   });
 });
 

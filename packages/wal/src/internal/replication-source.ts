@@ -1,7 +1,12 @@
 /**
  * The replication connection: START_REPLICATION on a slot, decoded into
- * WalMessages and handed to one handler, one message at a time, with
- * backpressure (the socket is paused while the handler's promise is pending).
+ * WalMessages and handed to one handler, synchronously and in order.
+ *
+ * Backpressure is the handler's: it calls pause() when it cannot take more
+ * and resume() when it can. Messages already read from the socket when it
+ * pauses (at most one socket read) are still delivered; the handler keeps
+ * them. The library's own flow control is off: it awaits a promise per
+ * message, which cost more CPU than decoding the message did.
  *
  * We own the acknowledgements (DESIGN.md "Known traps"). pg-logical-replication
  * acknowledges the last *received* LSN on a timer even with auto-ack off, and
@@ -23,18 +28,18 @@
  */
 import { LogicalReplicationService } from "pg-logical-replication";
 import { Lsn } from "./lsn.ts";
-import { fromPgoutput, pgoutputPlugin } from "./pgoutput.ts";
-import { fromWal2json, wal2jsonPlugin } from "./wal2json.ts";
+import { pgoutputPlugin } from "./pgoutput.ts";
+import { wal2jsonPlugin } from "./wal2json.ts";
 import type { WalMessage } from "./wal-message.ts";
 
 export type DecoderName = "pgoutput" | "wal2json";
 
 export interface ReplicationHandler {
-  /** Called for each message in order; a returned promise pauses reading until it settles. */
-  onMessage(message: WalMessage): void | Promise<void>;
+  /** Called for each message, in order; may call pause() / resume(). */
+  onMessage(message: WalMessage): void;
   /** The LSN up to which everything is durably handled (sent as flush position). */
   durableLsn(): Lsn;
-  /** True when nothing received is waiting to be written. */
+  /** True when nothing delivered is waiting to be written. */
   isIdle(): boolean;
   /** The source advanced the durable position on an idle keepalive. */
   onIdleAdvance(lsn: Lsn): void;
@@ -50,8 +55,7 @@ export interface ReplicationSourceOptions {
 export class ReplicationSource {
   private service: LogicalReplicationService | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private received = 0;
-  private handled = 0;
+  private paused = false;
   private failed: ((error: unknown) => void) | null = null;
 
   constructor(private readonly options: ReplicationSourceOptions) {}
@@ -63,14 +67,13 @@ export class ReplicationSource {
   run(startLsn: Lsn, handler: ReplicationHandler): Promise<void> {
     const { decoder } = this.options;
     const plugin = decoder === "wal2json" ? wal2jsonPlugin() : pgoutputPlugin();
-    const toMessage = decoder === "wal2json" ? fromWal2json : fromPgoutput;
-    countReceptions(plugin, () => this.received++);
 
     const service = new LogicalReplicationService(
       { connectionString: this.options.connectionString, application_name: `tributary-relay:${this.options.slotName}` },
-      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
+      { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.service = service;
+    this.paused = false;
 
     return new Promise<void>((resolve, reject) => {
       let settled = false;
@@ -81,20 +84,21 @@ export class ReplicationSource {
       };
       this.failed = fail;
 
-      service.on("data", (_lsn: string, raw: unknown) => {
-        if (settled) return;
+      // Our plugins' parse() returns a WalMessage, null (not ours) or the decoding error.
+      service.on("data", (_lsn: string, message: WalMessage | Error | null) => {
+        if (settled || message === null) return;
+        if (message instanceof Error) return fail(message);
         try {
-          const message = toMessage(raw as never);
-          this.handled++;
-          const result = message ? handler.onMessage(message) : undefined;
-          if (result) return result.catch(fail);
+          handler.onMessage(message);
         } catch (error) {
           fail(error);
         }
       });
       service.on("heartbeat", (lsn: string, _timestamp: number, shouldRespond: boolean) => {
         if (settled) return;
-        if (this.handled === this.received && handler.isIdle()) {
+        // Messages are delivered synchronously in arrival order, so every
+        // message sent before this keepalive has reached the handler.
+        if (handler.isIdle()) {
           const serverLsn = Lsn.parse(lsn);
           if (serverLsn > handler.durableLsn()) handler.onIdleAdvance(serverLsn);
         }
@@ -102,6 +106,10 @@ export class ReplicationSource {
       });
       service.on("error", fail);
       service.on("start", () => {
+        if (!this.socket()) {
+          fail(new Error("cannot reach the replication socket to apply backpressure (pg-logical-replication's internals changed; pin 2.5.0)"));
+          return;
+        }
         this.timer = setInterval(() => this.sendStatus(handler.durableLsn(), true), this.options.statusIntervalMs ?? 5_000);
         this.timer.unref();
       });
@@ -115,6 +123,29 @@ export class ReplicationSource {
         fail,
       );
     });
+  }
+
+  /** Stops reading from the socket (messages of the current read still arrive). */
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket()?.pause();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.socket()?.resume();
+  }
+
+  /**
+   * The replication socket. pg-logical-replication (pinned) keeps its pg
+   * connection in `_connection`; pg exposes the socket as `connection.stream`.
+   * Pausing it is what the library's own flow control does.
+   */
+  private socket(): { pause(): void; resume(): void } | undefined {
+    const connection = (this.service as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } } | null)?._connection;
+    return connection?.stream;
   }
 
   /** Sends a standby status update with `lsn` as written, flushed and applied position. */
@@ -139,12 +170,4 @@ export class ReplicationSource {
   abort(error: unknown): void {
     this.failed?.(error);
   }
-}
-
-function countReceptions(plugin: { parse(buffer: Buffer): unknown }, onReceive: () => void): void {
-  const parse = plugin.parse.bind(plugin);
-  plugin.parse = (buffer: Buffer) => {
-    onReceive();
-    return parse(buffer);
-  };
 }

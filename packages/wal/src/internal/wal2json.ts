@@ -3,18 +3,7 @@ import { Wal2JsonPlugin } from "pg-logical-replication";
 import { Lsn } from "./lsn.ts";
 import { MESSAGE_PREFIX, parseEventMessage } from "./event-message.ts";
 import type { WalMessage } from "./wal-message.ts";
-
-export function wal2jsonPlugin(): Wal2JsonPlugin {
-  return new Wal2JsonPlugin({
-    formatVersion: "2",
-    includeLsn: true,
-    includeTimestamp: true,
-    includeTransaction: true,
-    // Events travel as logical messages; no table change is ours to read, and
-    // reading the relay's own inserts would double the traffic.
-    filterTables: "*.*",
-  } as never);
-}
+import { withParse } from "./decoder-plugin.ts";
 
 interface Wal2JsonRecord {
   action: string;
@@ -26,13 +15,27 @@ interface Wal2JsonRecord {
   content?: string;
 }
 
+export function wal2jsonPlugin(): Wal2JsonPlugin {
+  const plugin = new Wal2JsonPlugin({
+    formatVersion: "2",
+    includeLsn: true,
+    includeTimestamp: true,
+    includeTransaction: true,
+    // Events travel as logical messages; no table change is ours to read, and
+    // reading the relay's own inserts would double the traffic.
+    filterTables: "*.*",
+  } as never);
+  const parseJson = plugin.parse.bind(plugin);
+  return withParse(plugin, (buffer) => fromWal2json(parseJson(buffer) as Wal2JsonRecord));
+}
+
 export function fromWal2json(record: Wal2JsonRecord): WalMessage | null {
   switch (record.action) {
     case "B":
       return { kind: "begin", commitLsn: Lsn.parse(record.lsn!), commitTimeMicros: timestampMicros(record.timestamp!) };
     case "M":
       if (record.prefix !== MESSAGE_PREFIX || !record.transactional) return null;
-      return { kind: "event", event: parseEventMessage(record.content!) };
+      return { kind: "event", event: parseEventMessage(Buffer.from(record.content!, "utf8")) };
     case "C":
       return { kind: "commit", commitLsn: Lsn.parse(record.lsn!), endLsn: Lsn.parse(record.nextlsn!) };
     default:

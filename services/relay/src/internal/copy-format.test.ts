@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { copyEscape, timestampText, toCopyText } from "./copy-format.ts";
+import { copyEscape, CopyRows, timestampText } from "./copy-format.ts";
 
 describe("COPY text format", () => {
   it("escapes only backslash, tab, newline and carriage return", () => {
@@ -13,14 +13,16 @@ describe("COPY text format", () => {
     expect(timestampText(1_763_785_327_172_272n)).toBe("2025-11-22 04:22:07.172272+00");
   });
 
-  it("writes one tab-separated line per row", () => {
-    const text = toCopyText({
-      stream: ["s", "s"], partition: [1, 2], offset: ["0", "7"], id: ["u1", "u2"], key: ["a\tb", "c"],
-      type: ["T", "T"], data: ["{}", `"\\\\"`], headers: ["{}", "{}"], committedAtMicros: ["1000000", "1000000"],
-    });
-    expect(text).toBe(
-      "s\t1\t0\tu1\ta\\tb\tT\t{}\t{}\t1970-01-01 00:00:01.000000+00\n" +
-        `s\t2\t7\tu2\tc\tT\t"\\\\\\\\"\t{}\t1970-01-01 00:00:01.000000+00\n`,
+  it("writes one tab-separated line per row, escaping text and bytes", () => {
+    const rows = new CopyRows(8); // small: forces the buffer to grow
+    rows.text("s").endField().plain("1").endField().text("a\tb").endField()
+      .bytes(Buffer.from(`{"k": "é\\n"}`)).endField().plain("1970-01-01 00:00:01.000000+00").endRow();
+    rows.text("ü").endField().plain("2").endField().text("c").endField()
+      .bytes(Buffer.from("{}\r\n")).endField().plain("x").endRow();
+    expect(rows.view().toString("utf8")).toBe(
+      `s\t1\ta\\tb\t{"k": "é\\\\n"}\t1970-01-01 00:00:01.000000+00\n` +
+        "ü\t2\tc\t{}\\r\\n\tx\n",
     );
+    expect(rows.byteLength).toBe(rows.view().length);
   });
 });

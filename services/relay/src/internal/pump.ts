@@ -4,10 +4,10 @@
  * Backpressure: messages are accepted into the current batch, which is
  * written at the next transaction boundary whenever no write is in flight,
  * or as soon as it is full. At most one write is in flight; when a second
- * batch is full before the first is written, the handler's promise pauses
- * the socket.
- * Memory is therefore at most two batches, whatever the transaction or
- * backlog size (invariant 6).
+ * batch is full before the first is written, the pump pauses the socket and
+ * holds the messages that were already read (at most one socket read) until
+ * the write ends. Memory is therefore at most two batches and one socket
+ * read, whatever the transaction or backlog size (invariant 6).
  *
  * Acknowledgement: after each write commits, the slot is acknowledged to the
  * checkpoint's end LSN, never further (invariant 4).
@@ -37,6 +37,9 @@ export interface PumpStats {
 
 export class RelayPump implements ReplicationHandler {
   private writing: Promise<void> | null = null;
+  /** A full batch waits for the write in flight; messages are held, the socket paused. */
+  private blocked = false;
+  private held: WalMessage[] = [];
   readonly stats: PumpStats = { events: 0, transactions: 0, batches: 0 };
 
   constructor(
@@ -48,10 +51,23 @@ export class RelayPump implements ReplicationHandler {
     private readonly hooks: BatchHooks = {},
   ) {}
 
-  onMessage(message: WalMessage): void | Promise<void> {
-    const full = this.state.accept(message);
-    if (full) return this.flushFull();
-    this.writeIfIdle();
+  onMessage(message: WalMessage): void {
+    if (this.blocked) {
+      this.held.push(message);
+      return;
+    }
+    this.accept(message);
+  }
+
+  private accept(message: WalMessage): void {
+    if (!this.state.accept(message)) {
+      this.writeIfIdle();
+    } else if (this.writing) {
+      this.blocked = true;
+      this.source.pause();
+    } else {
+      this.startWrite();
+    }
   }
 
   durableLsn(): Lsn {
@@ -59,7 +75,7 @@ export class RelayPump implements ReplicationHandler {
   }
 
   isIdle(): boolean {
-    return this.state.isIdle();
+    return !this.blocked && this.state.isIdle();
   }
 
   onIdleAdvance(lsn: Lsn): void {
@@ -77,18 +93,13 @@ export class RelayPump implements ReplicationHandler {
     this.startWrite();
   }
 
-  /** The batch is full: wait for the write in flight (backpressure), then write it. */
-  private async flushFull(): Promise<void> {
-    while (this.writing) await this.writing;
-    this.startWrite();
-  }
-
   private startWrite(): void {
     const batch = this.state.takeBatch();
     this.writing = this.write(batch).then(
       () => {
         this.writing = null;
-        this.writeIfIdle();
+        if (this.blocked) this.unblock();
+        else this.writeIfIdle();
       },
       (error: unknown) => {
         // The session ends; the next one restarts from the database's checkpoint.
@@ -97,6 +108,17 @@ export class RelayPump implements ReplicationHandler {
       },
     );
     this.writing.catch(() => undefined);
+  }
+
+  /** The write in flight ended: write the full batch, then take the held messages until blocked again. */
+  private unblock(): void {
+    this.blocked = false;
+    this.startWrite();
+    const held = this.held;
+    let next = 0;
+    while (next < held.length && !this.blocked) this.accept(held[next++]!);
+    this.held = held.slice(next);
+    if (!this.blocked) this.source.resume();
   }
 
   private async write(batch: Batch): Promise<void> {

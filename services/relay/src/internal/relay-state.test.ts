@@ -6,8 +6,14 @@ import { RelayState, type Checkpoint } from "./relay-state.ts";
 const start: Checkpoint = { commitLsn: 0n, endLsn: 100n, partialCommitLsn: null, partialEvents: 0, version: 0n };
 const event = (key: string, i = 0): WalMessage => ({
   kind: "event",
-  event: { stream: "s", key, partitions: 4, id: `id-${key}-${i}`, type: "T", headers: "{}", data: `{"i":${i}}` } satisfies RawEvent,
+  event: { stream: "s", key, partitions: 4, id: `id-${key}-${i}`, type: "T", headers: Buffer.from("{}"), data: Buffer.from(`{"i":${i}}`) } satisfies RawEvent,
 });
+/** A batch's COPY rows as columns (none of these test values needs unescaping). */
+const columns = (batch: { rows: Buffer }) => {
+  const lines = batch.rows.toString("utf8").split("\n").slice(0, -1).map((line) => line.split("\t"));
+  const column = (i: number) => lines.map((fields) => fields[i]!);
+  return { stream: column(0), partition: column(1).map(Number), offset: column(2), id: column(3), key: column(4), data: column(6), committedAt: column(8) };
+};
 const tx = (commitLsn: bigint, endLsn: bigint, events: WalMessage[]): WalMessage[] => [
   { kind: "begin", commitLsn, commitTimeMicros: 1_000_000n },
   ...events,
@@ -21,10 +27,20 @@ describe("RelayState", () => {
     expect(partitionFor("c", 4)).not.toBe(partitionFor("a", 4));
     feed(state, tx(200n, 210n, [event("a", 0), event("c", 0), event("a", 1)]));
     const batch = state.takeBatch();
-    const offsetsOfA = batch.rows.key.flatMap((k, i) => (k === "a" ? [batch.rows.offset[i]] : []));
+    const rows = columns(batch);
+    const offsetsOfA = rows.key.flatMap((k, i) => (k === "a" ? [rows.offset[i]] : []));
     expect(offsetsOfA).toEqual(["7", "8"]);
-    expect(batch.rows.offset[1]).toBe("0"); // c starts its own partition at 0
-    expect(batch.rows.partition).toEqual(["a", "c", "a"].map((k) => partitionFor(k, 4)));
+    expect(rows.offset[1]).toBe("0"); // c starts its own partition at 0
+    expect(rows.partition).toEqual(["a", "c", "a"].map((k) => partitionFor(k, 4)));
+    expect(rows.data).toEqual([`{"i":0}`, `{"i":0}`, `{"i":1}`]);
+    expect(rows.committedAt).toEqual(Array(3).fill("1970-01-01 00:00:01.000000+00"));
+    expect(batch.offsets).toEqual(
+      expect.arrayContaining([
+        { stream: "s", partition: partitionFor("a", 4), nextOffset: "9" },
+        { stream: "s", partition: partitionFor("c", 4), nextOffset: "1" },
+      ]),
+    );
+    expect(batch.offsets).toHaveLength(2);
     expect(batch.position).toEqual({ commitLsn: 200n, endLsn: 210n, partialCommitLsn: null, partialEvents: 0 });
   });
 
@@ -34,7 +50,7 @@ describe("RelayState", () => {
     feed(state, tx(200n, 210n, [event("old")]));
     feed(state, tx(300n, 310n, [event("p", 0), event("p", 1), event("p", 2)]));
     const batch = state.takeBatch();
-    expect(batch.rows.id).toEqual(["id-p-2"]);
+    expect(columns(batch).id).toEqual(["id-p-2"]);
     expect(batch.position.endLsn).toBe(310n);
   });
 
@@ -49,7 +65,8 @@ describe("RelayState", () => {
     expect(state.durableLsn()).toBe(100n); // mid-transaction: nothing new to acknowledge
     feed(state, [event("k", 2), { kind: "commit", commitLsn: 200n, endLsn: 210n }]);
     const second = state.takeBatch();
-    expect(second.rows.offset).toEqual(["2"]);
+    expect(columns(second).offset).toEqual(["2"]);
+    expect(second.offsets).toEqual([{ stream: "s", partition: partitionFor("k", 4), nextOffset: "3" }]);
     state.committed(second, 2n);
     expect(state.durableLsn()).toBe(210n);
     expect(state.checkpoint).toEqual({ commitLsn: 200n, endLsn: 210n, partialCommitLsn: null, partialEvents: 0, version: 2n });

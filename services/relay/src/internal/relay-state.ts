@@ -23,6 +23,7 @@
  */
 import { partitionFor } from "@tributary/client";
 import type { Lsn, RawEvent, WalMessage } from "@tributary/wal";
+import { CopyRows, timestampText } from "./copy-format.ts";
 
 /** A position in the WAL as far as the stream is concerned. */
 export interface Position {
@@ -41,21 +42,9 @@ export interface Checkpoint extends Position {
   readonly version: bigint;
 }
 
-/** Column arrays for one multi-row insert. */
-export interface EventRows {
-  stream: string[];
-  partition: number[];
-  offset: string[];
-  id: string[];
-  key: string[];
-  type: string[];
-  data: string[];
-  headers: string[];
-  committedAtMicros: string[];
-}
-
 export interface Batch {
-  readonly rows: EventRows;
+  /** The events as COPY text rows for (stream, partition, offset, id, key, type, data, headers, committed_at). */
+  readonly rows: Buffer;
   readonly size: number;
   /** Next offsets to persist for the partitions this batch touched. */
   readonly offsets: ReadonlyArray<{ stream: string; partition: number; nextOffset: string }>;
@@ -72,7 +61,8 @@ export interface BatchLimits {
 
 interface OpenTransaction {
   readonly commitLsn: Lsn;
-  readonly commitTimeMicros: string;
+  /** committed_at as COPY text. */
+  readonly committedAt: string;
   readonly skipAll: boolean;
   /** Events of this transaction to skip (already in the stream). */
   readonly skipFirst: number;
@@ -80,11 +70,13 @@ interface OpenTransaction {
   seen: number;
 }
 
-const emptyRows = (): EventRows => ({
-  stream: [], partition: [], offset: [], id: [], key: [], type: [], data: [], headers: [], committedAtMicros: [],
-});
-
-const partitionKey = (stream: string, partition: number) => `${stream}\u0000${partition}`;
+/** Next offsets of one stream's partitions (numbers: exact up to 2^53 events per partition). */
+interface StreamOffsets {
+  readonly next: number[];
+  /** Partitions this batch touched, and the same as flags. */
+  touched: number[];
+  touchedFlags: Uint8Array;
+}
 
 const maxLsn = (a: Lsn, b: Lsn): Lsn => (a > b ? a : b);
 
@@ -92,10 +84,11 @@ export class RelayState {
   private durable: Checkpoint;
   /** Where the stream stands once everything accepted so far is written. */
   private pending: Position;
-  private readonly nextOffsets = new Map<string, bigint>();
-  private touched = new Map<string, { stream: string; partition: number }>();
-  private rows = emptyRows();
-  private bytes = 0;
+  private readonly offsets = new Map<string, StreamOffsets>();
+  /** Streams whose offsets this batch touched. */
+  private touchedStreams: string[] = [];
+  private rows = new CopyRows();
+  private events = 0;
   private transactionsInBatch = 0;
   private open: OpenTransaction | null = null;
   private inFlight: Batch | null = null;
@@ -110,7 +103,10 @@ export class RelayState {
     this.durable = checkpoint;
     this.pending = checkpoint;
     this.ackable = checkpoint.endLsn;
-    for (const o of offsets) this.nextOffsets.set(partitionKey(o.stream, o.partition), o.nextOffset);
+    for (const o of offsets) {
+      if (o.nextOffset > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`offset ${o.nextOffset} of ${o.stream}/${o.partition} exceeds 2^53`);
+      this.streamOffsets(o.stream).next[o.partition] = Number(o.nextOffset);
+    }
   }
 
   get checkpoint(): Checkpoint {
@@ -123,7 +119,7 @@ export class RelayState {
 
   /** No transaction is open and no event waits to be written. */
   isIdle(): boolean {
-    return this.open === null && this.rows.stream.length === 0 && this.inFlight === null;
+    return this.open === null && this.events === 0 && this.inFlight === null;
   }
 
   /** A keepalive showed that nothing committed lies unread before `lsn`. */
@@ -137,7 +133,7 @@ export class RelayState {
 
   /** Whether events wait to be written. */
   hasBatch(): boolean {
-    return this.rows.stream.length > 0;
+    return this.events > 0;
   }
 
   /**
@@ -159,7 +155,8 @@ export class RelayState {
     if (this.open) throw new Error(`begin of ${commitLsn} inside open transaction ${this.open.commitLsn}`);
     const skipAll = commitLsn <= this.pending.commitLsn;
     const skipFirst = this.pending.partialCommitLsn === commitLsn ? this.pending.partialEvents : 0;
-    this.open = { commitLsn, commitTimeMicros: commitTimeMicros.toString(), skipAll, skipFirst, seen: 0 };
+    const committedAt = skipAll ? "" : timestampText(commitTimeMicros);
+    this.open = { commitLsn, committedAt, skipAll, skipFirst, seen: 0 };
     return false;
   }
 
@@ -169,22 +166,27 @@ export class RelayState {
     tx.seen++;
     if (tx.skipAll || tx.seen <= tx.skipFirst) return false;
     const partition = partitionFor(event.key, event.partitions);
-    const key = partitionKey(event.stream, partition);
-    const offset = this.nextOffsets.get(key) ?? 0n;
-    this.nextOffsets.set(key, offset + 1n);
-    if (!this.touched.has(key)) this.touched.set(key, { stream: event.stream, partition });
-    const rows = this.rows;
-    rows.stream.push(event.stream);
-    rows.partition.push(partition);
-    rows.offset.push(offset.toString());
-    rows.id.push(event.id);
-    rows.key.push(event.key);
-    rows.type.push(event.type);
-    rows.data.push(event.data);
-    rows.headers.push(event.headers);
-    rows.committedAtMicros.push(tx.commitTimeMicros);
-    this.bytes += event.data.length + event.headers.length + event.key.length + 96;
-    const full = rows.stream.length >= this.limits.maxBatchEvents || this.bytes >= this.limits.maxBatchBytes;
+    const offsets = this.streamOffsets(event.stream);
+    const offset = offsets.next[partition] ?? 0;
+    offsets.next[partition] = offset + 1;
+    if (offsets.touched.length === 0) this.touchedStreams.push(event.stream);
+    if (offsets.touchedFlags[partition] !== 1) {
+      if (partition >= offsets.touchedFlags.length) offsets.touchedFlags = grow(offsets.touchedFlags, partition + 1);
+      offsets.touchedFlags[partition] = 1;
+      offsets.touched.push(partition);
+    }
+    this.rows
+      .text(event.stream).endField()
+      .plain(`${partition}`).endField()
+      .plain(`${offset}`).endField()
+      .text(event.id).endField()
+      .text(event.key).endField()
+      .text(event.type).endField()
+      .bytes(event.data).endField()
+      .bytes(event.headers).endField()
+      .plain(tx.committedAt).endRow();
+    this.events++;
+    const full = this.events >= this.limits.maxBatchEvents || this.rows.byteLength >= this.limits.maxBatchBytes;
     if (full) {
       // Cut inside the transaction: record how far into it the batch reaches.
       this.pending = { ...this.pending, partialCommitLsn: tx.commitLsn, partialEvents: tx.seen };
@@ -199,7 +201,7 @@ export class RelayState {
     if (tx.skipAll) return false;
     this.pending = { commitLsn, endLsn, partialCommitLsn: null, partialEvents: 0 };
     this.transactionsInBatch++;
-    if (this.rows.stream.length === 0 && this.inFlight === null) {
+    if (this.events === 0 && this.inFlight === null) {
       // Nothing of this transaction waits to be written (it had no events, or
       // they were all written in earlier cuts): it may be acknowledged now.
       this.ackable = maxLsn(this.ackable, endLsn);
@@ -210,22 +212,26 @@ export class RelayState {
   /** Takes the waiting events for writing; at most one batch may be in flight. */
   takeBatch(): Batch {
     if (this.inFlight) throw new Error("takeBatch while a batch is in flight");
-    const offsets = [...this.touched.entries()].map(([key, p]) => ({
-      stream: p.stream,
-      partition: p.partition,
-      nextOffset: this.nextOffsets.get(key)!.toString(),
-    }));
+    const offsets: Array<{ stream: string; partition: number; nextOffset: string }> = [];
+    for (const stream of this.touchedStreams) {
+      const streamOffsets = this.offsets.get(stream)!;
+      for (const partition of streamOffsets.touched) {
+        offsets.push({ stream, partition, nextOffset: `${streamOffsets.next[partition]}` });
+        streamOffsets.touchedFlags[partition] = 0;
+      }
+      streamOffsets.touched = [];
+    }
     const batch: Batch = {
-      rows: this.rows,
-      size: this.rows.stream.length,
+      rows: this.rows.view(),
+      size: this.events,
       offsets,
       position: this.pending,
       transactions: this.transactionsInBatch,
     };
     this.inFlight = batch;
-    this.rows = emptyRows();
-    this.touched = new Map();
-    this.bytes = 0;
+    this.rows = new CopyRows();
+    this.touchedStreams = [];
+    this.events = 0;
     this.transactionsInBatch = 0;
     return batch;
   }
@@ -236,9 +242,24 @@ export class RelayState {
     this.inFlight = null;
     this.durable = { ...batch.position, version };
     this.ackable = maxLsn(this.ackable, batch.position.endLsn);
-    if (this.rows.stream.length === 0 && this.open === null) {
+    if (this.events === 0 && this.open === null) {
       // Transactions accepted during the write had nothing to write.
       this.ackable = maxLsn(this.ackable, this.pending.endLsn);
     }
   }
+
+  private streamOffsets(stream: string): StreamOffsets {
+    let offsets = this.offsets.get(stream);
+    if (!offsets) {
+      offsets = { next: [], touched: [], touchedFlags: new Uint8Array(16) };
+      this.offsets.set(stream, offsets);
+    }
+    return offsets;
+  }
+}
+
+function grow(flags: Uint8Array, length: number): Uint8Array {
+  const grown = new Uint8Array(Math.max(length, flags.length * 2));
+  grown.set(flags);
+  return grown;
 }

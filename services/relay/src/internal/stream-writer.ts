@@ -8,7 +8,6 @@ import type { Sql } from "postgres";
 import { Lsn } from "@tributary/wal";
 import type { Batch } from "./relay-state.ts";
 import { RelayFencedError } from "./errors.ts";
-import { toCopyText } from "./copy-format.ts";
 
 export async function writeBatch(sql: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint): Promise<bigint> {
   const { rows, position } = batch;
@@ -39,7 +38,7 @@ export async function writeBatch(sql: Sql, slotName: string, relayId: string, ba
       await new Promise<void>((resolve, reject) => {
         copy.once("error", reject);
         copy.once("finish", resolve);
-        copy.end(toCopyText(rows));
+        copy.end(rows);
       });
       await tx`
         insert into tributary.partition_offsets (stream, partition, next_offset)
