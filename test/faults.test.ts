@@ -213,8 +213,10 @@ describeBackends("faults", (backend) => {
     await dropConnectionsWhileStreaming(async () => void (await terminateRelayWriteInFlight(db!.sql)), 4, true);
   });
 
-  // The lock and its watchdog do not depend on the decoder: once per server is enough.
-  it.skipIf(backend.decoder !== "pgoutput")("gives up the lead and takes it again when only its lock connection is terminated", async () => {
+  // The lock and its watchdog do not depend on the decoder: this runs once per
+  // server (with pgoutput), not once per decoder.
+  const oncePerServer = backend.decoder === "pgoutput" ? it : () => {};
+  oncePerServer("gives up the lead and takes it again when only its lock connection is terminated", async () => {
     db = await createTestDatabase(backend);
     await createStream(db.sql, "orders", 4);
     workload = await AppendWorkload.start(db.sql, db.url, {

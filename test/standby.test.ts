@@ -203,10 +203,11 @@ describeBackends("standby", (backend) => {
     expect(logA.some((m) => /standby/.test(m)), `relay A should wait as a standby; its log:\n${logA.join("\n")}`).toBe(true);
   });
 
-  // The checkpoint write does not depend on the decoder: once per server is enough.
-  const decoderIndependent = backend.decoder !== "pgoutput";
+  // The checkpoint write does not depend on the decoder: these run once per
+  // server (with pgoutput), not once per decoder.
+  const oncePerServer = backend.decoder === "pgoutput" ? it : () => {};
 
-  it.skipIf(decoderIndependent)("writeBatch with a stale checkpoint version throws RelayFencedError and writes nothing", async () => {
+  oncePerServer("writeBatch with a stale checkpoint version throws RelayFencedError and writes nothing", async () => {
     db = await createTestDatabase(backend);
     await createStream(db.sql, "orders", 4);
     await db.sql.begin((tx) => appendBatch(tx, [{ stream: "orders", key: "k", type: "T", data: 1 }]));
@@ -235,7 +236,7 @@ describeBackends("standby", (backend) => {
     expect((await readAll(db.sql, "fenced")).length).toBe(1);
   });
 
-  it.skipIf(decoderIndependent)("a zombie batch that re-numbers events the new leader already wrote is fenced by the checkpoint, not by a key clash", async () => {
+  oncePerServer("a zombie batch that re-numbers events the new leader already wrote is fenced by the checkpoint, not by a key clash", async () => {
     db = await createTestDatabase(backend);
     await createStream(db.sql, "orders", 4);
     await db.sql.begin((tx) => appendBatch(tx, [{ stream: "orders", key: "k", type: "T", data: 1 }]));
