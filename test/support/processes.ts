@@ -179,6 +179,29 @@ export class SupervisedRelay {
   }
 }
 
+/**
+ * Bundles a child-process fixture (with its dependencies) into a temp folder
+ * with esbuild, so children start in ~0.3 s instead of ~2 s under tsx.
+ */
+export async function bundleFixture(entry: URL): Promise<{ dir: string; script: string }> {
+  const { build } = await import("esbuild");
+  const dir = mkdtempSync(join(tmpdir(), "tributary-child-"));
+  const script = join(dir, "child.mjs");
+  await build({
+    entryPoints: [fileURLToPath(entry)],
+    outfile: script,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    external: ["pg-native"],
+    // CommonJS dependencies (pg) call require() inside the ESM bundle.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    logLevel: "error",
+  });
+  return { dir, script };
+}
+
 export class RelayChildren {
   private readonly running = new Set<RelayChild>();
 
@@ -189,21 +212,7 @@ export class RelayChildren {
 
   /** Bundles test/support/relay-child.ts (with its dependencies) into a temp folder. */
   static async build(): Promise<RelayChildren> {
-    const { build } = await import("esbuild");
-    const dir = mkdtempSync(join(tmpdir(), "tributary-relay-child-"));
-    const script = join(dir, "relay-child.mjs");
-    await build({
-      entryPoints: [fileURLToPath(new URL("./relay-child.ts", import.meta.url))],
-      outfile: script,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      external: ["pg-native"],
-      // CommonJS dependencies (pg) call require() inside the ESM bundle.
-      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-      logLevel: "error",
-    });
+    const { dir, script } = await bundleFixture(new URL("./relay-child.ts", import.meta.url));
     return new RelayChildren(dir, script);
   }
 

@@ -1,0 +1,44 @@
+/**
+ * One round trip for every idle partition of a member: each partition is an
+ * index range scan on (stream, partition, "offset") from its position,
+ * limited to `limit` events, joined LATERAL over the requested positions.
+ */
+import type { Sql } from "postgres";
+import { toStreamEvent, type EventRow, type StreamEvent } from "../events.ts";
+import { partitionKey } from "./assignor.ts";
+
+export async function fetchPartitions(
+  sql: Sql,
+  positions: ReadonlyArray<{ stream: string; partition: number; from: number }>,
+  limit: number,
+): Promise<Map<string, StreamEvent[]>> {
+  const rows = await sql<EventRow[]>`
+    select e.stream, e.partition, e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
+      from unnest(${positions.map((p) => p.stream)}::text[], ${positions.map((p) => p.partition)}::int[],
+                  ${positions.map((p) => p.from)}::bigint[]) as p(stream, partition, from_offset)
+      cross join lateral (
+        select * from tributary.events e
+         where e.stream = p.stream and e.partition = p.partition and e."offset" >= p.from_offset
+         order by e."offset"
+         limit ${limit}
+      ) e`;
+  const batches = new Map<string, StreamEvent[]>();
+  for (const row of rows) {
+    const event = toStreamEvent(row);
+    const key = partitionKey(event.stream, event.partition);
+    let batch = batches.get(key);
+    if (!batch) batches.set(key, (batch = []));
+    batch.push(event);
+  }
+  // The lateral scans return each partition in offset order; SQL does not
+  // promise that for the joined result, so make sure.
+  for (const batch of batches.values()) {
+    for (let i = 1; i < batch.length; i++) {
+      if (batch[i]!.offset <= batch[i - 1]!.offset) {
+        batch.sort((a, b) => a.offset - b.offset);
+        break;
+      }
+    }
+  }
+  return batches;
+}
