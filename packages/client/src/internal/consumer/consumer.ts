@@ -101,7 +101,12 @@ interface PartitionState {
   position: number | null;
   busy: Promise<void> | null;
   paused: boolean;
-  caughtUp: boolean;
+  /**
+   * The wake-up epoch at which a fetch found nothing more (-1: not caught up).
+   * A notification bumps the epoch, so a fetch that raced with it cannot
+   * mark the partition caught up past the notification (no lost wake-up).
+   */
+  caughtUpAt: number;
   revoked: boolean;
 }
 
@@ -114,6 +119,7 @@ class GroupMember implements Consumer {
   private readonly abort = new AbortController();
   private stopping = false;
   private fetching = false;
+  private epoch = 0;
   private fetchAgain = false;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
@@ -181,7 +187,7 @@ class GroupMember implements Consumer {
       const offset = await resolveStartOffset(this.sql, p.stream, p.partition, to);
       await commitOffsets(this.sql, this.options.group, this.memberId, [{ stream: p.stream, partition: p.partition, generation: p.generation, nextOffset: offset }]);
       p.position = offset;
-      p.caughtUp = false;
+      p.caughtUpAt = -1;
     }
     this.scheduleFetch();
   }
@@ -190,7 +196,7 @@ class GroupMember implements Consumer {
     const p = this.partitions.get(partitionKey(stream, partition));
     if (p?.paused) {
       p.paused = false;
-      p.caughtUp = false;
+      p.caughtUpAt = -1;
       this.scheduleFetch();
     }
   }
@@ -218,7 +224,7 @@ class GroupMember implements Consumer {
   }
 
   private wake(): void {
-    for (const p of this.partitions.values()) p.caughtUp = false;
+    this.epoch++;
     this.scheduleFetch();
   }
 
@@ -304,7 +310,7 @@ class GroupMember implements Consumer {
       if (existing) continue; // still finishing under its old generation; picked up by the next heartbeat
       const state: PartitionState = {
         stream: o.stream, partition: o.partition, generation: o.generation, ready: o.ready,
-        position: null, busy: null, paused: false, caughtUp: false, revoked: false,
+        position: null, busy: null, paused: false, caughtUpAt: -1, revoked: false,
       };
       this.partitions.set(key, state);
       if (o.ready) starting.push(state);
@@ -334,7 +340,7 @@ class GroupMember implements Consumer {
         const offset = committed.get(partitionKey(p.stream, p.partition)) ??
           (await resolveStartOffset(this.sql, p.stream, p.partition, this.options.startFrom ?? "earliest"));
         p.position = offset;
-        p.caughtUp = false;
+        p.caughtUpAt = -1;
       }
       this.scheduleFetch();
     } catch (error) {
@@ -365,9 +371,10 @@ class GroupMember implements Consumer {
       const room = this.opts.concurrency - busy;
       if (room <= 0) continue;
       const idle = [...this.partitions.values()].filter(
-        (p) => p.ready && !p.revoked && !p.paused && p.busy === null && p.position !== null && !p.caughtUp,
+        (p) => p.ready && !p.revoked && !p.paused && p.busy === null && p.position !== null && p.caughtUpAt !== this.epoch,
       );
       if (idle.length === 0) continue;
+      const epoch = this.epoch;
       let batches: Map<string, StreamEvent[]>;
       try {
         batches = await fetchPartitions(this.sql, idle.map((p) => ({ stream: p.stream, partition: p.partition, from: p.position! })), this.opts.batchSize);
@@ -379,14 +386,14 @@ class GroupMember implements Consumer {
       for (const p of idle) {
         const events = batches.get(partitionKey(p.stream, p.partition)) ?? [];
         if (events.length === 0 || p.revoked || p.busy) {
-          if (events.length === 0) p.caughtUp = true;
+          if (events.length === 0) p.caughtUpAt = epoch;
           continue;
         }
         if (started >= room) continue; // fetched again next round
         // A position moved by seek() while fetching makes this batch stale.
         if (events[0]!.offset !== p.position) continue;
         started++;
-        p.caughtUp = events.length < this.opts.batchSize;
+        p.caughtUpAt = events.length < this.opts.batchSize ? epoch : -1;
         p.busy = this.handle(p, events).finally(() => {
           p.busy = null;
           this.scheduleFetch();
@@ -412,7 +419,7 @@ class GroupMember implements Consumer {
       this.log(`batch of ${p.stream}/${p.partition} failed (${describe(error)}); refetching from the last commit`);
       const committed = await committedOffsets(this.sql, this.options.group, [p]).catch(() => null);
       if (committed) p.position = committed.get(partitionKey(p.stream, p.partition)) ?? p.position;
-      p.caughtUp = true; // wait for the next poll or notification
+      p.caughtUpAt = this.epoch; // wait for the next poll or notification
     }
   }
 }
