@@ -26,7 +26,7 @@ import { hostname } from "node:os";
 import { Duration, Schedule } from "effect";
 import type { Sql } from "postgres";
 import type { StreamEvent } from "../events.ts";
-import { resolveStartOffset, type StartPosition } from "./start-position.ts";
+import { resolveStart, type StartPosition } from "../reader.ts";
 import { handleBatch, type BatchHandling, type EventBatchHandler, type EventHandler, type FailurePolicy } from "./batch-handler.ts";
 import { fetchPartitions } from "./fetch.ts";
 import { GROUPS_CHANNEL, heartbeat, leave, release, type HeartbeatResult } from "./membership.ts";
@@ -184,7 +184,7 @@ class GroupMember implements Consumer {
     const targets = [...this.partitions.values()].filter((p) => !p.revoked && p.ready && p.stream === stream && (partition === undefined || p.partition === partition));
     for (const p of targets) {
       while (p.busy) await p.busy;
-      const offset = await resolveStartOffset(this.sql, p.stream, p.partition, to);
+      const offset = await resolveStart(this.sql, p.stream, p.partition, to);
       await commitOffsets(this.sql, this.options.group, this.memberId, [{ stream: p.stream, partition: p.partition, generation: p.generation, nextOffset: offset }]);
       p.position = offset;
       p.caughtUpAt = -1;
@@ -338,7 +338,7 @@ class GroupMember implements Consumer {
       const committed = await committedOffsets(this.sql, this.options.group, states);
       for (const p of states) {
         const offset = committed.get(partitionKey(p.stream, p.partition)) ??
-          (await resolveStartOffset(this.sql, p.stream, p.partition, this.options.startFrom ?? "earliest"));
+          (await resolveStart(this.sql, p.stream, p.partition, this.options.startFrom ?? "earliest"));
         p.position = offset;
         p.caughtUpAt = -1;
       }
