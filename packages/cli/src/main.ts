@@ -16,9 +16,13 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
     run: async (argv) => (await import("./internal/relay-command.ts")).relayCommand(argv),
     summary: "copy committed events from the WAL into the streams",
   },
+  groups: {
+    run: async (argv) => (await import("./internal/groups-command.ts")).groupsCommand(argv),
+    summary: "consumer groups: members, offsets and lag; reset a group's offsets",
+  },
   status: {
     run: async (argv) => (await import("./internal/status-command.ts")).statusCommand(argv),
-    summary: "streams, partitions, event counts and relay lag",
+    summary: "streams and event counts, relays (active, standby, lag), groups and their lag",
   },
 };
 

@@ -24,3 +24,5 @@ export type { EventBatchHandler, EventHandler, FailurePolicy, HandlerContext } f
 export { StaleGenerationError, commitOffsets } from "./internal/consumer/offsets.ts";
 export type { OffsetCommit } from "./internal/consumer/offsets.ts";
 export { Consumer as ConsumerService } from "./internal/consumer/consumer-effect.ts";
+export { describeGroups, resetGroupOffsets, GroupAdminError } from "./internal/group-admin.ts";
+export type { GroupAdminErrorCode, GroupDescription, GroupMemberDescription, GroupPartitionDescription, GroupReset, PartitionReset, ResetTarget } from "./internal/group-admin.ts";

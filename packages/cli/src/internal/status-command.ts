@@ -1,35 +1,47 @@
 import postgres from "postgres";
 import { databaseUrl, databaseUrlOption, parse } from "./args.ts";
-import { formatBytes, readStatus } from "./status-query.ts";
+import { formatBytes, formatSeconds, readStatus, type Status } from "./status-query.ts";
 
 const usage = `Usage: tributary status [--database-url URL] [--json]
 
-Streams with their partitions and event counts; each relay slot with its state,
-lag (WAL bytes not yet acknowledged) and WAL retained.
+Streams with their partitions and event counts; each relay slot with its state
+(active: a relay holds the slot's lock; standbys waiting to take over), lag
+(WAL bytes not yet acknowledged, and for how long), WAL retained and WAL
+status; consumer groups with their members and total lag.
 
-  --json   one JSON object for programs`;
+  --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
+  --json               one JSON object for programs`;
 
 export async function statusCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, { ...databaseUrlOption, json: { type: "boolean" } }, usage);
   const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
   try {
     const status = await readStatus(sql);
-    if (values.json) {
-      process.stdout.write(JSON.stringify(status) + "\n");
-      return;
-    }
-    const lines = ["STREAM                           PARTITIONS       EVENTS"];
-    for (const s of status.streams) lines.push(`${s.stream.padEnd(32)} ${String(s.partitions).padStart(10)} ${String(s.events).padStart(12)}`);
-    if (status.streams.length === 0) lines.push("(no streams yet)");
-    lines.push("", "RELAY SLOT        DECODER    STATE      LAG          WAL RETAINED  CHECKPOINT");
-    for (const r of status.relays) {
-      const state = r.walStatus === "lost" ? "LOST" : r.active ? "active" : "idle";
-      lines.push(
-        `${r.slot.padEnd(17)} ${r.plugin.padEnd(10)} ${state.padEnd(10)} ${formatBytes(r.lagBytes).padEnd(12)} ${formatBytes(r.walRetainedBytes).padEnd(13)} ${r.checkpointLsn} at ${r.checkpointAt}`,
-      );
-    }
-    process.stdout.write(lines.join("\n") + "\n");
+    process.stdout.write(values.json ? JSON.stringify(status) + "\n" : formatStatus(status));
   } finally {
     await sql.end({ timeout: 1 });
   }
+}
+
+function formatStatus(status: Status): string {
+  const lines = ["STREAM                           PARTITIONS       EVENTS"];
+  for (const s of status.streams) lines.push(`${s.stream.padEnd(32)} ${String(s.partitions).padStart(10)} ${String(s.events).padStart(12)}`);
+  if (status.streams.length === 0) lines.push("(no streams yet)");
+
+  lines.push("", "RELAY SLOT        DECODER    STATE    STANDBYS  LAG          LAG TIME     WAL RETAINED  WAL STATUS  CHECKPOINT");
+  for (const r of status.relays) {
+    lines.push(
+      `${r.slot.padEnd(17)} ${r.plugin.padEnd(10)} ${(r.state === "lost" ? "LOST" : r.state).padEnd(8)} ` +
+        `${(r.standbys === null ? "?" : String(r.standbys)).padEnd(9)} ${formatBytes(r.lagBytes).padEnd(12)} ` +
+        `${formatSeconds(r.lagSeconds).padEnd(12)} ${formatBytes(r.walRetainedBytes).padEnd(13)} ${(r.walStatus ?? "-").padEnd(11)} ` +
+        `${r.checkpointLsn} at ${r.checkpointAt}`,
+    );
+  }
+  if (status.relays.length === 0) lines.push("(no relay slot: run tributary migrate)");
+  if (status.relays.some((r) => r.standbys === null)) lines.push(`${status.standbyRelays} standby relay(s) wait for one of the active slots`);
+
+  lines.push("", "GROUP                            MEMBERS (ALIVE)          LAG");
+  for (const g of status.groups) lines.push(`${g.group.padEnd(32)} ${`${g.members} (${g.aliveMembers})`.padEnd(16)} ${String(g.lag).padStart(12)}`);
+  if (status.groups.length === 0) lines.push("(no consumer groups)");
+  return lines.join("\n") + "\n";
 }

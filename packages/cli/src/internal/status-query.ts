@@ -9,8 +9,21 @@ export interface StreamStatus {
 export interface RelayStatus {
   slot: string;
   plugin: string;
+  /** A relay holds the slot's advisory lock (services/relay: (0x74726962, hashtext(slot))). */
   active: boolean;
+  /** "active" (a relay holds the lock), "idle" (no relay), or "lost" (the slot is gone or its WAL was removed). */
+  state: "active" | "idle" | "lost";
+  /**
+   * Relays waiting to take over. Standbys cannot be told apart by slot (their
+   * lock poll is parameterized), so they are counted here only when this is
+   * the one active slot of the database; otherwise null (see standbyRelays).
+   */
+  standbys: number | null;
+  /** WAL not yet acknowledged by the relay: pg_current_wal_lsn() - confirmed_flush_lsn. */
   lagBytes: number | null;
+  /** When lagBytes > 0: seconds since the relay last wrote a batch (now() - checkpoint updated_at); else 0. */
+  lagSeconds: number | null;
+  /** WAL the server keeps for the slot: pg_current_wal_lsn() - restart_lsn. */
   walRetainedBytes: number | null;
   walStatus: string | null;
   checkpointLsn: string;
@@ -18,40 +31,99 @@ export interface RelayStatus {
   relayId: string | null;
 }
 
+export interface GroupStatus {
+  group: string;
+  generation: number;
+  members: number;
+  aliveMembers: number;
+  /** Events in the group's streams it has not handled yet (tributary.group_lag). */
+  lag: number;
+}
+
 export interface Status {
   streams: StreamStatus[];
   relays: RelayStatus[];
+  /** Relay connections of this database waiting for a slot's lock, whatever the slot. */
+  standbyRelays: number;
+  groups: GroupStatus[];
 }
 
-/** One consistent read of streams and relay slots for `tributary status` and the dev status line. */
+// services/relay/src/internal/relay.ts: the relay's advisory lock is (RELAY_LOCK, hashtext(slot)).
+const RELAY_LOCK = 0x7472_6962;
+
+/** One read of streams, relay slots and consumer groups for `tributary status` and the dev status line. */
 export async function readStatus(sql: Sql): Promise<Status> {
   const streams = await sql<{ stream: string; partitions: number; events: string }[]>`
     select s.name as stream, s.partitions, coalesce(sum(o.next_offset), 0)::text as events
       from tributary.streams s left join tributary.partition_offsets o on o.stream = s.name
      group by s.name, s.partitions order by s.name`;
+  // A two-key advisory lock shows in pg_locks as classid = key 1, objid = key 2
+  // (as an unsigned oid), objsubid = 2.
   const relays = await sql<{
-    slot: string; plugin: string; active: boolean | null; lag: string | null; retained: string | null;
-    wal_status: string | null; end_lsn: string; updated_at: Date; relay_id: string | null;
+    slot: string; plugin: string; locked: boolean; slot_exists: boolean; lag: string | null; lag_seconds: number | null;
+    retained: string | null; wal_status: string | null; end_lsn: string; updated_at: Date; relay_id: string | null;
   }[]>`
-    select c.slot_name as slot, c.plugin, r.active,
+    select c.slot_name as slot, c.plugin,
+           exists (select 1 from pg_locks l
+                    where l.locktype = 'advisory' and l.granted and l.objsubid = 2
+                      and l.database = (select oid from pg_database where datname = current_database())
+                      and l.classid = ${RELAY_LOCK}::bigint::oid
+                      and l.objid = (hashtext(c.slot_name)::bigint & 4294967295)::oid) as locked,
+           r.slot_name is not null as slot_exists,
            (pg_current_wal_lsn() - r.confirmed_flush_lsn)::text as lag,
+           case when r.confirmed_flush_lsn is null then null
+                when pg_current_wal_lsn() > r.confirmed_flush_lsn then extract(epoch from now() - c.updated_at)::float8
+                else 0 end as lag_seconds,
            (pg_current_wal_lsn() - r.restart_lsn)::text as retained,
            r.wal_status, c.end_lsn::text, c.updated_at, c.relay_id
       from tributary.relay_checkpoints c
       left join pg_replication_slots r on r.slot_name = c.slot_name
      order by c.slot_name`;
+  // A standby's reserved connection polls pg_try_advisory_lock and holds no relay lock.
+  const [standby] = await sql<{ n: number }[]>`
+    select count(*)::int as n
+      from pg_stat_activity a
+     where a.datname = current_database() and a.application_name = 'tributary-relay'
+       and a.query like '%pg_try_advisory_lock%'
+       and not exists (select 1 from pg_locks l
+                        where l.pid = a.pid and l.locktype = 'advisory' and l.granted and l.objsubid = 2
+                          and l.classid = ${RELAY_LOCK}::bigint::oid)`;
+  const [hasGroups] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.consumer_groups') is not null as ok`;
+  const groups = hasGroups!.ok
+    ? await sql<{ group_name: string; generation: string; members: number; alive: number; lag: string }[]>`
+        select g.group_name, g.generation::text,
+               (select count(*)::int from tributary.group_members m where m.group_name = g.group_name) as members,
+               (select count(*)::int from tributary.group_members m
+                 where m.group_name = g.group_name and m.heartbeat_at + m.session_timeout > now()) as alive,
+               (select coalesce(sum(l.lag), 0)::text from tributary.group_lag l where l.group_name = g.group_name) as lag
+          from tributary.consumer_groups g
+         order by g.group_name`
+    : [];
+  const standbyRelays = standby!.n;
+  const activeSlots = relays.filter((r) => r.locked).length;
   return {
     streams: streams.map((s) => ({ stream: s.stream, partitions: s.partitions, events: Number(s.events) })),
     relays: relays.map((r) => ({
       slot: r.slot,
       plugin: r.plugin,
-      active: r.active ?? false,
+      active: r.locked,
+      state: !r.slot_exists || r.wal_status === "lost" ? "lost" : r.locked ? "active" : "idle",
+      standbys: r.locked && activeSlots === 1 ? standbyRelays : r.locked ? null : 0,
       lagBytes: r.lag === null ? null : Number(r.lag),
+      lagSeconds: r.lag_seconds,
       walRetainedBytes: r.retained === null ? null : Number(r.retained),
       walStatus: r.wal_status,
       checkpointLsn: r.end_lsn,
       checkpointAt: r.updated_at.toISOString(),
       relayId: r.relay_id,
+    })),
+    standbyRelays,
+    groups: groups.map((g) => ({
+      group: g.group_name,
+      generation: Number(g.generation),
+      members: g.members,
+      aliveMembers: g.alive,
+      lag: Number(g.lag),
     })),
   };
 }
@@ -62,4 +134,11 @@ export function formatBytes(n: number | null): string {
   if (n < 1 << 20) return `${(n / 1024).toFixed(1)} kB`;
   if (n < 1 << 30) return `${(n / (1 << 20)).toFixed(1)} MB`;
   return `${(n / (1 << 30)).toFixed(2)} GB`;
+}
+
+export function formatSeconds(s: number | null): string {
+  if (s === null) return "-";
+  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }

@@ -106,7 +106,8 @@ export async function release(sql: Sql, member: MemberIdentity, partitions: Read
   if (released.length > 0) await sql`select pg_notify(${GROUPS_CHANNEL}, ${member.group})`;
 }
 
-async function lockGroup(tx: Tx, group: string): Promise<void> {
+/** Serializes every change to a group's membership, assignment or offsets reset (until the transaction ends). */
+export async function lockGroup(tx: Tx, group: string): Promise<void> {
   await tx`select pg_advisory_xact_lock(${GROUP_LOCK}, hashtext(${group}))`;
 }
 
