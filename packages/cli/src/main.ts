@@ -16,6 +16,10 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
     run: async (argv) => (await import("./internal/relay-command.ts")).relayCommand(argv),
     summary: "copy committed events from the WAL into the streams",
   },
+  tail: {
+    run: async (argv) => (await import("./internal/tail-command.ts")).tailCommand(argv),
+    summary: "print a stream's events as JSON lines as they arrive (from latest by default)",
+  },
   groups: {
     run: async (argv) => (await import("./internal/groups-command.ts")).groupsCommand(argv),
     summary: "consumer groups: members, offsets and lag; reset a group's offsets",

@@ -1,0 +1,213 @@
+/**
+ * `tributary tail` as a user runs it (`node packages/cli/bin/tributary.js` in
+ * its own process): JSON lines on stdout with every event field, existing
+ * events from --from earliest and then new ones; SIGTERM exits 0 well within
+ * a deploy's grace period; bad input exits 2 saying what is wrong and what to do.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { appendBatch, createStream } from "@tributary/client";
+import { startRelay } from "@tributary/relay";
+import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
+import { eventually } from "./support/processes.ts";
+import { readAll, waitForCount } from "./support/streams.ts";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const bin = "packages/cli/bin/tributary.js";
+const backend = backends()[0]!;
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+const children = new Set<ChildProcess>();
+
+/** The environment of a user who has not set DATABASE_URL, plus `env`. */
+function environment(env: Record<string, string>): NodeJS.ProcessEnv {
+  const { DATABASE_URL: _unset, ...rest } = process.env;
+  return { ...rest, ...env };
+}
+
+function start(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: environment(env), stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  const output = { stdout: "", stderr: "" };
+  child.stdout!.on("data", (chunk: Buffer) => (output.stdout += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (output.stderr += chunk.toString()));
+  const exited = new Promise<Run>((resolve) => {
+    child.on("exit", (code, signal) => {
+      children.delete(child);
+      setImmediate(() => resolve({ code, signal, ...output })); // let the pipes drain
+    });
+  });
+  return { child, output, exited };
+}
+
+async function run(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
+  const { child, exited } = start(args, env);
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  try {
+    return await exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+afterEach(() => {
+  for (const child of children) child.kill("SIGKILL");
+  children.clear();
+});
+
+interface Line {
+  stream: string;
+  partition: number;
+  offset: number;
+  id: string;
+  key: string;
+  type: string;
+  data: unknown;
+  headers: Record<string, unknown>;
+  committed_at: string;
+}
+
+describe("tributary tail", () => {
+  // Each run boots the CLI (tsx + its dependencies, about a second of CPU): few runs, in parallel.
+  it("--help documents the start positions; bad input exits 2 saying what is wrong and how to fix it", async () => {
+    const noDatabase = { DATABASE_URL: "postgres://127.0.0.1:1/none" }; // never reached: these fail before connecting
+    const [help, badFrom, offsetWithoutPartition, group] = await Promise.all([
+      run(["tail", "--help"]),
+      run(["tail", "orders", "--from", "yesterday"], noDatabase),
+      run(["tail", "orders", "--from", "12"], noDatabase),
+      run(["tail", "orders", "--group", "billing", "--from", "12"], noDatabase),
+    ]);
+    expect([help.code, help.stderr]).toEqual([0, ""]);
+    expect(help.stdout).toMatch(/^Usage: tributary tail STREAM \[--from earliest\|latest\|OFFSET\|TIME\] \[--partition N\]/);
+    expect(help.stdout).toMatch(/--from POSITION +where each partition starts \(default: latest\)/);
+
+    expect(badFrom.code, badFrom.stderr).toBe(2);
+    expect(badFrom.stderr).toMatch(/^tributary tail: --from: 'yesterday' is not a start position: use earliest, latest, an offset \(e\.g\. 1200\) or an ISO 8601 time/m);
+    expect(offsetWithoutPartition.code, offsetWithoutPartition.stderr).toBe(2);
+    expect(offsetWithoutPartition.stderr).toMatch(/--from 12 is an offset, and offsets are per partition: add --partition N/);
+    expect(group.code, group.stderr).toBe(2);
+    expect(group.stderr).toMatch(/--from 12: a group starts new partitions at earliest, latest or a time; to move a group to an offset use tributary groups reset/);
+  });
+
+  describe("against a database", () => {
+    let db: TestDatabase;
+    afterEach(async () => {
+      await db?.drop();
+    });
+
+    it("--from earliest prints every event as a JSON line, then new ones; SIGTERM exits 0 within 5 s", async () => {
+      db = await createTestDatabase(backend);
+      const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+      try {
+        await createStream(db.sql, "orders", 3);
+        await appendBatch(db.sql, Array.from({ length: 6 }, (_, i) => ({
+          stream: "orders", key: `o${i}`, type: "OrderPlaced", data: { i, note: "ünïcode ✓" }, headers: { traceparent: `00-${i}` },
+        })));
+        await waitForCount(db.sql, 6, 30_000);
+
+        const tail = start(["tail", "orders", "--from", "earliest"], { DATABASE_URL: db.url });
+        const lines = () => tail.output.stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Line);
+        await eventually("6 JSON lines from tail", () => lines().length >= 6, 30_000);
+        await appendBatch(db.sql, [{ stream: "orders", key: "o1", type: "OrderPaid", data: null }]);
+        await eventually("the new event's line", () => lines().length >= 7, 20_000);
+
+        const stored = await readAll(db.sql, "orders");
+        const printed = lines();
+        expect(printed).toHaveLength(7);
+        expect(new Set(printed.map((l) => l.id))).toEqual(new Set(stored.map((e) => e.id)));
+        for (const line of printed) {
+          const event = stored.find((e) => e.id === line.id)!;
+          expect(line).toEqual({
+            stream: "orders",
+            partition: event.partition,
+            offset: event.offset,
+            id: event.id,
+            key: event.key,
+            type: event.type,
+            data: event.data,
+            headers: event.headers,
+            committed_at: event.committed_at.toISOString(),
+          });
+        }
+        for (let p = 0; p < 3; p++) {
+          const offsets = printed.filter((l) => l.partition === p).map((l) => l.offset);
+          expect(offsets, `partition ${p}`).toEqual([...offsets.keys()]);
+        }
+        expect(printed.at(-1)).toMatchObject({ type: "OrderPaid", data: null });
+
+        const sent = performance.now();
+        tail.child.kill("SIGTERM");
+        const exit = await Promise.race([tail.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+        const elapsed = performance.now() - sent;
+        console.info(`tributary tail exited ${elapsed.toFixed(0)} ms after SIGTERM`);
+        expect(exit, "tail was still running 10 s after SIGTERM").not.toBeNull();
+        expect([exit!.code, exit!.signal], exit!.stderr).toEqual([0, null]);
+        // The shutdown handler force-exits (also with 0) after 4.5 s: only a faster exit proves a clean stop.
+        expect(elapsed).toBeLessThan(4500);
+        expect(exit!.stderr).toMatch(/SIGTERM: stopping/);
+        expect(exit!.stderr).not.toMatch(/error/i);
+      } finally {
+        await relay.stop();
+      }
+    });
+
+    it("an unknown stream or partition exits 2 and says how to find the right one", async () => {
+      db = await createTestDatabase(backend);
+      await createStream(db.sql, "orders", 3);
+      const [stream, partition] = await Promise.all([
+        run(["tail", "ordres", "--database-url", db.url]),
+        run(["tail", "orders", "--partition", "3", "--from", "earliest"], { DATABASE_URL: db.url }),
+      ]);
+      expect(stream.code, stream.stderr).toBe(2);
+      expect(stream.stderr).toMatch(/^tributary tail: stream 'ordres' does not exist: .*`tributary status` lists the streams/m);
+      expect(partition.code, partition.stderr).toBe(2);
+      expect(partition.stderr).toMatch(/^tributary tail: partition 3 does not exist: stream 'orders' has 3 partitions \(0 to 2\)/m);
+    });
+    it("--group: two members share the partitions, commit after printing, and a restart resumes after the commits", async () => {
+      db = await createTestDatabase(backend);
+      const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+      try {
+        await createStream(db.sql, "orders", 4);
+        await appendBatch(db.sql, Array.from({ length: 40 }, (_, i) => ({ stream: "orders", key: `o${i}`, type: "T", data: { i } })));
+        await waitForCount(db.sql, 40, 30_000);
+        const env = { DATABASE_URL: db.url };
+        const parse = (out: string) => out.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Line);
+        const a = start(["tail", "orders", "--group", "billing", "--from", "earliest"], env);
+        const b = start(["tail", "orders", "--group", "billing", "--from", "earliest"], env);
+        await eventually("both members in the group", async () => {
+          const [row] = await db.sql`select count(*)::int as n from tributary.group_members where group_name = 'billing'`;
+          return row?.n === 2;
+        }, 30_000);
+        await eventually("all 40 events printed by the two members", () => new Set([...parse(a.output.stdout), ...parse(b.output.stdout)].map((l) => l.id)).size === 40, 30_000);
+        await eventually("offsets committed to the end", async () => {
+          const [row] = await db.sql`select coalesce(sum(lag), -1)::int as lag from tributary.group_lag where group_name = 'billing'`;
+          return row?.lag === 0;
+        }, 20_000);
+        a.child.kill("SIGTERM");
+        b.child.kill("SIGTERM");
+        const [exitA, exitB] = await Promise.all([a.exited, b.exited]);
+        expect([exitA.code, exitB.code], exitA.stderr + exitB.stderr).toEqual([0, 0]);
+        const [members] = await db.sql`select count(*)::int as n from tributary.group_members where group_name = 'billing'`;
+        expect(members?.n).toBe(0); // both left the group cleanly
+
+        await appendBatch(db.sql, [{ stream: "orders", key: "o1", type: "Later", data: null }]);
+        await waitForCount(db.sql, 41, 30_000);
+        const again = start(["tail", "orders", "--group", "billing", "--from", "earliest"], env);
+        await eventually("the new event", () => parse(again.output.stdout).length >= 1, 30_000);
+        await new Promise((r) => setTimeout(r, 500));
+        expect(parse(again.output.stdout).map((l) => l.type)).toEqual(["Later"]); // resumed after the commits
+        again.child.kill("SIGTERM");
+        expect((await again.exited).code).toBe(0);
+      } finally {
+        await relay.stop();
+      }
+    });
+  });
+});
