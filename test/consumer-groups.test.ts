@@ -7,7 +7,8 @@
  * Groups do not depend on the decoder: these run once per server (pgoutput).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { appendBatch, consumer, createStream, StaleGenerationError, type Consumer, type StreamEvent } from "@tributary/client";
+import { Effect } from "effect";
+import { appendBatch, consumer, ConsumerService, createStream, StaleGenerationError, type Consumer, type StreamEvent } from "@tributary/client";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { heartbeat } from "../packages/client/src/internal/consumer/membership.ts";
 import { commitOffsets } from "../packages/client/src/internal/consumer/offsets.ts";
@@ -114,6 +115,21 @@ for (const backend of pgoutput) {
         expect(event.offset).toBe((lastOffset.get(event.partition) ?? -1) + 1);
         lastOffset.set(event.partition, event.offset);
       }
+    });
+
+    it("runs as a scoped Effect resource: joins on acquire, leaves when the scope closes", async () => {
+      await start(2);
+      await appendEvents(db, "orders", 20);
+      const handled: StreamEvent[] = [];
+      await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+        const member = yield* ConsumerService.member(db.sql, {
+          group: "g", streams: ["orders"], log: () => {}, handler: (event) => void handled.push(event),
+        });
+        expect(member.assignments()).toHaveLength(2);
+        yield* Effect.promise(() => eventually("20 handled", () => handled.length === 20, 20_000));
+      })));
+      const [row] = await db.sql`select count(*)::int as n from tributary.group_members where group_name = 'g'`;
+      expect(row?.n).toBe(0);
     });
 
     it("fences a member whose session expired: its commit is rejected once the partition moved", async () => {
