@@ -209,11 +209,15 @@ for (const backend of pgoutput) {
     it("pauses a partition at an event that keeps failing, keeps the others going, and resumes from it", async () => {
       await start(2);
       let failing = true;
+      let poisonCalls = 0;
       const handled: StreamEvent[] = [];
       const member = await join({
         retries: 2,
         handler: (event: StreamEvent) => {
-          if (failing && (event.data as { n: number }).n === 5) throw new Error("poison");
+          if (failing && (event.data as { n: number }).n === 5) {
+            poisonCalls++;
+            throw new Error("poison");
+          }
           handled.push(event);
         },
       });
@@ -226,6 +230,7 @@ for (const backend of pgoutput) {
       expect(other.length + stuck.length).toBeLessThan(40);
       const [committed] = await db.sql`select next_offset::int from tributary.group_offsets where partition = ${paused.partition}`;
       expect(committed?.next_offset).toBe(paused.position); // committed up to the failing event, not past it
+      expect(poisonCalls).toBe(3); // the first call and 2 retries
       failing = false;
       member.resume("orders", paused.partition);
       await eventually("all 40 handled after resume", () => handled.length === 40, 10_000);

@@ -63,8 +63,26 @@ export async function handleBatch(h: BatchHandling, ref: PartitionRef, events: S
     // Events one by one, each retried on its own: a retry never repeats the events before it.
     const each = h.handler.each;
     const context: HandlerContext = { tx: undefined, group: h.group, memberId: h.memberId };
-    for (const event of events) {
-      const result = await attempt(h, async () => void (await each(event, context)));
+    // Plain calls while the handler succeeds: an Effect retry per event cost
+    // 3.5 µs of the member's 10.5 (bench:consumer). From the first failure
+    // on, each event goes through the retrying path.
+    let first = 0;
+    let firstError: { error: unknown } | null = null;
+    try {
+      for (; first < events.length; first++) await each(events[first]!, context);
+    } catch (error) {
+      firstError = { error };
+    }
+    for (let i = first; i < events.length; i++) {
+      const event = events[i]!;
+      const call = async () => void (await each(event, context));
+      // The failed call counts as the first try: `retries` retries follow it.
+      const result =
+        i === first && firstError
+          ? h.retries === 0 || isFinal(firstError.error)
+            ? { ok: false as const, error: firstError.error }
+            : await attempt(h, call, h.retries - 1)
+          : await attempt(h, call);
       if (!result.ok) {
         const outcome = await fail(h, ref, event, result.error);
         if (outcome.kind === "paused") return outcome;
@@ -109,9 +127,9 @@ async function invoke(h: BatchHandling, events: StreamEvent[], tx: TransactionSq
 }
 
 /** Runs `work`, retrying with the schedule; a StaleGenerationError is never retried (it is final). */
-async function attempt(h: BatchHandling, work: () => Promise<void>): Promise<{ ok: true } | { ok: false; error: unknown }> {
+async function attempt(h: BatchHandling, work: () => Promise<void>, retries = h.retries): Promise<{ ok: true } | { ok: false; error: unknown }> {
   const program = Effect.tryPromise({ try: work, catch: (error) => error }).pipe(
-    Effect.retry({ schedule: h.retry, times: h.retries, while: (error) => !isFinal(error) }),
+    Effect.retry({ schedule: h.retry, times: retries, while: (error) => !isFinal(error) }),
   );
   try {
     await Effect.runPromise(program, { signal: h.signal });
