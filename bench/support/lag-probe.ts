@@ -101,7 +101,7 @@ class LagReader {
 }
 
 /** One autocommit statement: tributary.append for one event, append_many for more. */
-function appendTransaction(sql: Sql, events: BenchEvent[]): Promise<unknown> {
+export function appendTransaction(sql: Sql, events: BenchEvent[]): Promise<unknown> {
   if (events.length === 1) {
     const e = events[0]!;
     return sql`select tributary.append(${e.stream}, ${e.key}, ${e.type}, ${e.data}::text::jsonb, ${e.headers}::text::jsonb)`;
@@ -123,7 +123,7 @@ async function waitUntil(done: () => boolean, reader: LagReader, timeoutMs: numb
 }
 
 /** Appends at `rate` events/s for `seconds`, never more than MAX_IN_FLIGHT transactions at once. */
-async function paceAppends(producer: Sql, options: LagOptions): Promise<{ committed: number; seconds: number; maxInFlight: number }> {
+export async function paceAppends(producer: Sql, options: LagOptions): Promise<{ committed: number; seconds: number; maxInFlight: number }> {
   let issued = 0;
   let committed = 0;
   let inFlight = 0;

@@ -1,0 +1,210 @@
+/**
+ * Consumer group members in their own OS processes (consumer-child.ts), so
+ * their CPU time and RSS are their own and one can be killed with SIGKILL.
+ * The child is bundled once with esbuild (like the tests' fixtures): it starts
+ * in a fraction of a second and runs plain JavaScript, no loader in between.
+ * With `cpuProfileDir` it runs under `node --cpu-prof` (the profile is
+ * written when it exits after SIGTERM).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+export interface HandledEvent {
+  readonly stream: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly committedMs: number;
+  readonly handledMs: number;
+}
+
+export interface QueryTiming {
+  readonly count: number;
+  readonly ms: number;
+  readonly rows: number;
+}
+
+export interface CatchupDone {
+  readonly handled: number;
+  readonly duplicates: number;
+  readonly partitions: number;
+  readonly lastHandledAt: number;
+  /** Per partition: Date.now() of its first and its last handled event. */
+  readonly spans: ReadonlyArray<readonly [number, number]>;
+  readonly cpuSeconds: number;
+  readonly peakRssBytes: number;
+  readonly windowUs: [number, number];
+  readonly timings: Record<"fetch" | "commit" | "other", QueryTiming>;
+}
+
+export interface Joined {
+  readonly memberId: string;
+  /** Date.now() just before consumer() was called, and when it resolved (first heartbeat in). */
+  readonly callAt: number;
+  readonly joinedAt: number;
+}
+
+export interface MemberOptions {
+  readonly databaseUrl: string;
+  readonly group: string;
+  readonly streams: readonly string[];
+  readonly mode: "catchup" | "report";
+  readonly batchSize: number;
+  readonly concurrency: number;
+  readonly sessionTimeoutMs?: number;
+  /** "each" (default): the handler option; "batch": the batchHandler option. */
+  readonly handler?: "each" | "batch";
+  /** catchup: distinct events to handle before reporting done. */
+  readonly expectEvents?: number;
+  readonly queryTiming?: boolean;
+  /** application_name of the member's connections (to find its server backends). */
+  readonly applicationName?: string;
+  readonly cpuProfileDir?: string;
+  /** Called with each batch of handled events (report mode). */
+  readonly onEvents?: (events: HandledEvent[]) => void;
+  readonly onProgress?: (handled: number) => void;
+}
+
+export class MemberProcess {
+  readonly joined: Promise<Joined>;
+  readonly done: Promise<CatchupDone>;
+  readonly exited: Promise<number | null>;
+  private peak = 0;
+  private errors = "";
+
+  constructor(private readonly child: ChildProcess, options: MemberOptions) {
+    let markJoined: (j: Joined) => void = () => {};
+    let failJoined: (error: Error) => void = () => {};
+    let markDone: (d: CatchupDone) => void = () => {};
+    let failDone: (error: Error) => void = () => {};
+    this.joined = new Promise((resolve, reject) => {
+      markJoined = resolve;
+      failJoined = reject;
+    });
+    this.done = new Promise((resolve, reject) => {
+      markDone = resolve;
+      failDone = reject;
+    });
+    const fail = (error: Error) => {
+      failJoined(error);
+      failDone(error);
+    };
+    this.joined.catch(() => undefined);
+    this.done.catch(() => undefined);
+    let buffer = "";
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      buffer += chunk;
+      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        const space = line.indexOf(" ");
+        const tag = line.slice(0, space);
+        const rest = line.slice(space + 1);
+        if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
+        else if (tag === "events") options.onEvents?.(rest.split(";").map(parseEvent));
+        else if (tag === "progress") options.onProgress?.(Number(rest));
+        else if (tag === "joined") markJoined(JSON.parse(rest) as Joined);
+        else if (tag === "done") markDone(JSON.parse(rest) as CatchupDone);
+        else if (tag === "error") fail(new Error(`consumer child ${child.pid}: ${rest}\n${this.errors}`));
+      }
+    });
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.errors = (this.errors + chunk).slice(-8000)));
+    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+    void this.exited.then((code) => fail(new Error(`consumer child ${child.pid} exited (${code}): ${this.errors.trim()}`)));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Peak RSS (bytes) sampled every 200 ms. */
+  sampledPeakRss(): number {
+    return this.peak;
+  }
+
+  stderr(): string {
+    return this.errors;
+  }
+
+  /** kill -9, now. Resolves when the process is gone. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    await this.exited;
+  }
+
+  /** SIGTERM (the member finishes its batches, commits, leaves), SIGKILL after `graceMs`. */
+  async stop(graceMs = 15_000): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+function parseEvent(text: string): HandledEvent {
+  const [stream, partition, offset, committedMs, handledMs] = text.split("|");
+  return { stream: stream!, partition: Number(partition), offset: Number(offset), committedMs: Number(committedMs), handledMs: Number(handledMs) };
+}
+
+/** The bundled child; build once per benchmark run. */
+export class MemberLauncher {
+  private constructor(
+    private readonly dir: string,
+    readonly script: string,
+  ) {}
+
+  /** `clientSource`: bundle against another copy of @tributary/client (its src/index.ts), e.g. a proposed patch. */
+  static async build(clientSource?: string): Promise<MemberLauncher> {
+    const { build } = await import("esbuild");
+    const dir = mkdtempSync(join(tmpdir(), "tributary-bench-consumer-"));
+    const script = join(dir, "consumer-child.mjs");
+    await build({
+      entryPoints: [fileURLToPath(new URL("./consumer-child.ts", import.meta.url))],
+      outfile: script,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      external: ["pg-native"],
+      // CommonJS dependencies call require() inside the ESM bundle.
+      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+      logLevel: "error",
+      // Module markers in the bundle ("// packages/client/src/…") are relative to this: consumer-profile.ts reads them.
+      absWorkingDir: repoRoot,
+      ...(clientSource ? { alias: { "@tributary/client": clientSource }, nodePaths: [join(repoRoot, "node_modules")] } : {}),
+    });
+    return new MemberLauncher(dir, script);
+  }
+
+  start(options: MemberOptions): MemberProcess {
+    const nodeArgs = options.cpuProfileDir ? ["--cpu-prof", "--cpu-prof-dir", options.cpuProfileDir] : [];
+    const child = spawn(process.execPath, [...nodeArgs, this.script], {
+      env: {
+        ...process.env,
+        DATABASE_URL: options.databaseUrl,
+        GROUP: options.group,
+        STREAMS: options.streams.join(","),
+        MODE: options.mode,
+        BATCH_SIZE: String(options.batchSize),
+        CONCURRENCY: String(options.concurrency),
+        SESSION_TIMEOUT_MS: String(options.sessionTimeoutMs ?? 10_000),
+        EXPECT_EVENTS: String(options.expectEvents ?? 0),
+        HANDLER: options.handler ?? "each",
+        QUERY_TIMING: options.queryTiming ? "1" : "",
+        APPLICATION_NAME: options.applicationName ?? "bench-consumer",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    return new MemberProcess(child, options);
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
