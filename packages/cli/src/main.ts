@@ -24,6 +24,10 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
     run: async (argv) => (await import("./internal/groups-command.ts")).groupsCommand(argv),
     summary: "consumer groups: members, offsets and lag; reset a group's offsets",
   },
+  bridge: {
+    run: async (argv) => (await import("./internal/bridge-command.ts")).bridgeCommand(argv),
+    summary: "forward streams to Apache Kafka topics (commits after Kafka acknowledged)",
+  },
   status: {
     run: async (argv) => (await import("./internal/status-command.ts")).statusCommand(argv),
     summary: "streams and event counts, relays (active, standby, lag), groups and their lag",

@@ -1,0 +1,152 @@
+/**
+ * `tributary bridge`: forward streams to Kafka topics (services/kafka-bridge).
+ * Settings come from flags, then TRIBUTARY_KAFKA_* environment variables,
+ * then an optional JSON config file (--config), in that order of precedence.
+ */
+import { readFileSync } from "node:fs";
+import type { KafkaConfig, SASLOptions } from "kafkajs";
+import { BridgeError, DEFAULT_BRIDGE_GROUP, startBridge } from "@tributary/kafka-bridge";
+import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
+import { onShutdown } from "./shutdown.ts";
+
+const usage = `Usage: tributary bridge --streams a,b --brokers host:9092[,host2:9092] [options]
+
+Forwards streams to Apache Kafka topics, as members of a consumer group: a
+stream offset is committed only after Kafka acknowledged the records
+(idempotent producer, acks=all). Run several: they share the partitions.
+Record: key = event key, value = event data (JSON), headers = the event's own
+headers plus tributary-id, -type, -stream, -partition, -offset, -committed-at.
+Stream partition p goes to Kafka partition p when the partition counts match;
+otherwise Kafka's partitioner places records by key. SIGTERM/SIGINT stop it
+cleanly (exit 0).
+
+  --streams a,b              streams to forward                     ($TRIBUTARY_BRIDGE_STREAMS)
+  --brokers h:p,h:p          Kafka bootstrap brokers                ($TRIBUTARY_KAFKA_BROKERS)
+  --topic-prefix P           topic = P + stream name (default: no prefix)
+  --topic-map s=t,s2=t2      explicit topic per stream (overrides the prefix)
+  --create-topics            create missing topics with the stream's partition count
+                             (default: a missing topic is an error)
+  --group G                  consumer group of the bridges (default: ${DEFAULT_BRIDGE_GROUP})
+  --client-id ID             Kafka client id (default: tributary-bridge) ($TRIBUTARY_KAFKA_CLIENT_ID)
+  --ssl                      connect with TLS                       ($TRIBUTARY_KAFKA_SSL=1)
+  --sasl-mechanism M         plain | scram-sha-256 | scram-sha-512  ($TRIBUTARY_KAFKA_SASL_MECHANISM)
+  --sasl-username U                                                 ($TRIBUTARY_KAFKA_SASL_USERNAME)
+  --sasl-password P          prefer the environment variable        ($TRIBUTARY_KAFKA_SASL_PASSWORD)
+  --batch-size N             events per partition per send (default 500)
+  --concurrency N            partitions sent at once (default 8)
+  --config FILE              JSON with any of: streams, brokers, topicPrefix, topicMap,
+                             createTopics, group, clientId, ssl, sasl {mechanism, username, password},
+                             batchSize, concurrency
+  --database-url URL         PostgreSQL to read (default: $DATABASE_URL)`;
+
+interface FileConfig {
+  streams?: string[];
+  brokers?: string[];
+  topicPrefix?: string;
+  topicMap?: Record<string, string>;
+  createTopics?: boolean;
+  group?: string;
+  clientId?: string;
+  ssl?: boolean;
+  sasl?: { mechanism: string; username: string; password: string };
+  batchSize?: number;
+  concurrency?: number;
+}
+
+const list = (text: string | undefined): string[] | undefined =>
+  text === undefined ? undefined : text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+
+function positive(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${flag} must be a positive integer, not '${text}'`);
+  return n;
+}
+
+function readConfigFile(path: string | undefined): FileConfig {
+  if (path === undefined) return {};
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as FileConfig;
+  } catch (error) {
+    throw new UsageError(`--config ${path}: ${(error as Error).message} (expected a JSON object, see --help)`);
+  }
+}
+
+export async function bridgeCommand(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    ...databaseUrlOption,
+    streams: { type: "string" },
+    brokers: { type: "string" },
+    "topic-prefix": { type: "string" },
+    "topic-map": { type: "string" },
+    "create-topics": { type: "boolean" },
+    group: { type: "string" },
+    "client-id": { type: "string" },
+    ssl: { type: "boolean" },
+    "sasl-mechanism": { type: "string" },
+    "sasl-username": { type: "string" },
+    "sasl-password": { type: "string" },
+    "batch-size": { type: "string" },
+    concurrency: { type: "string" },
+    config: { type: "string" },
+  }, usage);
+  const env = process.env;
+  const file = readConfigFile(values.config);
+
+  const streams = list(values.streams) ?? list(env.TRIBUTARY_BRIDGE_STREAMS) ?? file.streams;
+  if (!streams?.length) throw new UsageError(`no streams to forward: give --streams a,b\n\n${usage}`);
+  const brokers = list(values.brokers) ?? list(env.TRIBUTARY_KAFKA_BROKERS) ?? file.brokers;
+  if (!brokers?.length) throw new UsageError("no Kafka brokers: give --brokers host:9092 (or TRIBUTARY_KAFKA_BROKERS)");
+
+  let topicMap = file.topicMap;
+  if (values["topic-map"] !== undefined) {
+    topicMap = {};
+    for (const pair of list(values["topic-map"])!) {
+      const [stream, topic] = pair.split("=");
+      if (!stream || !topic) throw new UsageError(`--topic-map: '${pair}' is not stream=topic`);
+      topicMap[stream] = topic;
+    }
+  }
+
+  const mechanism = (values["sasl-mechanism"] ?? env.TRIBUTARY_KAFKA_SASL_MECHANISM ?? file.sasl?.mechanism)?.toLowerCase();
+  let sasl: SASLOptions | undefined;
+  if (mechanism !== undefined) {
+    if (mechanism !== "plain" && mechanism !== "scram-sha-256" && mechanism !== "scram-sha-512") {
+      throw new UsageError(`--sasl-mechanism '${mechanism}' is not supported: use plain, scram-sha-256 or scram-sha-512`);
+    }
+    const username = values["sasl-username"] ?? env.TRIBUTARY_KAFKA_SASL_USERNAME ?? file.sasl?.username;
+    const password = values["sasl-password"] ?? env.TRIBUTARY_KAFKA_SASL_PASSWORD ?? file.sasl?.password;
+    if (username === undefined || password === undefined) throw new UsageError("--sasl-mechanism needs --sasl-username and --sasl-password (or their TRIBUTARY_KAFKA_SASL_* variables)");
+    sasl = { mechanism, username, password } as SASLOptions;
+  }
+  const kafka: KafkaConfig = {
+    brokers,
+    clientId: values["client-id"] ?? env.TRIBUTARY_KAFKA_CLIENT_ID ?? file.clientId ?? "tributary-bridge",
+    ...((values.ssl ?? (env.TRIBUTARY_KAFKA_SSL === "1" || file.ssl)) ? { ssl: true } : {}),
+    ...(sasl ? { sasl } : {}),
+  };
+
+  const batchSize = positive(values["batch-size"], "--batch-size") ?? file.batchSize;
+  const concurrency = positive(values.concurrency, "--concurrency") ?? file.concurrency;
+  const topicPrefix = values["topic-prefix"] ?? file.topicPrefix;
+  const group = values.group ?? file.group;
+  const handle = startBridge({
+    databaseUrl: databaseUrl(values),
+    streams,
+    kafka,
+    createTopics: values["create-topics"] ?? file.createTopics ?? false,
+    ...(topicPrefix !== undefined ? { topicPrefix } : {}),
+    ...(topicMap ? { topicMap } : {}),
+    ...(group !== undefined ? { group } : {}),
+    ...(batchSize ? { batchSize } : {}),
+    ...(concurrency ? { concurrency } : {}),
+  });
+  onShutdown(() => handle.stop());
+  try {
+    await handle.done;
+  } catch (error) {
+    // Bad credentials, a missing topic or stream: a setting to fix, said as such (exit 2).
+    if (error instanceof BridgeError) throw new UsageError(error.message);
+    throw error;
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The Kafka bridge (DESIGN.md invariant 11): a consumer group member that
+ * forwards each batch of a stream partition to its Kafka topic and lets the
+ * group commit the stream offset only after Kafka acknowledged the batch.
+ *
+ *   stream partition batch ─► producer.send (idempotent, acks = all,
+ *                             one request in flight) ─► ack ─► offset commit
+ *
+ * Nothing is lost: an offset moves only past acknowledged records. Per-key
+ * order is kept: a partition's batches go one after another, and the producer
+ * never reorders within a partition. A crash re-sends the uncommitted tail
+ * (duplicates carry the same tributary-id header). Kafka down or slow: the
+ * send is retried with backoff for as long as it takes, the batch stays in
+ * memory (at most `concurrency` batches of `batchSize` events), the group's lag
+ * grows and `tributary status` shows it. N bridges with the same group share
+ * the partitions like any other members.
+ */
+import { Duration, Effect, Schedule } from "effect";
+import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from "kafkajs";
+import postgres, { type Sql } from "postgres";
+import { consumer, type Consumer } from "@tributary/client";
+import { BridgeError, explainKafkaError, isFatal } from "./errors.ts";
+import { toKafkaRecord } from "./kafka-record.ts";
+import { routeTopics, type TopicNaming, type TopicRoute } from "./topics.ts";
+
+export interface BridgeConfig extends TopicNaming {
+  readonly databaseUrl: string;
+  readonly streams: readonly string[];
+  /** kafkajs client settings: brokers, clientId, ssl, sasl, … */
+  readonly kafka: KafkaConfig;
+  /** Create missing topics with the stream's partition count (default false: a missing topic is an error). */
+  readonly createTopics?: boolean;
+  /** The consumer group the bridges share (default "tributary-bridge"). */
+  readonly group?: string;
+  readonly batchSize?: number;
+  readonly concurrency?: number;
+  readonly sessionTimeoutMs?: number;
+  readonly log?: (message: string) => void;
+}
+
+export interface BridgeHandle {
+  /** Resolves with the stream → topic routes once the bridge forwards; rejects like `done` if it never does. */
+  readonly ready: Promise<readonly TopicRoute[]>;
+  /** Settles when the bridge stops: resolves after stop(), rejects on a fatal error (bad credentials, missing topic…). */
+  readonly done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_BRIDGE_GROUP = "tributary-bridge";
+
+const backoff = Schedule.min([Schedule.exponential(Duration.millis(200), 2), Schedule.spaced(Duration.seconds(5))]);
+
+/**
+ * Starts the bridge. Kafka unreachable at start is retried with backoff (and
+ * logged) until it answers or stop() is called; bad credentials, a missing
+ * topic or stream are fatal (`done` rejects with a BridgeError that says what
+ * to fix).
+ */
+export function startBridge(config: BridgeConfig): BridgeHandle {
+  const log = config.log ?? ((m: string) => console.error(`[tributary bridge] ${m}`));
+  const stopping = new AbortController();
+  let resources: Resources | null = null;
+  const run = (async () => {
+    if (config.streams.length === 0) throw new BridgeError("INVALID_CONFIG", "no streams to forward: give --streams a,b (or streams in the config file)");
+    const kafka = new Kafka({ logLevel: logLevel.NOTHING, ...config.kafka });
+    const sql = postgres(config.databaseUrl, { max: 4 + (config.concurrency ?? 8), onnotice: () => {}, connection: { application_name: "tributary-bridge" } });
+    resources = { sql, kafka, producer: null, member: null };
+    const routes = await Effect.runPromise(
+      Effect.tryPromise({ try: () => route(sql, kafka, config), catch: (error) => error }).pipe(
+        Effect.tapError((error) => Effect.sync(() => {
+          if (error instanceof BridgeError && error.code === "KAFKA_UNREACHABLE") log(`${error.message}; retrying with backoff`);
+        })),
+        Effect.retry({ schedule: backoff, while: (error) => error instanceof BridgeError && error.code === "KAFKA_UNREACHABLE" }),
+      ),
+      { signal: stopping.signal },
+    );
+    for (const r of routes) {
+      log(`${r.stream} → ${r.topic} (${r.samePartitioning
+        ? `partition p → p, ${r.streamPartitions} partitions`
+        : `by key: ${r.streamPartitions} stream partitions, ${r.topicPartitions} topic partitions`})`);
+    }
+    resources.producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      // kafkajs 2's default partitioner is Java-compatible murmur2: the same as the relay's.
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    await resources.producer.connect();
+    resources.member = await forward(sql, resources.producer, routes, config, log);
+    return routes;
+  })();
+  const stop = async () => {
+    stopping.abort();
+    await run.catch(() => undefined);
+    await release(resources);
+  };
+  const done = run.then(
+    () => resources!.member!.done.catch(async (error: unknown) => {
+      await release(resources);
+      throw error;
+    }),
+    async (error: unknown) => {
+      await release(resources);
+      if (stopping.signal.aborted) return;
+      throw error;
+    },
+  );
+  done.catch(() => undefined);
+  return { ready: run, done, stop };
+}
+
+interface Resources {
+  sql: Sql;
+  kafka: Kafka;
+  producer: Producer | null;
+  member: Consumer | null;
+}
+
+async function release(resources: Resources | null): Promise<void> {
+  if (!resources) return;
+  await resources.member?.stop().catch(() => undefined);
+  await resources.producer?.disconnect().catch(() => undefined);
+  await resources.sql.end({ timeout: 1 });
+}
+
+/** Connects an admin client and maps every stream to its topic. */
+async function route(sql: Sql, kafka: Kafka, config: BridgeConfig): Promise<TopicRoute[]> {
+  const admin = kafka.admin();
+  try {
+    await admin.connect().catch((error: unknown) => {
+      throw new BridgeError(isFatal(error) ? "KAFKA_AUTH" : "KAFKA_UNREACHABLE", explainKafkaError(error), { cause: error });
+    });
+    return await routeTopics(sql, admin, config.streams, config, config.createTopics ?? false);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/** Joins the bridge group: each batch is sent, acknowledged, then committed. */
+async function forward(sql: Sql, producer: Producer, routes: readonly TopicRoute[], config: BridgeConfig, log: (m: string) => void): Promise<Consumer> {
+  const byStream = new Map(routes.map((r) => [r.stream, r]));
+  let failing = false;
+  return consumer(sql, {
+    group: config.group ?? DEFAULT_BRIDGE_GROUP,
+    streams: config.streams,
+    batchSize: config.batchSize ?? 500,
+    concurrency: config.concurrency ?? 8,
+    ...(config.sessionTimeoutMs ? { sessionTimeoutMs: config.sessionTimeoutMs } : {}),
+    // Kafka being down is not the event's fault: retry for as long as it takes.
+    retries: Number.MAX_SAFE_INTEGER,
+    retry: backoff,
+    log,
+    batchHandler: async (events) => {
+      const route = byStream.get(events[0]!.stream)!;
+      try {
+        await producer.send({
+          topic: route.topic,
+          acks: -1,
+          messages: events.map((e) => toKafkaRecord(e, route.samePartitioning)),
+        });
+        if (failing) log("Kafka accepts records again");
+        failing = false;
+      } catch (error) {
+        if (!failing) log(`sending to ${route.topic} failed: ${explainKafkaError(error)}; retrying with backoff, nothing is committed meanwhile`);
+        failing = true;
+        throw error;
+      }
+    },
+  });
+}
