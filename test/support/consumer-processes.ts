@@ -1,6 +1,8 @@
 /**
- * Consumer group members in their own processes (test/support/consumer-child.ts),
- * to kill -9, SIGSTOP and restart. The fixture is bundled once per test file.
+ * Fixtures in their own processes, to kill -9, SIGSTOP and restart:
+ * consumer group members (test/support/consumer-child.ts) and Kafka bridges
+ * (test/support/bridge-child.ts). Each fixture is bundled once per test file;
+ * a child prints a ready line ("joined", "forwarding") on stdout.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
@@ -16,15 +18,15 @@ export interface ConsumerChildOptions {
   readonly batchSize?: number;
 }
 
-export class ConsumerChild {
+export class FixtureChild {
   joined = false;
   exited = false;
   private stderr = "";
   readonly exit: Promise<void>;
 
-  constructor(readonly process: ChildProcess, readonly label: string) {
+  constructor(readonly process: ChildProcess, readonly label: string, readyLine = "joined") {
     process.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      if (chunk.includes("joined")) this.joined = true;
+      if (chunk.includes(readyLine)) this.joined = true;
     });
     process.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
       this.stderr = (this.stderr + chunk).slice(-20_000);
@@ -60,28 +62,21 @@ export class ConsumerChild {
   }
 }
 
-export class ConsumerChildren {
-  private readonly running = new Set<ConsumerChild>();
+export type ConsumerChild = FixtureChild;
 
-  private constructor(private readonly dir: string, private readonly script: string) {}
+/** Children of one bundled fixture script. */
+export class Fixture {
+  private readonly running = new Set<FixtureChild>();
 
-  static async build(): Promise<ConsumerChildren> {
-    const { dir, script } = await bundleFixture(new URL("./consumer-child.ts", import.meta.url));
-    return new ConsumerChildren(dir, script);
+  private constructor(private readonly dir: string, private readonly script: string, private readonly readyLine: string) {}
+
+  static async build(entry: URL, readyLine: string): Promise<Fixture> {
+    const { dir, script } = await bundleFixture(entry);
+    return new Fixture(dir, script, readyLine);
   }
 
-  start(options: ConsumerChildOptions): ConsumerChild {
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      DATABASE_URL: options.databaseUrl,
-      GROUP: options.group,
-      STREAMS: options.streams.join(","),
-      LABEL: options.label,
-      MODE: options.mode ?? "log",
-      SESSION_TIMEOUT_MS: String(options.sessionTimeoutMs ?? 2_000),
-      BATCH_SIZE: String(options.batchSize ?? 50),
-    };
-    const child = new ConsumerChild(spawn(process.execPath, [this.script], { env, stdio: ["ignore", "pipe", "pipe"] }), options.label);
+  start(label: string, env: Record<string, string>): FixtureChild {
+    const child = new FixtureChild(spawn(process.execPath, [this.script], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] }), label, this.readyLine);
     this.running.add(child);
     void child.exit.then(() => this.running.delete(child));
     return child;
@@ -93,5 +88,29 @@ export class ConsumerChildren {
       return c.kill();
     }));
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export class ConsumerChildren {
+  private constructor(private readonly fixture: Fixture) {}
+
+  static async build(): Promise<ConsumerChildren> {
+    return new ConsumerChildren(await Fixture.build(new URL("./consumer-child.ts", import.meta.url), "joined"));
+  }
+
+  start(options: ConsumerChildOptions): ConsumerChild {
+    return this.fixture.start(options.label, {
+      DATABASE_URL: options.databaseUrl,
+      GROUP: options.group,
+      STREAMS: options.streams.join(","),
+      LABEL: options.label,
+      MODE: options.mode ?? "log",
+      SESSION_TIMEOUT_MS: String(options.sessionTimeoutMs ?? 2_000),
+      BATCH_SIZE: String(options.batchSize ?? 50),
+    });
+  }
+
+  dispose(): Promise<void> {
+    return this.fixture.dispose();
   }
 }
