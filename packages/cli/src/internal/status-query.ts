@@ -21,7 +21,11 @@ export interface RelayStatus {
   standbys: number | null;
   /** WAL not yet acknowledged by the relay: pg_current_wal_lsn() - confirmed_flush_lsn. */
   lagBytes: number | null;
-  /** When lagBytes > 0: seconds since the relay last wrote a batch (now() - checkpoint updated_at); else 0. */
+  /**
+   * When lagBytes > 0: with a relay streaming, the server's flush_lag for its
+   * walsender (how long WAL takes to be relayed and acknowledged; 0 once idle);
+   * with none, seconds since the relay last wrote a batch. Else 0.
+   */
   lagSeconds: number | null;
   /** WAL the server keeps for the slot: pg_current_wal_lsn() - restart_lsn. */
   walRetainedBytes: number | null;
@@ -72,12 +76,16 @@ export async function readStatus(sql: Sql): Promise<Status> {
            r.slot_name is not null as slot_exists,
            (pg_current_wal_lsn() - r.confirmed_flush_lsn)::text as lag,
            case when r.confirmed_flush_lsn is null then null
-                when pg_current_wal_lsn() > r.confirmed_flush_lsn then extract(epoch from now() - c.updated_at)::float8
-                else 0 end as lag_seconds,
+                when pg_current_wal_lsn() <= r.confirmed_flush_lsn then 0
+                -- A relay streaming: how long WAL takes to be acknowledged (the server's own measure).
+                when sr.pid is not null then coalesce(extract(epoch from sr.flush_lag), 0)::float8
+                -- No relay: the time since it last wrote a batch.
+                else extract(epoch from now() - c.updated_at)::float8 end as lag_seconds,
            (pg_current_wal_lsn() - r.restart_lsn)::text as retained,
            r.wal_status, c.end_lsn::text, c.updated_at, c.relay_id
       from tributary.relay_checkpoints c
       left join pg_replication_slots r on r.slot_name = c.slot_name
+      left join lateral (select s.pid, s.flush_lag from pg_stat_replication s where s.pid = r.active_pid) sr on true
      order by c.slot_name`;
   // A standby's reserved connection polls pg_try_advisory_lock and holds no relay lock.
   const [standby] = await sql<{ n: number }[]>`
