@@ -1,0 +1,386 @@
+-- Queues: per-message delivery, SQS-style (DESIGN.md invariant 10).
+--
+-- A message is delivered to one worker at a time: claim() gives it a receipt
+-- and hides it until now() + visibility timeout. ack() deletes it; nack()
+-- makes it visible again after a backoff; a claim that expires makes it
+-- visible again by itself. Every delivery counts: after max_deliveries the
+-- message moves to tributary.queue_dead_letters with its last error and
+-- delivery history. All times are the database's now().
+--
+-- FIFO queues: messages sharing a key are never in flight at the same time
+-- and are delivered in id (send) order; other keys proceed in parallel.
+-- FIFO claims of one queue are serialized by an advisory lock, so two
+-- claims cannot both see a key as free.
+--
+-- Churn: acknowledged messages are deleted, so the table holds only pending
+-- and in-flight messages. It is vacuumed aggressively (threshold, not scale
+-- factor; no cost delay) so dead index entries at the head of the claim
+-- index are cleared quickly; fillfactor leaves room for claim updates.
+
+create table tributary.queues (
+  name                text primary key,
+  visibility_timeout  interval not null default '30 seconds',
+  max_deliveries      int not null default 5,
+  backoff_base        interval not null default '1 second',
+  backoff_max         interval not null default '5 minutes',
+  backoff_jitter      float8 not null default 0.2,
+  fifo                boolean not null default false,
+  stream              text,
+  created_at          timestamptz not null default now()
+);
+
+create table tributary.queue_messages (
+  id           bigint generated always as identity primary key,
+  queue        text not null references tributary.queues on delete cascade,
+  key          text,
+  dedupe_key   text,
+  payload      jsonb not null,
+  enqueued_at  timestamptz not null default now(),
+  visible_at   timestamptz not null,
+  deliveries   int not null default 0,
+  receipt      uuid,
+  claimed_by   text,
+  claimed_at   timestamptz,
+  last_error   text,
+  -- One entry per delivery that failed or expired: {"at", "worker", "error"}.
+  history      jsonb not null default '[]'
+) with (fillfactor = 80, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+        autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 5000);
+
+-- claim(): the visible messages of a queue, oldest first.
+create index queue_messages_claim_idx on tributary.queue_messages (queue, visible_at, id);
+-- FIFO: the head of each key, and whether a key is in flight.
+create index queue_messages_key_idx on tributary.queue_messages (queue, key, id) where key is not null;
+-- send(dedupe_key): a second send while the first is pending returns the first id.
+create unique index queue_messages_dedupe_idx on tributary.queue_messages (queue, dedupe_key) where dedupe_key is not null;
+create index queue_messages_receipt_idx on tributary.queue_messages (receipt) where receipt is not null;
+
+create table tributary.queue_dead_letters (
+  id           bigint primary key,
+  queue        text not null references tributary.queues on delete cascade,
+  key          text,
+  payload      jsonb not null,
+  enqueued_at  timestamptz not null,
+  dead_at      timestamptz not null default now(),
+  deliveries   int not null,
+  last_error   text,
+  history      jsonb not null
+);
+create index queue_dead_letters_queue_idx on tributary.queue_dead_letters (queue, id);
+
+create function tributary.queue_error(message text, rule text, hint text default null) returns void
+language plpgsql as $$
+begin
+  raise exception '%', message using errcode = '22023', constraint = rule, hint = coalesce(hint, '');
+end $$;
+
+create function tributary.validate_queue_name(queue text) returns void
+language plpgsql immutable as $$
+begin
+  if queue is null or queue !~ '^[A-Za-z0-9._-]{1,200}$' then
+    perform tributary.queue_error(format('invalid queue name %s: a queue name is 1 to 200 characters of A-Z a-z 0-9 . _ -',
+      coalesce(quote_literal(left(queue, 210)), 'NULL')), 'tributary_queue_name');
+  end if;
+end $$;
+
+/** The queue's row, or an error naming the queue and how to create it. */
+create function tributary.queue_settings(queue text) returns tributary.queues
+language plpgsql stable as $$
+declare
+  q tributary.queues;
+begin
+  select * into q from tributary.queues where name = queue;
+  if not found then
+    perform tributary.queue_error(format('queue %s does not exist', coalesce(quote_literal(queue), 'NULL')),
+      'tributary_queue_unknown', 'create it with tributary.create_queue(name, options)');
+  end if;
+  return q;
+end $$;
+
+create function tributary.option_interval(options jsonb, name text, fallback interval) returns interval
+language plpgsql immutable as $$
+declare
+  value interval;
+begin
+  if options is null or not options ? name or options -> name = 'null'::jsonb then return fallback; end if;
+  begin
+    value := case jsonb_typeof(options -> name)
+               when 'number' then (options ->> name)::float8 * interval '1 second'
+               else (options ->> name)::interval end;
+  exception when others then
+    perform tributary.queue_error(format('option %s: %s is not a duration (use seconds, e.g. 30, or an interval, e.g. ''5 minutes'')',
+      name, options -> name), 'tributary_queue_option');
+  end;
+  if value < interval '0' then
+    perform tributary.queue_error(format('option %s must not be negative (got %s)', name, options -> name), 'tributary_queue_option');
+  end if;
+  return value;
+end $$;
+
+create function tributary.create_queue(name text, options jsonb default '{}') returns void
+language plpgsql as $$
+declare
+  known text[] := array['visibility_timeout', 'max_deliveries', 'backoff', 'fifo', 'stream'];
+  unknown text;
+  q tributary.queues;
+  backoff jsonb := coalesce(options -> 'backoff', '{}');
+begin
+  perform tributary.validate_queue_name(name);
+  if options is null or jsonb_typeof(options) <> 'object' then
+    perform tributary.queue_error('queue options must be a JSON object', 'tributary_queue_option');
+  end if;
+  select k into unknown from jsonb_object_keys(options) k where k <> all (known) limit 1;
+  if unknown is not null then
+    perform tributary.queue_error(format('unknown queue option %s: the options are %s', quote_literal(unknown), array_to_string(known, ', ')),
+      'tributary_queue_option');
+  end if;
+  q.name := name;
+  q.visibility_timeout := tributary.option_interval(options, 'visibility_timeout', interval '30 seconds');
+  if q.visibility_timeout <= interval '0' then
+    perform tributary.queue_error('option visibility_timeout must be positive', 'tributary_queue_option');
+  end if;
+  q.max_deliveries := coalesce((options ->> 'max_deliveries')::int, 5);
+  if q.max_deliveries < 1 then
+    perform tributary.queue_error('option max_deliveries must be at least 1', 'tributary_queue_option');
+  end if;
+  q.backoff_base := tributary.option_interval(backoff, 'base', interval '1 second');
+  q.backoff_max := tributary.option_interval(backoff, 'max', interval '5 minutes');
+  q.backoff_jitter := coalesce((backoff ->> 'jitter')::float8, 0.2);
+  if q.backoff_jitter < 0 or q.backoff_jitter > 1 then
+    perform tributary.queue_error('option backoff.jitter must be between 0 and 1', 'tributary_queue_option');
+  end if;
+  q.fifo := coalesce((options ->> 'fifo')::boolean, false);
+  if options ? 'stream' then
+    -- The column is here for it; the feeder is not built yet. Refuse rather than accept and never deliver.
+    perform tributary.queue_error('option stream (feeding a queue from a stream) is not available yet: send messages with tributary.send',
+      'tributary_queue_option');
+  end if;
+  q.created_at := now();
+  insert into tributary.queues values (q.*)
+  on conflict on constraint queues_pkey do update
+     set visibility_timeout = excluded.visibility_timeout, max_deliveries = excluded.max_deliveries,
+         backoff_base = excluded.backoff_base, backoff_max = excluded.backoff_max,
+         backoff_jitter = excluded.backoff_jitter, fifo = excluded.fifo, stream = excluded.stream;
+end $$;
+
+create function tributary.send(queue text, payload jsonb, options jsonb default '{}') returns bigint
+language plpgsql as $$
+#variable_conflict use_column
+declare
+  q tributary.queues := tributary.queue_settings(queue);
+  known text[] := array['delay', 'run_at', 'key', 'dedupe_key'];
+  unknown text;
+  visible timestamptz := now();
+  new_id bigint;
+begin
+  if payload is null then
+    perform tributary.queue_error('payload must not be SQL NULL (use ''null''::jsonb for a JSON null)', 'tributary_queue_payload');
+  end if;
+  if octet_length(payload::text) > tributary.max_data_bytes() then
+    perform tributary.queue_error(format('payload is %s bytes, over the limit of %s bytes', octet_length(payload::text), tributary.max_data_bytes()),
+      'tributary_queue_payload', 'raise tributary.max_data_bytes, or send a reference to the data instead');
+  end if;
+  options := coalesce(options, '{}');
+  if jsonb_typeof(options) <> 'object' then
+    perform tributary.queue_error('send options must be a JSON object', 'tributary_queue_option');
+  end if;
+  select k into unknown from jsonb_object_keys(options) k where k <> all (known) limit 1;
+  if unknown is not null then
+    perform tributary.queue_error(format('unknown send option %s: the options are %s', quote_literal(unknown), array_to_string(known, ', ')),
+      'tributary_queue_option');
+  end if;
+  if options ? 'delay' and options ? 'run_at' then
+    perform tributary.queue_error('give delay or run_at, not both', 'tributary_queue_option');
+  end if;
+  if options ? 'delay' then
+    visible := now() + tributary.option_interval(options, 'delay', interval '0');
+  elsif options ? 'run_at' then
+    begin
+      visible := greatest((options ->> 'run_at')::timestamptz, now());
+    exception when others then
+      perform tributary.queue_error(format('option run_at: %s is not a timestamp', options -> 'run_at'), 'tributary_queue_option');
+    end;
+  end if;
+  if options ? 'key' and (jsonb_typeof(options -> 'key') <> 'string' or options ->> 'key' = '') then
+    perform tributary.queue_error('option key must be a non-empty string', 'tributary_queue_option');
+  end if;
+  if q.fifo and not options ? 'key' then
+    perform tributary.queue_error(format('queue %s is FIFO: give every message a key (its FIFO group)', quote_literal(queue)),
+      'tributary_queue_option');
+  end if;
+  if options ? 'dedupe_key' then
+    select id into new_id from tributary.queue_messages m
+     where m.queue = send.queue and m.dedupe_key = options ->> 'dedupe_key';
+    if found then return new_id; end if;
+  end if;
+  insert into tributary.queue_messages (queue, key, dedupe_key, payload, visible_at)
+  values (send.queue, send.options ->> 'key', send.options ->> 'dedupe_key', send.payload, visible)
+  on conflict (queue, dedupe_key) where dedupe_key is not null do nothing
+  returning id into new_id;
+  if new_id is null then
+    -- A concurrent send with the same dedupe key won.
+    select id into new_id from tributary.queue_messages m
+     where m.queue = send.queue and m.dedupe_key = options ->> 'dedupe_key';
+  end if;
+  perform pg_notify('tributary_queue', queue);
+  return new_id;
+end $$;
+
+/** Moves a message to the dead letters (its last delivery failed or expired). */
+create function tributary.bury(message tributary.queue_messages, error text) returns void
+language sql as $$
+  with gone as (delete from tributary.queue_messages where id = message.id returning *)
+  insert into tributary.queue_dead_letters (id, queue, key, payload, enqueued_at, deliveries, last_error, history)
+  select id, queue, key, payload, enqueued_at, deliveries, coalesce(error, last_error), history from gone;
+$$;
+
+create type tributary.claimed_message as (
+  id bigint, receipt uuid, payload jsonb, key text, deliveries int, enqueued_at timestamptz, visible_until timestamptz
+);
+
+create function tributary.claim(queue text, worker text, max int default 1, visibility interval default null)
+returns setof tributary.claimed_message
+language plpgsql as $$
+declare
+  q tributary.queues := tributary.queue_settings(queue);
+  expired tributary.queue_messages;
+begin
+  if worker is null or worker = '' then
+    perform tributary.queue_error('worker must name the claiming worker (any non-empty text)', 'tributary_queue_worker');
+  end if;
+  if max is null or max < 1 or max > 10000 then
+    perform tributary.queue_error(format('max must be 1 to 10000 (got %s)', max), 'tributary_queue_option');
+  end if;
+  if visibility is not null and visibility <= interval '0' then
+    perform tributary.queue_error('visibility must be positive', 'tributary_queue_option');
+  end if;
+  if q.fifo then
+    perform pg_advisory_xact_lock(1953655153, hashtext(queue)); -- 0x74726971 "triq": FIFO claims of this queue, one at a time
+  end if;
+  -- Claims that expired on their last allowed delivery: to the dead letters.
+  for expired in
+    select * from tributary.queue_messages m
+     where m.queue = claim.queue and m.receipt is not null and m.visible_at <= now() and m.deliveries >= q.max_deliveries
+     for update skip locked
+  loop
+    expired.history := expired.history || jsonb_build_object('at', expired.visible_at, 'worker', expired.claimed_by, 'error', 'visibility timeout expired');
+    update tributary.queue_messages set history = expired.history where id = expired.id;
+    perform tributary.bury(expired, 'visibility timeout expired');
+  end loop;
+  return query
+  with picked as (
+    select m.id from tributary.queue_messages m
+     where m.queue = claim.queue and m.visible_at <= now()
+       and m.deliveries < q.max_deliveries
+       and (not q.fifo or (
+             -- the head of its key, and no message of its key in flight
+             not exists (select 1 from tributary.queue_messages p
+                          where p.queue = claim.queue and p.key = m.key and p.id < m.id)
+         and not exists (select 1 from tributary.queue_messages p
+                          where p.queue = claim.queue and p.key = m.key and p.receipt is not null and p.visible_at > now())))
+     order by m.visible_at, m.id
+     for update skip locked
+     limit max
+  ), expired_history as (
+    -- A claim that expired counts as a failed delivery in the history.
+    select m.id from tributary.queue_messages m join picked using (id) where m.receipt is not null
+  )
+  update tributary.queue_messages m
+     set receipt = gen_random_uuid(),
+         deliveries = m.deliveries + 1,
+         visible_at = now() + coalesce(visibility, q.visibility_timeout),
+         claimed_by = worker,
+         claimed_at = now(),
+         history = case when m.id in (select id from expired_history)
+                        then m.history || jsonb_build_object('at', m.visible_at, 'worker', m.claimed_by, 'error', 'visibility timeout expired')
+                        else m.history end
+    from picked
+   where m.id = picked.id
+  returning m.id, m.receipt, m.payload, m.key, m.deliveries, m.enqueued_at, m.visible_at;
+end $$;
+
+/** The in-flight message a receipt names, locked; or a stale-receipt error. */
+create function tributary.claimed(queue text, receipt uuid) returns tributary.queue_messages
+language plpgsql as $$
+declare
+  m tributary.queue_messages;
+begin
+  perform tributary.queue_settings(queue);
+  select * into m from tributary.queue_messages x
+   where x.receipt = claimed.receipt and x.queue = claimed.queue
+   for update;
+  if not found then
+    perform tributary.queue_error(
+      format('receipt %s of queue %s is stale: the message was acknowledged, moved to the dead letters, or its claim expired and another worker claimed it',
+        coalesce(receipt::text, 'NULL'), quote_literal(queue)),
+      'tributary_queue_stale_receipt', 'claim again; keep handlers within the visibility timeout or extend() it');
+  end if;
+  return m;
+end $$;
+
+create function tributary.ack(queue text, receipt uuid) returns void
+language plpgsql as $$
+declare
+  m tributary.queue_messages := tributary.claimed(queue, receipt);
+begin
+  delete from tributary.queue_messages where id = m.id;
+  if m.key is not null then perform pg_notify('tributary_queue', queue); end if;
+end $$;
+
+create function tributary.nack(queue text, receipt uuid, error text default null, delay interval default null) returns void
+language plpgsql as $$
+declare
+  q tributary.queues := tributary.queue_settings(queue);
+  m tributary.queue_messages := tributary.claimed(queue, receipt);
+  backoff interval;
+begin
+  if delay is not null and delay < interval '0' then
+    perform tributary.queue_error('delay must not be negative', 'tributary_queue_option');
+  end if;
+  m.history := m.history || jsonb_build_object('at', now(), 'worker', m.claimed_by, 'error', error);
+  if m.deliveries >= q.max_deliveries then
+    update tributary.queue_messages set history = m.history where id = m.id;
+    perform tributary.bury(m, error);
+    return;
+  end if;
+  -- base · 2^(deliveries-1), capped, ± jitter.
+  backoff := least(q.backoff_base * power(2, m.deliveries - 1), q.backoff_max)
+             * (1 + q.backoff_jitter * (2 * random() - 1));
+  update tributary.queue_messages
+     set receipt = null, claimed_by = null, claimed_at = null, last_error = error, history = m.history,
+         visible_at = now() + coalesce(delay, backoff)
+   where id = m.id;
+  perform pg_notify('tributary_queue', queue);
+end $$;
+
+create function tributary.extend(queue text, receipt uuid, visibility interval) returns timestamptz
+language plpgsql as $$
+declare
+  m tributary.queue_messages := tributary.claimed(queue, receipt);
+  until timestamptz;
+begin
+  if visibility is null or visibility <= interval '0' then
+    perform tributary.queue_error('visibility must be positive', 'tributary_queue_option');
+  end if;
+  update tributary.queue_messages set visible_at = now() + visibility where id = m.id returning visible_at into until;
+  return until;
+end $$;
+
+/** Moves dead letters back into their queue as new messages (deliveries reset); returns how many. */
+create function tributary.redrive(queue text, ids bigint[] default null) returns int
+language plpgsql as $$
+declare
+  moved int;
+begin
+  perform tributary.queue_settings(queue);
+  with gone as (
+    delete from tributary.queue_dead_letters d
+     where d.queue = redrive.queue and (ids is null or d.id = any (ids))
+    returning d.*
+  )
+  insert into tributary.queue_messages (queue, key, payload, enqueued_at, visible_at, history)
+  select g.queue, g.key, g.payload, g.enqueued_at, now(), g.history from gone g order by g.id;
+  get diagnostics moved = row_count;
+  if moved > 0 then perform pg_notify('tributary_queue', queue); end if;
+  return moved;
+end $$;

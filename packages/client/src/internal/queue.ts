@@ -1,0 +1,163 @@
+/**
+ * Queues from TypeScript: thin wrappers over the SQL API (migrations/0003_queues.sql),
+ * usable with a postgres.js `Sql` or inside a transaction (send() commits or
+ * rolls back with the caller's business rows). The SQL API enforces every rule
+ * and names it; errors come back as TributaryQueueError with a stable code.
+ */
+import type { Sql, TransactionSql } from "postgres";
+
+export type QueueExecutor = Sql | TransactionSql;
+
+export interface QueueOptions {
+  /** Seconds (number) or a PostgreSQL interval ("5 minutes"). Default 30 s. */
+  readonly visibilityTimeout?: number | string;
+  /** Deliveries (failures or expiries) before the dead letters. Default 5. */
+  readonly maxDeliveries?: number;
+  /** Retry delay: base · 2^(delivery-1), capped at max, ± jitter. Defaults 1 s, 5 min, 0.2. */
+  readonly backoff?: { readonly base?: number | string; readonly max?: number | string; readonly jitter?: number };
+  /** Messages sharing a key are never in flight together and are delivered in send order. */
+  readonly fifo?: boolean;
+}
+
+export interface SendOptions {
+  /** Seconds or an interval: not delivered before now() + delay. */
+  readonly delay?: number | string;
+  /** Not delivered before this time. */
+  readonly runAt?: Date;
+  /** The FIFO group (required on FIFO queues). */
+  readonly key?: string;
+  /** A second send with the same dedupe key while the first is pending returns the first id. */
+  readonly dedupeKey?: string;
+}
+
+export interface ClaimedMessage<Payload = unknown> {
+  readonly id: string;
+  readonly receipt: string;
+  readonly payload: Payload;
+  readonly key: string | null;
+  /** This delivery's number, from 1. */
+  readonly deliveries: number;
+  readonly enqueuedAt: Date;
+  /** The claim expires then unless acked, nacked or extended. */
+  readonly visibleUntil: Date;
+}
+
+export type QueueErrorCode =
+  | "UNKNOWN_QUEUE"
+  | "INVALID_QUEUE_NAME"
+  | "INVALID_OPTION"
+  | "INVALID_PAYLOAD"
+  | "INVALID_WORKER"
+  | "STALE_RECEIPT";
+
+const constraintCodes: Record<string, QueueErrorCode> = {
+  tributary_queue_unknown: "UNKNOWN_QUEUE",
+  tributary_queue_name: "INVALID_QUEUE_NAME",
+  tributary_queue_option: "INVALID_OPTION",
+  tributary_queue_payload: "INVALID_PAYLOAD",
+  tributary_queue_worker: "INVALID_WORKER",
+  tributary_queue_stale_receipt: "STALE_RECEIPT",
+};
+
+export class TributaryQueueError extends Error {
+  override readonly name = "TributaryQueueError";
+  constructor(readonly code: QueueErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+function translate(error: unknown): unknown {
+  const e = error as { code?: string; constraint_name?: string; message?: string; hint?: string };
+  const code = e?.code === "22023" && e.constraint_name ? constraintCodes[e.constraint_name] : undefined;
+  if (!code) return error;
+  return new TributaryQueueError(code, e.hint ? `${e.message} (${e.hint})` : e.message ?? code, { cause: error });
+}
+
+async function call<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw translate(error);
+  }
+}
+
+const interval = (value: number | string | undefined) => (value === undefined ? undefined : value);
+
+export async function createQueue(sql: QueueExecutor, name: string, options: QueueOptions = {}): Promise<void> {
+  const json: Record<string, unknown> = {};
+  if (options.visibilityTimeout !== undefined) json.visibility_timeout = options.visibilityTimeout;
+  if (options.maxDeliveries !== undefined) json.max_deliveries = options.maxDeliveries;
+  if (options.fifo !== undefined) json.fifo = options.fifo;
+  if (options.backoff) json.backoff = { base: interval(options.backoff.base), max: interval(options.backoff.max), jitter: options.backoff.jitter };
+  await call(() => sql`select tributary.create_queue(${name}, ${JSON.stringify(json)}::text::jsonb)`);
+}
+
+/** Enqueues a message; returns its id. Inside a transaction it commits or rolls back with it. */
+export async function send(sql: QueueExecutor, queue: string, payload: unknown, options: SendOptions = {}): Promise<string> {
+  const json: Record<string, unknown> = {};
+  if (options.delay !== undefined) json.delay = options.delay;
+  if (options.runAt !== undefined) json.run_at = options.runAt.toISOString();
+  if (options.key !== undefined) json.key = options.key;
+  if (options.dedupeKey !== undefined) json.dedupe_key = options.dedupeKey;
+  const [row] = await call(() => sql<{ id: string }[]>`
+    select tributary.send(${queue}, ${JSON.stringify(payload ?? null)}::text::jsonb, ${JSON.stringify(json)}::text::jsonb)::text as id`);
+  return row!.id;
+}
+
+/** Claims up to `max` visible messages for `worker` (FOR UPDATE SKIP LOCKED; FIFO-safe). */
+export async function claim<Payload = unknown>(
+  sql: QueueExecutor,
+  queue: string,
+  worker: string,
+  options: { max?: number; visibilitySeconds?: number } = {},
+): Promise<Array<ClaimedMessage<Payload>>> {
+  const visibility = options.visibilitySeconds === undefined ? null : `${options.visibilitySeconds} seconds`;
+  const rows = await call(() => sql<{ id: string; receipt: string; payload: Payload; key: string | null; deliveries: number; enqueued_at: Date; visible_until: Date }[]>`
+    select id::text, receipt::text, payload, key, deliveries, enqueued_at, visible_until
+      from tributary.claim(${queue}, ${worker}, ${options.max ?? 1}, ${visibility}::interval)`);
+  return rows.map((r) => ({
+    id: r.id, receipt: r.receipt, payload: r.payload, key: r.key, deliveries: r.deliveries, enqueuedAt: r.enqueued_at, visibleUntil: r.visible_until,
+  }));
+}
+
+export async function ack(sql: QueueExecutor, queue: string, receipt: string): Promise<void> {
+  await call(() => sql`select tributary.ack(${queue}, ${receipt}::uuid)`);
+}
+
+/** Gives the message back: visible again after `delaySeconds` (default: the queue's backoff), or to the dead letters on its last delivery. */
+export async function nack(sql: QueueExecutor, queue: string, receipt: string, options: { error?: string; delaySeconds?: number } = {}): Promise<void> {
+  const delay = options.delaySeconds === undefined ? null : `${options.delaySeconds} seconds`;
+  await call(() => sql`select tributary.nack(${queue}, ${receipt}::uuid, ${options.error ?? null}, ${delay}::interval)`);
+}
+
+/** Keeps a claim for `seconds` more from now; returns the new expiry. */
+export async function extend(sql: QueueExecutor, queue: string, receipt: string, seconds: number): Promise<Date> {
+  const [row] = await call(() => sql<{ until: Date }[]>`select tributary.extend(${queue}, ${receipt}::uuid, ${`${seconds} seconds`}::interval) as until`);
+  return row!.until;
+}
+
+export interface DeadLetter<Payload = unknown> {
+  readonly id: string;
+  readonly key: string | null;
+  readonly payload: Payload;
+  readonly enqueuedAt: Date;
+  readonly deadAt: Date;
+  readonly deliveries: number;
+  readonly lastError: string | null;
+  readonly history: Array<{ at: string; worker: string | null; error: string | null }>;
+}
+
+export async function deadLetters<Payload = unknown>(sql: QueueExecutor, queue: string, options: { limit?: number } = {}): Promise<Array<DeadLetter<Payload>>> {
+  const rows = await sql<{ id: string; key: string | null; payload: Payload; enqueued_at: Date; dead_at: Date; deliveries: number; last_error: string | null; history: DeadLetter["history"] }[]>`
+    select id::text, key, payload, enqueued_at, dead_at, deliveries, last_error, history
+      from tributary.queue_dead_letters where queue = ${queue} order by id limit ${options.limit ?? 100}`;
+  return rows.map((r) => ({
+    id: r.id, key: r.key, payload: r.payload, enqueuedAt: r.enqueued_at, deadAt: r.dead_at, deliveries: r.deliveries, lastError: r.last_error, history: r.history,
+  }));
+}
+
+/** Puts dead letters back into the queue (all, or the given ids) with their deliveries reset; returns how many. */
+export async function redrive(sql: QueueExecutor, queue: string, ids?: readonly string[]): Promise<number> {
+  const [row] = await call(() => sql<{ n: number }[]>`select tributary.redrive(${queue}, ${ids ? [...ids] : null}::bigint[]) as n`);
+  return row!.n;
+}

@@ -1,0 +1,265 @@
+/**
+ * Queues through the SQL API (DESIGN.md invariant 10): one worker at a time
+ * per message until ack / expiry / dead letter; retries with backoff; dead
+ * letters after exactly max_deliveries; FIFO exclusivity and order; delays
+ * never early; dedupe keys; stale receipts; bad input. Times are the
+ * database's. Queues do not depend on the decoder: once per server.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import type { Sql } from "postgres";
+import { ack, claim as claimMessages, createQueue, deadLetters, nack, redrive, send, TributaryQueueError } from "@tributary/client";
+import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Claimed {
+  id: string;
+  receipt: string;
+  payload: { n: number };
+  key: string | null;
+  deliveries: number;
+}
+
+const claim = (sql: Sql, queue: string, worker = "w", max = 1, visibility: string | null = null) =>
+  sql<Claimed[]>`select * from tributary.claim(${queue}, ${worker}, ${max}, ${visibility}::interval)`;
+
+async function sqlError(run: () => Promise<unknown>): Promise<{ message: string; constraint_name?: string; hint?: string }> {
+  const error = await run().then(() => null, (e: unknown) => e);
+  expect(error, "expected an error").not.toBeNull();
+  return error as { message: string; constraint_name?: string; hint?: string };
+}
+
+for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
+  describe(`queues [${backend.name}]`, () => {
+    let db: TestDatabase;
+    afterEach(async () => {
+      await db?.drop();
+    });
+
+    it("delivers a message to one worker at a time; ack deletes it; a second ack is a stale receipt", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs')`;
+      const { id } = (await db.sql`select tributary.send('jobs', '{"n": 1}') as id`)[0]!;
+      const [first] = await claim(db.sql, "jobs", "a");
+      expect(first).toMatchObject({ id, payload: { n: 1 }, key: null, deliveries: 1 });
+      expect(await claim(db.sql, "jobs", "b")).toEqual([]); // in flight: invisible to others
+      await db.sql`select tributary.ack('jobs', ${first!.receipt})`;
+      expect(await db.sql`select 1 from tributary.queue_messages`).toHaveLength(0);
+      const stale = await sqlError(() => db.sql`select tributary.ack('jobs', ${first!.receipt})`);
+      expect(stale.constraint_name).toBe("tributary_queue_stale_receipt");
+      expect(stale.message).toMatch(/receipt .* of queue 'jobs' is stale/);
+    });
+
+    it("redelivers a message whose visibility timeout expired; the first receipt is then stale", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs', '{"visibility_timeout": 0.3}')`;
+      await db.sql`select tributary.send('jobs', '{"n": 1}')`;
+      const [first] = await claim(db.sql, "jobs", "a");
+      expect(await claim(db.sql, "jobs", "b")).toEqual([]);
+      await sleep(400);
+      const [second] = await claim(db.sql, "jobs", "b");
+      expect(second).toMatchObject({ id: first!.id, deliveries: 2 });
+      expect((await sqlError(() => db.sql`select tributary.nack('jobs', ${first!.receipt})`)).constraint_name).toBe("tributary_queue_stale_receipt");
+      const { history } = (await db.sql`select history from tributary.queue_messages`)[0]!;
+      expect(history).toEqual([expect.objectContaining({ worker: "a", error: "visibility timeout expired" })]);
+      await db.sql`select tributary.ack('jobs', ${second!.receipt})`;
+    });
+
+    it("extend() keeps a long handler's claim; nack() retries after a backoff", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs', '{"visibility_timeout": 0.3, "backoff": {"base": 0.4, "jitter": 0}}')`;
+      await db.sql`select tributary.send('jobs', '{"n": 1}')`;
+      const [first] = await claim(db.sql, "jobs");
+      await db.sql`select tributary.extend('jobs', ${first!.receipt}, '2 seconds')`;
+      await sleep(400);
+      expect(await claim(db.sql, "jobs", "other")).toEqual([]); // still ours
+      await db.sql`select tributary.nack('jobs', ${first!.receipt}, 'boom')`;
+      expect(await claim(db.sql, "jobs")).toEqual([]); // backing off (0.4 s)
+      await sleep(500);
+      const [again] = await claim(db.sql, "jobs");
+      expect(again).toMatchObject({ deliveries: 2 });
+      const { last_error } = (await db.sql`select last_error from tributary.queue_messages`)[0]!;
+      expect(last_error).toBe("boom");
+    });
+
+    it("moves a poison message to the dead letters after exactly max_deliveries, with its history; redrive brings it back", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs', '{"max_deliveries": 3, "visibility_timeout": 0.2}')`;
+      const { id } = (await db.sql`select tributary.send('jobs', '{"n": 7}') as id`)[0]!;
+      let deliveries = 0;
+      // Fails twice (nack), then its third claim expires: three deliveries.
+      for (let i = 0; i < 2; i++) {
+        const [m] = await claim(db.sql, "jobs");
+        deliveries++;
+        await db.sql`select tributary.nack('jobs', ${m!.receipt}, ${`failure ${i + 1}`}, '0 seconds')`;
+      }
+      const [third] = await claim(db.sql, "jobs");
+      deliveries++;
+      expect(third!.deliveries).toBe(3);
+      await sleep(300);
+      expect(await claim(db.sql, "jobs")).toEqual([]); // not a fourth delivery: buried instead
+      const [dead] = await db.sql`select id, deliveries, last_error, history from tributary.queue_dead_letters`;
+      expect(dead).toMatchObject({ id, deliveries: 3, last_error: "visibility timeout expired" });
+      expect((dead!.history as Array<{ error: string }>).map((h) => h.error)).toEqual(["failure 1", "failure 2", "visibility timeout expired"]);
+      expect(deliveries).toBe(3);
+
+      const { n } = (await db.sql`select tributary.redrive('jobs') as n`)[0]!;
+      expect(n).toBe(1);
+      const [back] = await claim(db.sql, "jobs");
+      expect(back).toMatchObject({ payload: { n: 7 }, deliveries: 1 });
+    });
+
+    it("a nack on the last allowed delivery buries the message at once with the error", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs', '{"max_deliveries": 1}')`;
+      await db.sql`select tributary.send('jobs', '{"n": 1}')`;
+      const [m] = await claim(db.sql, "jobs");
+      await db.sql`select tributary.nack('jobs', ${m!.receipt}, 'no such customer')`;
+      const [dead] = await db.sql`select last_error, deliveries from tributary.queue_dead_letters`;
+      expect(dead).toEqual({ last_error: "no such customer", deliveries: 1 });
+    });
+
+    it("never delivers a delayed message early (database clock)", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs')`;
+      await db.sql`select tributary.send('jobs', '{"n": 1}', '{"delay": 0.5}')`;
+      await db.sql`select tributary.send('jobs', '{"n": 2}', jsonb_build_object('run_at', now() + interval '0.8 seconds'))`;
+      const started = Date.now();
+      const seen: number[] = [];
+      while (seen.length < 2) {
+        const claimed = await claim(db.sql, "jobs", "w", 10);
+        for (const m of claimed) {
+          const { early } = (await db.sql`select enqueued_at + interval '0.5 seconds' > now() as early from tributary.queue_messages where id = ${m.id}`)[0]!;
+          expect(early).toBe(false);
+          seen.push(m.payload.n);
+          await db.sql`select tributary.ack('jobs', ${m.receipt})`;
+        }
+        await sleep(20);
+      }
+      expect(seen).toEqual([1, 2]);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(700);
+    });
+
+    it("dedupe_key: a second send while the first is pending returns the first id; after ack, a new message", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs')`;
+      const { a } = (await db.sql`select tributary.send('jobs', '{"n": 1}', '{"dedupe_key": "order-1"}') as a`)[0]!;
+      const { b } = (await db.sql`select tributary.send('jobs', '{"n": 2}', '{"dedupe_key": "order-1"}') as b`)[0]!;
+      expect(b).toBe(a);
+      const [m] = await claim(db.sql, "jobs");
+      const { c } = (await db.sql`select tributary.send('jobs', '{"n": 3}', '{"dedupe_key": "order-1"}') as c`)[0]!;
+      expect(c).toBe(a); // still pending (in flight)
+      await db.sql`select tributary.ack('jobs', ${m!.receipt})`;
+      const { d } = (await db.sql`select tributary.send('jobs', '{"n": 4}', '{"dedupe_key": "order-1"}') as d`)[0]!;
+      expect(d).not.toBe(a);
+    });
+
+    it("FIFO: 16 concurrent workers never hold two messages of a key at once, and see each key in send order", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('fifo', '{"fifo": true}')`;
+      const keys = 12;
+      const perKey = 15;
+      for (let i = 0; i < perKey; i++) {
+        await db.sql`select tributary.send('fifo', jsonb_build_object('n', ${i}::int), jsonb_build_object('key', 'k' || g)) from generate_series(0, ${keys - 1}) g`;
+      }
+      const inFlight = new Set<string>();
+      const order = new Map<string, number[]>();
+      let violations = 0;
+      let done = 0;
+      await Promise.all(Array.from({ length: 16 }, async (_, w) => {
+        while (done < keys * perKey) {
+          const claimed = await claim(db.sql, "fifo", `w${w}`, 3);
+          if (claimed.length === 0) {
+            await sleep(5);
+            continue;
+          }
+          await Promise.all(claimed.map(async (m) => {
+            if (inFlight.has(m.key!)) violations++;
+            inFlight.add(m.key!);
+            order.set(m.key!, [...(order.get(m.key!) ?? []), m.payload.n]);
+            await sleep(Math.random() * 8);
+            inFlight.delete(m.key!);
+            await db.sql`select tributary.ack('fifo', ${m.receipt})`;
+            done++;
+          }));
+        }
+      }));
+      expect(violations).toBe(0);
+      for (const [, seen] of order) expect(seen).toEqual(Array.from({ length: perKey }, (_, i) => i));
+    });
+
+    it("16 workers, a quarter of claims abandoned mid-handler (a crashed worker): every message completes, none lost", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs', '{"visibility_timeout": 0.3, "max_deliveries": 20}')`;
+      const total = 400;
+      await db.sql`select tributary.send('jobs', jsonb_build_object('n', g)) from generate_series(1, ${total}) g`;
+      const completed = new Set<number>();
+      await Promise.all(Array.from({ length: 16 }, async (_, w) => {
+        while (completed.size < total) {
+          const claimed = await claim(db.sql, "jobs", `w${w}`, 5);
+          if (claimed.length === 0) {
+            await sleep(20);
+            continue;
+          }
+          for (const m of claimed) {
+            if (Math.random() < 0.25) continue; // dies before acking: the claim expires
+            await db.sql`select tributary.ack('jobs', ${m.receipt})`;
+            completed.add(m.payload.n);
+          }
+        }
+      }));
+      expect(completed.size).toBe(total);
+      expect(await db.sql`select 1 from tributary.queue_messages`).toHaveLength(0);
+      expect(await db.sql`select 1 from tributary.queue_dead_letters`).toHaveLength(0);
+    });
+
+    it("TypeScript client: send commits or rolls back with the caller's transaction; typed errors; dead letters and redrive", async () => {
+      db = await createTestDatabase(backend);
+      await createQueue(db.sql, "mail", { visibilityTimeout: 5, maxDeliveries: 1 });
+      class Rollback extends Error {}
+      await db.sql.begin(async (tx) => {
+        await send(tx, "mail", { to: "a@example.com" });
+        throw new Rollback();
+      }).catch((e: unknown) => { if (!(e instanceof Rollback)) throw e; });
+      expect(await claimMessages(db.sql, "mail", "w")).toEqual([]); // rolled back with the business rows
+      await db.sql.begin((tx) => send(tx, "mail", { to: "b@example.com" }, { key: "b" }));
+      const [m] = await claimMessages<{ to: string }>(db.sql, "mail", "w", { max: 10 });
+      expect(m).toMatchObject({ payload: { to: "b@example.com" }, key: "b", deliveries: 1 });
+      expect(m!.visibleUntil.getTime()).toBeGreaterThan(m!.enqueuedAt.getTime());
+      await nack(db.sql, "mail", m!.receipt, { error: "smtp 550" });
+      const error = await ack(db.sql, "mail", m!.receipt).then(() => null, (e: unknown) => e);
+      expect(error).toBeInstanceOf(TributaryQueueError);
+      expect((error as TributaryQueueError).code).toBe("STALE_RECEIPT");
+      const [dead] = await deadLetters<{ to: string }>(db.sql, "mail");
+      expect(dead).toMatchObject({ payload: { to: "b@example.com" }, lastError: "smtp 550", deliveries: 1 });
+      expect(await redrive(db.sql, "mail", [dead!.id])).toBe(1);
+      expect(await claimMessages(db.sql, "mail", "w")).toHaveLength(1);
+      const unknown = await send(db.sql, "nope", {}).then(() => null, (e: unknown) => e);
+      expect((unknown as TributaryQueueError).code).toBe("UNKNOWN_QUEUE");
+      const feed = await db.sql`select tributary.create_queue('fed', '{"stream": "orders"}')`.then(() => null, (e: { message: string }) => e.message);
+      expect(feed).toMatch(/option stream \(feeding a queue from a stream\) is not available yet/);
+    });
+
+    it("bad input gets an error that names the rule: unknown queue, bad options, negative delay, oversized payload", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs')`;
+      const cases: Array<[() => Promise<unknown>, string, RegExp]> = [
+        [() => db.sql`select tributary.send('nope', '{}')`, "tributary_queue_unknown", /queue 'nope' does not exist/],
+        [() => db.sql`select tributary.create_queue('bad name')`, "tributary_queue_name", /invalid queue name 'bad name'/],
+        [() => db.sql`select tributary.create_queue('q', '{"visibilty_timeout": 3}')`, "tributary_queue_option", /unknown queue option 'visibilty_timeout'/],
+        [() => db.sql`select tributary.send('jobs', '{}', '{"delay": -1}')`, "tributary_queue_option", /option delay must not be negative/],
+        [() => db.sql`select tributary.send('jobs', '{}', '{"delay": "soon"}')`, "tributary_queue_option", /option delay: "soon" is not a duration/],
+        [() => db.sql`select tributary.send('jobs', jsonb_build_object('blob', repeat('x', 1100000)))`, "tributary_queue_payload", /payload is \d+ bytes, over the limit of 1048576 bytes/],
+        [() => db.sql`select tributary.claim('jobs', 'w', 0)`, "tributary_queue_option", /max must be 1 to 10000/],
+      ];
+      for (const [run, rule, message] of cases) {
+        const error = await sqlError(run);
+        expect(error.constraint_name, error.message).toBe(rule);
+        expect(error.message).toMatch(message);
+      }
+      await db.sql`select tributary.create_queue('fifo', '{"fifo": true}')`;
+      expect((await sqlError(() => db.sql`select tributary.send('fifo', '{}')`)).message).toMatch(/queue 'fifo' is FIFO: give every message a key/);
+      expect(await db.sql`select 1 from tributary.queue_messages`).toHaveLength(0); // nothing half-sent
+    });
+  });
+}
