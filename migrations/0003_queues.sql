@@ -384,3 +384,17 @@ begin
   if moved > 0 then perform pg_notify('tributary_queue', queue); end if;
   return moved;
 end $$;
+
+-- Workers (packages/client work()) register here and heartbeat, so operators
+-- can see who works on which queue and how fast (tributary status).
+create table tributary.queue_workers (
+  worker        text not null,
+  queue         text not null references tributary.queues on delete cascade,
+  started_at    timestamptz not null default now(),
+  heartbeat_at  timestamptz not null default now(),
+  concurrency   int not null,
+  in_flight     int not null default 0,
+  succeeded     bigint not null default 0,
+  failed        bigint not null default 0,
+  primary key (queue, worker)
+);

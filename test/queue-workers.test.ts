@@ -1,0 +1,130 @@
+/**
+ * Queue workers (work()): wake-ups by notification, concurrency, retries to
+ * the dead letters, extend() for long handlers, a clean stop that releases
+ * what it cannot finish, and 16 workers in their own processes, some killed
+ * (-9) mid-handler: every message completes at least once, none lost.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createQueue, send, work, type QueueWorker } from "@tributary/client";
+import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
+import { Fixture, type FixtureChild } from "./support/consumer-processes.ts";
+import { eventually } from "./support/processes.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const backend = backends().find((b) => b.decoder === "pgoutput")!;
+
+describe(`queue workers [${backend.name}]`, () => {
+  let db: TestDatabase;
+  const workers: QueueWorker[] = [];
+  let fixture: Fixture;
+
+  beforeAll(async () => {
+    fixture = await Fixture.build(new URL("./support/worker-child.ts", import.meta.url), "working");
+  });
+  afterAll(async () => {
+    await fixture?.dispose();
+  });
+  afterEach(async () => {
+    await Promise.allSettled(workers.splice(0).map((w) => w.stop()));
+    await db?.drop();
+  });
+
+  it("an idle worker picks up a new message within milliseconds (NOTIFY, not its poll), at most `concurrency` at once", async () => {
+    db = await createTestDatabase(backend);
+    await createQueue(db.sql, "jobs");
+    let running = 0;
+    let peak = 0;
+    const done: number[] = [];
+    workers.push(await work<{ n: number }>(db.sql, "jobs", async (m) => {
+      running++;
+      peak = Math.max(peak, running);
+      await sleep(30);
+      running--;
+      done.push(m.payload.n);
+    }, { concurrency: 3, pollIntervalMs: 60_000, log: () => {} }));
+    await sleep(200);
+    const started = Date.now();
+    await send(db.sql, "jobs", { n: 0 });
+    await eventually("the first message handled", () => done.length === 1, 5_000, 5);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    for (let n = 1; n <= 20; n++) await send(db.sql, "jobs", { n });
+    await eventually("all handled", () => done.length === 21, 10_000);
+    expect(peak).toBe(3);
+    const [row] = await db.sql`select count(*)::int as n from tributary.queue_messages`;
+    expect(row?.n).toBe(0); // all acked
+  });
+
+  it("a failing handler is retried with backoff, then its message goes to the dead letters with the error", async () => {
+    db = await createTestDatabase(backend);
+    await createQueue(db.sql, "jobs", { maxDeliveries: 3, backoff: { base: 0.05, jitter: 0 } });
+    let calls = 0;
+    workers.push(await work(db.sql, "jobs", () => {
+      calls++;
+      throw new Error("payment provider down");
+    }, { pollIntervalMs: 50, log: () => {} }));
+    await send(db.sql, "jobs", { n: 1 });
+    await eventually("the dead letter", async () => (await db.sql`select 1 from tributary.queue_dead_letters`).length === 1, 10_000);
+    expect(calls).toBe(3);
+    const [dead] = await db.sql`select last_error from tributary.queue_dead_letters`;
+    expect(dead?.last_error).toBe("Error: payment provider down");
+  });
+
+  it("a handler longer than the visibility timeout keeps its claim (extend), so no one else gets the message", async () => {
+    db = await createTestDatabase(backend);
+    await createQueue(db.sql, "jobs", { visibilityTimeout: 0.4 });
+    const seenBy: string[] = [];
+    const handler = async (_m: unknown, { worker }: { worker: string }) => {
+      seenBy.push(worker);
+      await sleep(1_500);
+    };
+    workers.push(await work(db.sql, "jobs", handler, { worker: "a", pollIntervalMs: 50, log: () => {} }));
+    workers.push(await work(db.sql, "jobs", handler, { worker: "b", pollIntervalMs: 50, log: () => {} }));
+    await send(db.sql, "jobs", { n: 1 });
+    await eventually("handled and acked", async () => (await db.sql`select 1 from tributary.queue_messages`).length === 0, 10_000);
+    expect(seenBy).toHaveLength(1);
+  });
+
+  it("stop() lets short handlers finish and releases a long one at once for another worker", async () => {
+    db = await createTestDatabase(backend);
+    await createQueue(db.sql, "jobs", { visibilityTimeout: 60 });
+    const finished: number[] = [];
+    const first = await work<{ n: number }>(db.sql, "jobs", async (m, { signal }) => {
+      await sleep(m.payload.n === 1 ? 100 : 10_000);
+      if (!signal.aborted) finished.push(m.payload.n);
+    }, { gracefulMs: 500, log: () => {} });
+    await send(db.sql, "jobs", { n: 1 });
+    await send(db.sql, "jobs", { n: 2 });
+    await eventually("both claimed", async () => (await db.sql`select 1 from tributary.queue_messages where receipt is not null`).length === 2, 5_000);
+    const stopping = Date.now();
+    await first.stop();
+    expect(Date.now() - stopping).toBeLessThan(2_000);
+    expect(finished).toEqual([1]);
+    const second: number[] = [];
+    workers.push(await work<{ n: number }>(db.sql, "jobs", (m) => void second.push(m.payload.n), { log: () => {} }));
+    await eventually("the released message handled by the next worker (not after 60 s)", () => second.length === 1, 5_000);
+    expect(second).toEqual([2]);
+  });
+
+  it("16 workers in their own processes, some killed -9 mid-handler: every message completes at least once", async () => {
+    db = await createTestDatabase(backend);
+    await createQueue(db.sql, "jobs", { visibilityTimeout: 1, maxDeliveries: 50 });
+    await db.sql`create table worker_log (label text, message_id bigint, n int)`;
+    const total = 2_000;
+    await db.sql`select tributary.send('jobs', jsonb_build_object('n', g)) from generate_series(1, ${total}) g`;
+    const env = { DATABASE_URL: db.url, QUEUE: "jobs", CONCURRENCY: "4" };
+    const children: FixtureChild[] = Array.from({ length: 16 }, (_, i) => fixture.start(`w${i}-0`, { ...env, LABEL: `w${i}-0` }));
+    await Promise.all(children.map((c) => c.waitJoined(60_000)));
+    for (let round = 1; round <= 4; round++) {
+      await sleep(300);
+      for (const victim of [round % 16, (round * 5) % 16]) {
+        await children[victim]!.kill();
+        children[victim] = fixture.start(`w${victim}-${round}`, { ...env, LABEL: `w${victim}-${round}` });
+      }
+    }
+    await eventually("the queue drained", async () => (await db.sql`select 1 from tributary.queue_messages limit 1`).length === 0, 60_000, 200);
+    const [row] = await db.sql`select count(distinct n)::int as distinct, count(*)::int as handled from worker_log`;
+    expect(row?.distinct).toBe(total);
+    expect(await db.sql`select 1 from tributary.queue_dead_letters`).toHaveLength(0);
+    await Promise.all(children.map((c) => c.kill()));
+  }, 120_000);
+});
