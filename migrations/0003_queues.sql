@@ -398,3 +398,182 @@ create table tributary.queue_workers (
   failed        bigint not null default 0,
   primary key (queue, worker)
 );
+
+-- Cron: a schedule sends `payload` to `queue` at every tick of its cron
+-- expression (5 fields: minute hour day-of-month month day-of-week, in UTC).
+-- fire_schedules() sends each due tick once, whatever number of schedulers
+-- call it at once: the schedule row is locked (SKIP LOCKED) and its
+-- next_run_at moves past the tick in the same transaction as the send.
+-- After downtime only the latest missed tick is sent (catch_up 'once'), or
+-- none ('skip': only a tick less than a minute late is sent).
+create table tributary.queue_schedules (
+  name         text primary key,
+  cron         text not null,
+  queue        text not null references tributary.queues on delete cascade,
+  payload      jsonb not null,
+  catch_up     text not null default 'once' check (catch_up in ('once', 'skip')),
+  next_run_at  timestamptz not null,
+  last_run_at  timestamptz,
+  created_at   timestamptz not null default now()
+);
+create index queue_schedules_due_idx on tributary.queue_schedules (next_run_at);
+
+/** The values a cron field allows, or an error naming the field. */
+create function tributary.cron_field(field text, what text, low int, high int) returns int[]
+language plpgsql immutable as $$
+declare
+  part text;
+  range_part text;
+  step int;
+  first_value int;
+  last_value int;
+  result int[] := '{}';
+begin
+  foreach part in array string_to_array(field, ',') loop
+    step := 1;
+    range_part := part;
+    if part like '%/%' then
+      range_part := split_part(part, '/', 1);
+      if split_part(part, '/', 2) !~ '^[0-9]+$' or split_part(part, '/', 2)::int < 1 then
+        perform tributary.queue_error(format('invalid cron %s field %s: a step is a positive number', what, quote_literal(field)), 'tributary_queue_cron');
+      end if;
+      step := split_part(part, '/', 2)::int;
+    end if;
+    if range_part = '*' then
+      first_value := low; last_value := high;
+    elsif range_part ~ '^[0-9]+-[0-9]+$' then
+      first_value := split_part(range_part, '-', 1)::int; last_value := split_part(range_part, '-', 2)::int;
+    elsif range_part ~ '^[0-9]+$' then
+      first_value := range_part::int;
+      last_value := case when part like '%/%' then high else first_value end;
+    else
+      perform tributary.queue_error(format('invalid cron %s field %s: use *, a number, a range a-b, a list a,b or a step */n', what, quote_literal(field)),
+        'tributary_queue_cron');
+    end if;
+    if first_value < low or last_value > high or first_value > last_value then
+      perform tributary.queue_error(format('invalid cron %s field %s: values must be %s to %s', what, quote_literal(field), low, high), 'tributary_queue_cron');
+    end if;
+    result := result || array(select generate_series(first_value, last_value, step));
+  end loop;
+  return result;
+end $$;
+
+/** The first tick of `cron` strictly after `after` (UTC). */
+create function tributary.cron_next(cron text, after timestamptz) returns timestamptz
+language plpgsql stable as $$
+declare
+  fields text[] := regexp_split_to_array(trim(coalesce(cron, '')), '\s+');
+  minutes int[]; hours int[]; days int[]; months int[]; weekdays int[];
+  day_restricted boolean; weekday_restricted boolean;
+  t timestamp := date_trunc('minute', after at time zone 'UTC') + interval '1 minute';
+  day date;
+  h int; m int;
+begin
+  if array_length(fields, 1) is distinct from 5 then
+    perform tributary.queue_error(format('invalid cron %s: 5 fields (minute hour day-of-month month day-of-week), e.g. ''*/5 * * * *''',
+      coalesce(quote_literal(cron), 'NULL')), 'tributary_queue_cron');
+  end if;
+  minutes := tributary.cron_field(fields[1], 'minute', 0, 59);
+  hours := tributary.cron_field(fields[2], 'hour', 0, 23);
+  days := tributary.cron_field(fields[3], 'day-of-month', 1, 31);
+  months := tributary.cron_field(fields[4], 'month', 1, 12);
+  weekdays := array(select case when d = 7 then 0 else d end from unnest(tributary.cron_field(fields[5], 'day-of-week', 0, 7)) d);
+  -- Vixie cron: when both day fields are restricted, a day matching either runs.
+  day_restricted := fields[3] <> '*';
+  weekday_restricted := fields[5] <> '*';
+  day := t::date;
+  for i in 0 .. 366 * 5 loop
+    if extract(month from day)::int = any (months) and (
+         case when day_restricted and weekday_restricted
+                then extract(day from day)::int = any (days) or extract(dow from day)::int = any (weekdays)
+              else extract(day from day)::int = any (days) and extract(dow from day)::int = any (weekdays) end) then
+      foreach h in array (select array_agg(x order by x) from unnest(hours) x) loop
+        foreach m in array (select array_agg(x order by x) from unnest(minutes) x) loop
+          if day + make_interval(hours => h, mins => m) >= t then
+            return (day + make_interval(hours => h, mins => m)) at time zone 'UTC';
+          end if;
+        end loop;
+      end loop;
+    end if;
+    day := day + 1;
+  end loop;
+  perform tributary.queue_error(format('cron %s never fires', quote_literal(cron)), 'tributary_queue_cron');
+end $$;
+
+create function tributary.schedule(name text, cron text, queue text, payload jsonb, catch_up text default 'once') returns timestamptz
+language plpgsql as $$
+#variable_conflict use_column
+declare
+  next_at timestamptz;
+begin
+  if name is null or name !~ '^[A-Za-z0-9._:-]{1,200}$' then
+    perform tributary.queue_error(format('invalid schedule name %s: 1 to 200 characters of A-Z a-z 0-9 . _ : -', coalesce(quote_literal(name), 'NULL')),
+      'tributary_queue_name');
+  end if;
+  perform tributary.queue_settings(schedule.queue);
+  if payload is null then
+    perform tributary.queue_error('payload must not be SQL NULL', 'tributary_queue_payload');
+  end if;
+  if catch_up is null or catch_up not in ('once', 'skip') then
+    perform tributary.queue_error('catch_up is once (send the latest missed tick after downtime) or skip', 'tributary_queue_option');
+  end if;
+  next_at := tributary.cron_next(schedule.cron, now());
+  insert into tributary.queue_schedules (name, cron, queue, payload, catch_up, next_run_at)
+  values (schedule.name, schedule.cron, schedule.queue, schedule.payload, schedule.catch_up, next_at)
+  on conflict (name) do update
+     set cron = excluded.cron, queue = excluded.queue, payload = excluded.payload,
+         catch_up = excluded.catch_up, next_run_at = excluded.next_run_at;
+  return next_at;
+end $$;
+
+create function tributary.unschedule(name text) returns boolean
+language sql as $$
+  with gone as (delete from tributary.queue_schedules s where s.name = unschedule.name returning 1)
+  select exists (select 1 from gone);
+$$;
+
+/**
+ * Sends every due tick once (see the table's comment); returns how many were
+ * sent. The payload gets the tick's time as "tick" if it is an object.
+ */
+create function tributary.fire_schedules() returns int
+language plpgsql as $$
+declare
+  s tributary.queue_schedules;
+  fired int := 0;
+  tick timestamptz;
+  candidate timestamptz;
+  window_size interval;
+begin
+  for s in
+    select * from tributary.queue_schedules where next_run_at <= now() order by next_run_at for update skip locked
+  loop
+    -- The latest tick due: after downtime, one send for everything missed.
+    -- Look back in doubling windows for a tick, then step forward: a few
+    -- cron_next calls however long the downtime was.
+    tick := s.next_run_at;
+    window_size := interval '1 minute';
+    while now() - window_size > s.next_run_at loop
+      candidate := tributary.cron_next(s.cron, now() - window_size);
+      if candidate <= now() then
+        tick := candidate;
+        exit;
+      end if;
+      window_size := window_size * 2;
+    end loop;
+    while tributary.cron_next(s.cron, tick) <= now() loop
+      tick := tributary.cron_next(s.cron, tick);
+    end loop;
+    -- skip: only a tick that is due now (within a minute), never a missed one.
+    if s.catch_up = 'once' or now() - tick < interval '1 minute' then
+      perform tributary.send(s.queue,
+        case when jsonb_typeof(s.payload) = 'object' then s.payload || jsonb_build_object('tick', tick) else s.payload end,
+        jsonb_build_object('dedupe_key', 'schedule:' || s.name || '@' || tick));
+      fired := fired + 1;
+    end if;
+    update tributary.queue_schedules
+       set last_run_at = tick, next_run_at = tributary.cron_next(s.cron, greatest(tick, now()))
+     where name = s.name;
+  end loop;
+  return fired;
+end $$;

@@ -30,3 +30,5 @@ export { ack, claim, createQueue, deadLetters, extend, nack, redrive, send, Trib
 export type { ClaimedMessage, DeadLetter, QueueErrorCode, QueueOptions, SendOptions } from "./internal/queue.ts";
 export { work } from "./internal/queue-worker.ts";
 export type { MessageHandler, QueueWorker, WorkerContext, WorkOptions } from "./internal/queue-worker.ts";
+export { runScheduler } from "./internal/queue-scheduler.ts";
+export type { Scheduler } from "./internal/queue-scheduler.ts";
