@@ -150,10 +150,10 @@ begin
     perform tributary.queue_error('option backoff.jitter must be between 0 and 1', 'tributary_queue_option');
   end if;
   q.fifo := coalesce((options ->> 'fifo')::boolean, false);
-  if options ? 'stream' then
-    -- The column is here for it; the feeder is not built yet. Refuse rather than accept and never deliver.
-    perform tributary.queue_error('option stream (feeding a queue from a stream) is not available yet: send messages with tributary.send',
-      'tributary_queue_option');
+  q.stream := options ->> 'stream';
+  if q.stream is not null then
+    -- Fed by a stream: every event becomes a message (a feeder runs in work()).
+    perform tributary.validate_stream_name(q.stream);
   end if;
   q.created_at := now();
   insert into tributary.queues values (q.*)

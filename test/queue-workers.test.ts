@@ -5,7 +5,8 @@
  * (-9) mid-handler: every message completes at least once, none lost.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createQueue, send, work, type QueueWorker } from "@tributary/client";
+import { appendBatch, createQueue, createStream, send, work, type QueueWorker } from "@tributary/client";
+import { startRelay } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { Fixture, type FixtureChild } from "./support/consumer-processes.ts";
 import { eventually } from "./support/processes.ts";
@@ -103,6 +104,39 @@ describe(`queue workers [${backend.name}]`, () => {
     workers.push(await work<{ n: number }>(db.sql, "jobs", (m) => void second.push(m.payload.n), { log: () => {} }));
     await eventually("the released message handled by the next worker (not after 60 s)", () => second.length === 1, 5_000);
     expect(second).toEqual([2]);
+  });
+
+  it("a stream-fed FIFO queue gets every event exactly once, each key in stream order, across worker restarts", async () => {
+    db = await createTestDatabase(backend);
+    const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+    try {
+      await createStream(db.sql, "orders", 4);
+      await db.sql`select tributary.create_queue('order-work', '{"stream": "orders", "fifo": true}')`;
+      const handled: Array<{ id: string; key: string; offset: number; n: number }> = [];
+      const handler = async (m: { payload: { id: string; key: string; offset: number; data: { n: number } } }) => {
+        handled.push({ id: m.payload.id, key: m.payload.key, offset: m.payload.offset, n: m.payload.data.n });
+        await sleep(1);
+      };
+      const start = () => work(db.sql, "order-work", handler, { concurrency: 4, log: () => {} });
+      let worker = await start();
+      const append = (from: number, count: number) =>
+        appendBatch(db.sql, Array.from({ length: count }, (_, i) => ({ stream: "orders", key: `k${(from + i) % 10}`, type: "OrderPlaced", data: { n: from + i } })));
+      await append(0, 150);
+      await eventually("some handled", () => handled.length >= 50, 20_000);
+      await worker.stop();
+      worker = await start();
+      workers.push(worker);
+      await append(150, 150);
+      await eventually("all 300 handled", () => handled.length >= 300, 30_000);
+      await sleep(300);
+      expect(handled).toHaveLength(300);
+      expect(new Set(handled.map((h) => h.id)).size).toBe(300);
+      const byKey = new Map<string, number[]>();
+      for (const h of handled) byKey.set(h.key, [...(byKey.get(h.key) ?? []), h.n]);
+      for (const [, ns] of byKey) expect(ns).toEqual([...ns].sort((a, b) => a - b)); // stream order per key
+    } finally {
+      await relay.stop();
+    }
   });
 
   it("16 workers in their own processes, some killed -9 mid-handler: every message completes at least once", async () => {

@@ -236,8 +236,8 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       expect(await claimMessages(db.sql, "mail", "w")).toHaveLength(1);
       const unknown = await send(db.sql, "nope", {}).then(() => null, (e: unknown) => e);
       expect((unknown as TributaryQueueError).code).toBe("UNKNOWN_QUEUE");
-      const feed = await db.sql`select tributary.create_queue('fed', '{"stream": "orders"}')`.then(() => null, (e: { message: string }) => e.message);
-      expect(feed).toMatch(/option stream \(feeding a queue from a stream\) is not available yet/);
+      const feed = await db.sql`select tributary.create_queue('fed', '{"stream": "bad name"}')`.then(() => null, (e: { message: string }) => e.message);
+      expect(feed).toMatch(/invalid stream name 'bad name'/);
     });
 
     it("bad input gets an error that names the rule: unknown queue, bad options, negative delay, oversized payload", async () => {

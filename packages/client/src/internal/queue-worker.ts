@@ -18,6 +18,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Sql } from "postgres";
 import { ack, claim, extend, nack, type ClaimedMessage } from "./queue.ts";
+import { feedQueue } from "./queue-feeder.ts";
 
 export interface WorkerContext {
   /** Aborted when the worker stops and the grace period ends: the message will be released. */
@@ -40,6 +41,8 @@ export interface WorkOptions {
   /** How long stop() lets handlers in flight finish (default 10 s). */
   readonly gracefulMs?: number;
   readonly worker?: string;
+  /** On a stream-fed queue, also run a feeder (default true; feeders share the stream's partitions). */
+  readonly feed?: boolean;
   readonly log?: (message: string) => void;
 }
 
@@ -55,8 +58,8 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   const concurrency = options.concurrency ?? 8;
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const log = options.log ?? ((m: string) => console.error(`[tributary worker ${queue}] ${m}`));
-  const [settings] = await sql<{ visibility: number }[]>`
-    select extract(epoch from visibility_timeout)::float8 as visibility from tributary.queue_settings(${queue})`;
+  const [settings] = await sql<{ visibility: number; stream: string | null }[]>`
+    select extract(epoch from visibility_timeout)::float8 as visibility, stream from tributary.queue_settings(${queue})`;
   const visibilitySeconds = options.visibilitySeconds ?? settings!.visibility;
   const extendEveryMs = options.extendEveryMs ?? Math.max(100, Math.min(10_000, (visibilitySeconds * 1000) / 3));
 
@@ -64,6 +67,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     insert into tributary.queue_workers (worker, queue, concurrency) values (${worker}, ${queue}, ${concurrency})
     on conflict (queue, worker) do update set started_at = now(), heartbeat_at = now(), concurrency = excluded.concurrency`;
 
+  const feeder = settings!.stream && options.feed !== false ? await feedQueue(sql, queue, settings!.stream, { log }) : null;
   const running = new Map<string, AbortController>();
   const counts = { succeeded: 0, failed: 0 };
   let stopping = false;
@@ -136,6 +140,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     stopped ??= (async () => {
       stopping = true;
       wakeUp();
+      await feeder?.stop().catch(() => undefined);
       await loop;
       const deadline = Date.now() + (options.gracefulMs ?? 10_000);
       while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
