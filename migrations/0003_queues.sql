@@ -26,6 +26,8 @@ create table tributary.queues (
   backoff_jitter      float8 not null default 0.2,
   fifo                boolean not null default false,
   stream              text,
+  -- NOTIFY tributary_jobs on every state change (queued, running, succeeded, failed, dead).
+  notify_states       boolean not null default false,
   created_at          timestamptz not null default now()
 );
 
@@ -120,7 +122,7 @@ end $$;
 create function tributary.create_queue(name text, options jsonb default '{}') returns void
 language plpgsql as $$
 declare
-  known text[] := array['visibility_timeout', 'max_deliveries', 'backoff', 'fifo', 'stream'];
+  known text[] := array['visibility_timeout', 'max_deliveries', 'backoff', 'fifo', 'stream', 'notify_states'];
   unknown text;
   q tributary.queues;
   backoff jsonb := coalesce(options -> 'backoff', '{}');
@@ -150,6 +152,7 @@ begin
     perform tributary.queue_error('option backoff.jitter must be between 0 and 1', 'tributary_queue_option');
   end if;
   q.fifo := coalesce((options ->> 'fifo')::boolean, false);
+  q.notify_states := coalesce((options ->> 'notify_states')::boolean, false);
   q.stream := options ->> 'stream';
   if q.stream is not null then
     -- Fed by a stream: every event becomes a message (a feeder runs in work()).
@@ -160,8 +163,21 @@ begin
   on conflict on constraint queues_pkey do update
      set visibility_timeout = excluded.visibility_timeout, max_deliveries = excluded.max_deliveries,
          backoff_base = excluded.backoff_base, backoff_max = excluded.backoff_max,
-         backoff_jitter = excluded.backoff_jitter, fifo = excluded.fifo, stream = excluded.stream;
+         backoff_jitter = excluded.backoff_jitter, fifo = excluded.fifo, stream = excluded.stream,
+         notify_states = excluded.notify_states;
 end $$;
+
+/**
+ * A job's state change, for watchers (queues created with notify_states):
+ * NOTIFY tributary_jobs '{"queue", "id", "state", "deliveries", "error", "at"}'.
+ * Delivered when the transaction commits, in commit order; watchers that are
+ * not listening miss it (the queue tables hold the current state).
+ */
+create function tributary.job_state(queue text, id bigint, state text, deliveries int, error text default null) returns void
+language sql as $$
+  select pg_notify('tributary_jobs', json_build_object(
+    'queue', queue, 'id', id, 'state', state, 'deliveries', deliveries, 'error', left(error, 1000), 'at', clock_timestamp())::text);
+$$;
 
 create function tributary.send(queue text, payload jsonb, options jsonb default '{}') returns bigint
 language plpgsql as $$
@@ -221,6 +237,8 @@ begin
     -- A concurrent send with the same dedupe key won.
     select id into new_id from tributary.queue_messages m
      where m.queue = send.queue and m.dedupe_key = options ->> 'dedupe_key';
+  elsif q.notify_states then
+    perform tributary.job_state(send.queue, new_id, 'queued', 0);
   end if;
   perform pg_notify('tributary_queue', queue);
   return new_id;
@@ -238,12 +256,50 @@ create type tributary.claimed_message as (
   id bigint, receipt uuid, payload jsonb, key text, deliveries int, enqueued_at timestamptz, visible_until timestamptz
 );
 
+/** claim()'s one statement: pick (FIFO-aware), then hand out receipts. */
+create function tributary.claim_batch(q tributary.queues, worker text, max int, visibility interval)
+returns setof tributary.claimed_message
+language plpgsql as $$
+begin
+  return query
+  with picked as (
+    select m.id from tributary.queue_messages m
+     where m.queue = q.name and m.visible_at <= now()
+       and m.deliveries < q.max_deliveries
+       and (not q.fifo or (
+             -- the head of its key, and no message of its key in flight
+             not exists (select 1 from tributary.queue_messages p
+                          where p.queue = q.name and p.key = m.key and p.id < m.id)
+         and not exists (select 1 from tributary.queue_messages p
+                          where p.queue = q.name and p.key = m.key and p.receipt is not null and p.visible_at > now())))
+     order by m.visible_at, m.id
+     for update skip locked
+     limit max
+  ), expired_history as (
+    -- A claim that expired counts as a failed delivery in the history.
+    select m.id from tributary.queue_messages m join picked using (id) where m.receipt is not null
+  )
+  update tributary.queue_messages m
+     set receipt = gen_random_uuid(),
+         deliveries = m.deliveries + 1,
+         visible_at = now() + coalesce(visibility, q.visibility_timeout),
+         claimed_by = worker,
+         claimed_at = now(),
+         history = case when m.id in (select id from expired_history)
+                        then m.history || jsonb_build_object('at', m.visible_at, 'worker', m.claimed_by, 'error', 'visibility timeout expired')
+                        else m.history end
+    from picked
+   where m.id = picked.id
+  returning m.id, m.receipt, m.payload, m.key, m.deliveries, m.enqueued_at, m.visible_at;
+end $$;
+
 create function tributary.claim(queue text, worker text, max int default 1, visibility interval default null)
 returns setof tributary.claimed_message
 language plpgsql as $$
 declare
   q tributary.queues := tributary.queue_settings(queue);
   expired tributary.queue_messages;
+  claimed_row tributary.claimed_message;
 begin
   if worker is null or worker = '' then
     perform tributary.queue_error('worker must name the claiming worker (any non-empty text)', 'tributary_queue_worker');
@@ -266,37 +322,18 @@ begin
     expired.history := expired.history || jsonb_build_object('at', expired.visible_at, 'worker', expired.claimed_by, 'error', 'visibility timeout expired');
     update tributary.queue_messages set history = expired.history where id = expired.id;
     perform tributary.bury(expired, 'visibility timeout expired');
+    if q.notify_states then
+      perform tributary.job_state(claim.queue, expired.id, 'dead', expired.deliveries, 'visibility timeout expired');
+    end if;
   end loop;
-  return query
-  with picked as (
-    select m.id from tributary.queue_messages m
-     where m.queue = claim.queue and m.visible_at <= now()
-       and m.deliveries < q.max_deliveries
-       and (not q.fifo or (
-             -- the head of its key, and no message of its key in flight
-             not exists (select 1 from tributary.queue_messages p
-                          where p.queue = claim.queue and p.key = m.key and p.id < m.id)
-         and not exists (select 1 from tributary.queue_messages p
-                          where p.queue = claim.queue and p.key = m.key and p.receipt is not null and p.visible_at > now())))
-     order by m.visible_at, m.id
-     for update skip locked
-     limit max
-  ), expired_history as (
-    -- A claim that expired counts as a failed delivery in the history.
-    select m.id from tributary.queue_messages m join picked using (id) where m.receipt is not null
-  )
-  update tributary.queue_messages m
-     set receipt = gen_random_uuid(),
-         deliveries = m.deliveries + 1,
-         visible_at = now() + coalesce(visibility, q.visibility_timeout),
-         claimed_by = worker,
-         claimed_at = now(),
-         history = case when m.id in (select id from expired_history)
-                        then m.history || jsonb_build_object('at', m.visible_at, 'worker', m.claimed_by, 'error', 'visibility timeout expired')
-                        else m.history end
-    from picked
-   where m.id = picked.id
-  returning m.id, m.receipt, m.payload, m.key, m.deliveries, m.enqueued_at, m.visible_at;
+  if not q.notify_states then
+    return query select * from tributary.claim_batch(q, worker, max, visibility);
+    return;
+  end if;
+  for claimed_row in select * from tributary.claim_batch(q, worker, max, visibility) loop
+    perform tributary.job_state(claim.queue, claimed_row.id, 'running', claimed_row.deliveries);
+    return next claimed_row;
+  end loop;
 end $$;
 
 /** The in-flight message a receipt names, locked; or a stale-receipt error. */
@@ -325,6 +362,9 @@ declare
 begin
   delete from tributary.queue_messages where id = m.id;
   if m.key is not null then perform pg_notify('tributary_queue', queue); end if;
+  if (select notify_states from tributary.queues where name = ack.queue) then
+    perform tributary.job_state(ack.queue, m.id, 'succeeded', m.deliveries);
+  end if;
 end $$;
 
 create function tributary.nack(queue text, receipt uuid, error text default null, delay interval default null) returns void
@@ -341,6 +381,7 @@ begin
   if m.deliveries >= q.max_deliveries then
     update tributary.queue_messages set history = m.history where id = m.id;
     perform tributary.bury(m, error);
+    if q.notify_states then perform tributary.job_state(nack.queue, m.id, 'dead', m.deliveries, error); end if;
     return;
   end if;
   -- base · 2^(deliveries-1), capped, ± jitter.
@@ -351,6 +392,7 @@ begin
          visible_at = now() + coalesce(delay, backoff)
    where id = m.id;
   perform pg_notify('tributary_queue', queue);
+  if q.notify_states then perform tributary.job_state(nack.queue, m.id, 'failed', m.deliveries, error); end if;
 end $$;
 
 create function tributary.extend(queue text, receipt uuid, visibility interval) returns timestamptz

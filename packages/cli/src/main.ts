@@ -28,6 +28,10 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
     run: async (argv) => (await import("./internal/bridge-command.ts")).bridgeCommand(argv),
     summary: "forward streams to Apache Kafka topics (commits after Kafka acknowledged)",
   },
+  jobs: {
+    run: async (argv) => (await import("./internal/jobs-command.ts")).jobsCommand(argv),
+    summary: "job state changes (queued, running, succeeded, failed, dead) as JSON lines",
+  },
   status: {
     run: async (argv) => (await import("./internal/status-command.ts")).statusCommand(argv),
     summary: "streams and event counts, relays (active, standby, lag), groups and their lag",

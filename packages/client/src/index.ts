@@ -32,3 +32,5 @@ export { work } from "./internal/queue-worker.ts";
 export type { MessageHandler, QueueWorker, WorkerContext, WorkOptions } from "./internal/queue-worker.ts";
 export { runScheduler } from "./internal/queue-scheduler.ts";
 export type { Scheduler } from "./internal/queue-scheduler.ts";
+export { watchJobs } from "./internal/job-watch.ts";
+export type { JobState, JobStateChange, WatchOptions } from "./internal/job-watch.ts";

@@ -17,6 +17,10 @@ export interface QueueOptions {
   readonly backoff?: { readonly base?: number | string; readonly max?: number | string; readonly jitter?: number };
   /** Messages sharing a key are never in flight together and are delivered in send order. */
   readonly fifo?: boolean;
+  /** Feed the queue from this stream: every event becomes a message. */
+  readonly stream?: string;
+  /** NOTIFY every job state change for watchers (watchJobs, tributary jobs). Default false. */
+  readonly notifyStates?: boolean;
 }
 
 export interface SendOptions {
@@ -88,6 +92,8 @@ export async function createQueue(sql: QueueExecutor, name: string, options: Que
   if (options.visibilityTimeout !== undefined) json.visibility_timeout = options.visibilityTimeout;
   if (options.maxDeliveries !== undefined) json.max_deliveries = options.maxDeliveries;
   if (options.fifo !== undefined) json.fifo = options.fifo;
+  if (options.stream !== undefined) json.stream = options.stream;
+  if (options.notifyStates !== undefined) json.notify_states = options.notifyStates;
   if (options.backoff) json.backoff = { base: interval(options.backoff.base), max: interval(options.backoff.max), jitter: options.backoff.jitter };
   await call(() => sql`select tributary.create_queue(${name}, ${JSON.stringify(json)}::text::jsonb)`);
 }
