@@ -32,9 +32,13 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
     run: async (argv) => (await import("./internal/jobs-command.ts")).jobsCommand(argv),
     summary: "job state changes (queued, running, succeeded, failed, dead) as JSON lines",
   },
+  queues: {
+    run: async (argv) => (await import("./internal/queues-command.ts")).queuesCommand(argv),
+    summary: "queues: depth, in flight, delayed, dead letters, workers; list and redrive dead letters",
+  },
   status: {
     run: async (argv) => (await import("./internal/status-command.ts")).statusCommand(argv),
-    summary: "streams and event counts, relays (active, standby, lag), groups and their lag",
+    summary: "streams and event counts, relays (active, standby, lag), groups and their lag, queues and workers",
   },
 };
 

@@ -1,6 +1,7 @@
 import postgres from "postgres";
 import { describeGroups, GroupAdminError, resetGroupOffsets, type GroupDescription, type GroupReset, type ResetTarget } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
+import { columns } from "./text-columns.ts";
 
 const listUsage = `Usage: tributary groups [--database-url URL] [--group NAME] [--json]
        tributary groups reset GROUP --stream STREAM --to earliest|latest|OFFSET|TIME
@@ -114,14 +115,6 @@ function formatGroup(g: GroupDescription): string {
     ));
   }
   return lines.join("\n") + "\n";
-}
-
-/** Indented rows under a header, each column as wide as its widest cell; `align` is l/r per column. */
-function columns(header: string[], rows: string[][], align: string): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    "  " + cells.map((c, i) => (i === cells.length - 1 ? c : align[i] === "r" ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
-  return [line(header), ...rows.map(line)];
 }
 
 function formatReset(reset: GroupReset, to: string): string {

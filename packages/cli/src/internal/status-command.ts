@@ -1,13 +1,16 @@
 import postgres from "postgres";
 import { databaseUrl, databaseUrlOption, parse } from "./args.ts";
-import { formatBytes, formatSeconds, readStatus, type Status } from "./status-query.ts";
+import { formatBytes, formatRate, formatSeconds, readStatus, type Status } from "./status-query.ts";
 
 const usage = `Usage: tributary status [--database-url URL] [--json]
 
 Streams with their partitions and event counts; each relay slot with its state
 (active: a relay holds the slot's lock; standbys waiting to take over), lag
 (WAL bytes not yet acknowledged, and for how long), WAL retained and WAL
-status; consumer groups with their members and total lag.
+status; consumer groups with their members and total lag; queues with their
+messages ready (the depth), in flight, delayed and dead, and their live
+workers (a heartbeat in the last 15 s) with the rate they ack messages at
+(\`tributary queues\` has more).
 
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
   --json               one JSON object for programs`;
@@ -43,5 +46,16 @@ function formatStatus(status: Status): string {
   lines.push("", "GROUP                            MEMBERS (ALIVE)          LAG");
   for (const g of status.groups) lines.push(`${g.group.padEnd(32)} ${`${g.members} (${g.aliveMembers})`.padEnd(16)} ${String(g.lag).padStart(12)}`);
   if (status.groups.length === 0) lines.push("(no consumer groups)");
+
+  if (status.queues !== undefined) {
+    lines.push("", "QUEUE                                 READY  IN FLIGHT    DELAYED       DEAD  OLDEST READY  WORKERS      RATE");
+    for (const q of status.queues) {
+      lines.push(
+        `${q.queue.padEnd(32)} ${String(q.ready).padStart(10)} ${String(q.inFlight).padStart(10)} ${String(q.delayed).padStart(10)} ` +
+          `${String(q.dead).padStart(10)}  ${formatSeconds(q.oldestReadyAgeSeconds).padEnd(12)}  ${String(q.workers).padStart(7)} ${formatRate(q.succeededPerSecond).padStart(9)}`,
+      );
+    }
+    if (status.queues.length === 0) lines.push("(no queues)");
+  }
   return lines.join("\n") + "\n";
 }

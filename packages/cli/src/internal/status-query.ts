@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { hasQueues, readQueueCounts } from "./queues-query.ts";
 
 export interface StreamStatus {
   stream: string;
@@ -44,18 +45,36 @@ export interface GroupStatus {
   lag: number;
 }
 
+/** A queue's messages by state (see queues-query.ts) and its live workers. */
+export interface QueueStatus {
+  queue: string;
+  /** The depth: messages a claim may take now. */
+  ready: number;
+  inFlight: number;
+  delayed: number;
+  dead: number;
+  /** Seconds since the oldest ready message was sent. */
+  oldestReadyAgeSeconds: number | null;
+  /** Workers with a heartbeat in the last 15 s. */
+  workers: number;
+  /** Messages acked per second by those workers, each averaged over its life so far. */
+  succeededPerSecond: number | null;
+}
+
 export interface Status {
   streams: StreamStatus[];
   relays: RelayStatus[];
   /** Relay connections of this database waiting for a slot's lock, whatever the slot. */
   standbyRelays: number;
   groups: GroupStatus[];
+  /** Absent when the schema predates queues (migration 0003 not applied). */
+  queues?: QueueStatus[];
 }
 
 // services/relay/src/internal/relay.ts: the relay's advisory lock is (RELAY_LOCK, hashtext(slot)).
 const RELAY_LOCK = 0x7472_6962;
 
-/** One read of streams, relay slots and consumer groups for `tributary status` and the dev status line. */
+/** One read of streams, relay slots, consumer groups and queues for `tributary status` and the dev status line. */
 export async function readStatus(sql: Sql): Promise<Status> {
   const streams = await sql<{ stream: string; partitions: number; events: string }[]>`
     select s.name as stream, s.partitions, coalesce(sum(o.next_offset), 0)::text as events
@@ -107,6 +126,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
           from tributary.consumer_groups g
          order by g.group_name`
     : [];
+  const queues = (await hasQueues(sql)) ? await readQueueCounts(sql) : null;
   const standbyRelays = standby!.n;
   const activeSlots = relays.filter((r) => r.locked).length;
   return {
@@ -133,6 +153,18 @@ export async function readStatus(sql: Sql): Promise<Status> {
       aliveMembers: g.alive,
       lag: Number(g.lag),
     })),
+    ...(queues === null ? {} : {
+      queues: queues.map((q) => ({
+        queue: q.queue,
+        ready: q.ready,
+        inFlight: q.inFlight,
+        delayed: q.delayed,
+        dead: q.dead,
+        oldestReadyAgeSeconds: q.oldestReadyAgeSeconds,
+        workers: q.liveWorkers,
+        succeededPerSecond: q.succeededPerSecond,
+      })),
+    }),
   };
 }
 
@@ -149,4 +181,9 @@ export function formatSeconds(s: number | null): string {
   if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+export function formatRate(perSecond: number | null): string {
+  if (perSecond === null) return "-";
+  return `${perSecond < 10 ? perSecond.toFixed(1) : Math.round(perSecond)}/s`;
 }
