@@ -55,7 +55,10 @@ create index queue_messages_claim_idx on tributary.queue_messages (queue, visibl
 create index queue_messages_key_idx on tributary.queue_messages (queue, key, id) where key is not null;
 -- send(dedupe_key): a second send while the first is pending returns the first id.
 create unique index queue_messages_dedupe_idx on tributary.queue_messages (queue, dedupe_key) where dedupe_key is not null;
-create index queue_messages_receipt_idx on tributary.queue_messages (receipt) where receipt is not null;
+-- ack/nack/extend find a message by its receipt: unique, so even a generic plan without statistics
+-- knows it is one row (a non-unique index let the planner AND it with a scan of the whole queue).
+create unique index queue_messages_receipt_idx on tributary.queue_messages (receipt) where receipt is not null;
+
 
 create table tributary.queue_dead_letters (
   id           bigint primary key,
@@ -313,12 +316,17 @@ begin
   if q.fifo then
     perform pg_advisory_xact_lock(1953655153, hashtext(queue)); -- 0x74726971 "triq": FIFO claims of this queue, one at a time
   end if;
-  -- Claims that expired on their last allowed delivery: to the dead letters.
+  -- Claims that expired on their last allowed delivery: to the dead letters. Only the head
+  -- this claim is about to read (an ordered scan of the claim index, never the backlog,
+  -- whatever the statistics say); one further back is buried when it reaches the head.
   for expired in
     select * from tributary.queue_messages m
-     where m.queue = claim.queue and m.receipt is not null and m.visible_at <= now() and m.deliveries >= q.max_deliveries
+     where m.queue = claim.queue and m.visible_at <= now()
+     order by m.visible_at, m.id
+     limit max
      for update skip locked
   loop
+    continue when expired.receipt is null or expired.deliveries < q.max_deliveries;
     expired.history := expired.history || jsonb_build_object('at', expired.visible_at, 'worker', expired.claimed_by, 'error', 'visibility timeout expired');
     update tributary.queue_messages set history = expired.history where id = expired.id;
     perform tributary.bury(expired, 'visibility timeout expired');

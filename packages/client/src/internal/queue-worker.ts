@@ -88,6 +88,37 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   }, 5_000);
   heartbeat.unref();
 
+  // Acks of handlers that finished while a batch ack was on the wire go out together
+  // in the next one: one statement (one transaction) for many messages.
+  let ackQueue: Array<{ receipt: string; done: (error?: unknown) => void }> = [];
+  let acking = false;
+  const flushAcks = async () => {
+    if (acking) return;
+    acking = true;
+    try {
+      while (ackQueue.length > 0) {
+        const batch = ackQueue;
+        ackQueue = [];
+        try {
+          if (batch.length === 1) await ack(sql, queue, batch[0]!.receipt);
+          else await sql`select tributary.ack(${queue}, r) from unnest(${batch.map((b) => b.receipt)}::uuid[]) r`;
+          for (const b of batch) b.done();
+        } catch {
+          // One stale receipt fails the whole statement: ack one by one to settle each alone.
+          for (const b of batch) await ack(sql, queue, b.receipt).then(() => b.done(), (e: unknown) => b.done(e));
+        }
+      }
+    } finally {
+      acking = false;
+    }
+  };
+  const batchedAck = (receipt: string) =>
+    new Promise<void>((resolve, reject) => {
+      ackQueue.push({ receipt, done: (error) => (error ? reject(error) : resolve()) });
+      void flushAcks();
+    });
+
+  const acksInFlight = new Set<Promise<void>>();
   const handle = async (message: ClaimedMessage<Payload>) => {
     const abort = new AbortController();
     running.set(message.receipt, abort);
@@ -97,7 +128,16 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     try {
       await handler(message, { signal: abort.signal, worker });
       clearInterval(keepAlive);
-      await ack(sql, queue, message.receipt);
+      // The handler is done: its slot is free for the next claim while the ack is on the wire.
+      running.delete(message.receipt);
+      wakeUp();
+      const acked = batchedAck(message.receipt);
+      acksInFlight.add(acked);
+      try {
+        await acked;
+      } finally {
+        acksInFlight.delete(acked);
+      }
       counts.succeeded++;
     } catch (error) {
       clearInterval(keepAlive);
@@ -114,11 +154,14 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     }
   };
 
+  // Claim when half the slots are free, not for every slot that frees: one claim
+  // statement for several messages (a claim costs about as much as four acks).
+  const refill = Math.max(1, Math.ceil(Math.min(concurrency, options.batch ?? concurrency) / 2));
   const loop = (async () => {
     while (!stopping) {
       const free = concurrency - running.size;
       let claimed: Array<ClaimedMessage<Payload>> = [];
-      if (free > 0) {
+      if (free >= refill) {
         try {
           claimed = await claim<Payload>(sql, queue, worker, { max: Math.min(free, options.batch ?? free), visibilitySeconds });
         } catch (error) {
@@ -126,7 +169,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
         }
       }
       for (const message of claimed) void handle(message);
-      if (claimed.length === 0 || running.size >= concurrency) {
+      if (claimed.length === 0 || concurrency - running.size < refill) {
         await new Promise<void>((resolve) => {
           wake = resolve;
           setTimeout(wakeUp, pollIntervalMs).unref();
@@ -143,7 +186,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
       await feeder?.stop().catch(() => undefined);
       await loop;
       const deadline = Date.now() + (options.gracefulMs ?? 10_000);
-      while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while ((running.size > 0 || acksInFlight.size > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       // Still running after the grace period: give them back now rather than at expiry.
       await Promise.all([...running.entries()].map(async ([receipt, abort]) => {
         abort.abort();
