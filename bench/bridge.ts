@@ -1,0 +1,426 @@
+/**
+ * npm run bench:bridge — how close the Kafka bridge comes to a bare kafkajs
+ * producer sending the same records to the same broker, and how soon a
+ * commit reaches a Kafka reader.
+ *
+ *   1. one PostgreSQL (testkit) and one Kafka broker (testkit: Kafka 3.9,
+ *      KRaft, single node); migrate; write N events with bench:relay's writer
+ *      and layout (4 streams × 8 partitions); a relay relays them all and
+ *      stops; VACUUM ANALYZE. The events are read back and turned into the
+ *      bridge's records (toKafkaRecord), untimed; one untimed pass of them
+ *      warms the broker's JVM up for both sides.
+ *   2. rounds (other work on the machine moves single runs a lot) of:
+ *      (a) one bridge (own process, esbuild bundle) forwards the backlog to
+ *      4 fresh topics of 8 partitions: events/s from the startBridge() call
+ *      until the topics' end offsets hold every event; its CPU, peak RSS and
+ *      where its wall time went (fetch, send, commit, Produce requests);
+ *      (a′) the same for each --compare-src copy of the bridge;
+ *      (b) a bare kafkajs idempotent producer sends the same records to
+ *      fresh topics in each of several ways (bridge-bare-producer.ts); the
+ *      round's fastest is its ceiling: ratio = (a) / (b), median of rounds.
+ *   3. (c) a relay and a bridge on a fresh stream; 1-event transactions at a
+ *      steady rate; latency = a kafkajs reader's Date.now() − the record's
+ *      tributary-committed-at header. (c′) for each --compare-src copy.
+ *   4. one table; --profile adds where round 1's bridge spends its CPU.
+ *
+ * A benchmark, not a test: it asserts only what makes its figures meaningful
+ * (every event in Kafka exactly once, in order; every offset committed).
+ */
+import { mkdtempSync, readFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import postgres, { type Sql } from "postgres";
+import type { Admin } from "kafkajs";
+import { migrate } from "@tributary/migrate";
+import { createStream } from "@tributary/client";
+import { KafkaBroker, kafkaVersion, type Cluster } from "@tributary/testkit";
+import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
+import { describeServer, postmasterPid, startBenchServer } from "./support/bench-server.ts";
+import { BARE_MODES, bareProducerRun, readRecords, type BareMode, type BareResult, type PartitionRecords } from "./support/bridge-bare-producer.ts";
+import { bridgeCatchUp, bridgeCatchupRows, type BridgeCatchupResult } from "./support/bridge-catchup.ts";
+import { measureBridgeLatency, type BridgeLatencyResult } from "./support/bridge-latency.ts";
+import { BridgeLauncher } from "./support/bridge-process.ts";
+import type { ProfileSummary } from "./support/bridge-profile.ts";
+import { kafkaAdmin } from "./support/bridge-topics.ts";
+import { writeBacklog } from "./support/bulk-writer.ts";
+import { describeCpu, loadAverage } from "./support/cpu-accounting.ts";
+import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
+import { startRelayProcess } from "./support/relay-process.ts";
+import { fmt, formatTable, progress } from "./support/report-table.ts";
+import { streamedEvents, waitForStreamedEvents } from "./support/stream-progress.ts";
+
+const usage = `npm run bench:bridge -- [flags]
+${serverUsage}
+  --events N                    events in the backlog of (a) and (b) (default 200000)
+  --writers N                   concurrent writer connections for the backlog (default 8)
+  --batch-size N                the bridge's batchSize, and (b)'s records per partition batch (default 500, the bridge's default)
+  --concurrency N               the bridge's concurrency, and (b)'s sends in flight (default 8, the bridge's default)
+  --bare MODE,…                 how (b) sends, each timed on fresh topics; the fastest is the ceiling
+                                (default ${BARE_MODES.join(",")})
+  --rounds N                    rounds of (a) then (b), each on fresh topics; the ratio is the median round's
+                                (default 3: other work on the machine moves single runs a lot)
+  --lag-rate N                  events/s of (c) (default 5000)
+  --lag-seconds N               duration of (c) (default 15)
+  --skip a,b,c                  phases to leave out
+  --bridge-src PATH             bundle the bridge against another copy of @tributary/kafka-bridge
+                                (PATH = its src/index.ts), to measure a proposed change
+  --client-src PATH             likewise for @tributary/client
+  --compare-src PATH,…          more copies of @tributary/kafka-bridge run as (a′) in every round next to (a)
+                                (after it in odd rounds, before it in even ones), same settings: a proposed change side by side
+  --bridge-node-args=…          extra node flags for the bridge process (e.g. --bridge-node-args=--max-semi-space-size=32)
+  --profile                     run round 1's (a) (and (a′)) under node --cpu-prof and summarize where the bridge's CPU goes`;
+
+const RELAY_SLOT = "tributary";
+const LAG_STREAM = "lag";
+
+const { flags, values } = parseBenchFlags(
+  process.argv.slice(2),
+  {
+    events: { type: "string", default: "200000" },
+    writers: { type: "string", default: "8" },
+    "batch-size": { type: "string", default: "500" },
+    concurrency: { type: "string", default: "8" },
+    bare: { type: "string", default: BARE_MODES.join(",") },
+    rounds: { type: "string", default: "3" },
+    "lag-rate": { type: "string", default: "5000" },
+    "lag-seconds": { type: "string", default: "15" },
+    skip: { type: "string", default: "" },
+    "bridge-src": { type: "string" },
+    "client-src": { type: "string" },
+    "compare-src": { type: "string", default: "" },
+    "bridge-node-args": { type: "string", default: "" },
+    profile: { type: "boolean", default: false },
+  },
+  usage,
+);
+const options = {
+  events: positiveInt(values.events, "events"),
+  writers: positiveInt(values.writers, "writers"),
+  batchSize: positiveInt(values["batch-size"], "batch-size"),
+  concurrency: positiveInt(values.concurrency, "concurrency"),
+  bare: String(values.bare).split(",").filter(Boolean).map(parseMode),
+  rounds: positiveInt(values.rounds, "rounds"),
+  lagRate: positiveInt(values["lag-rate"], "lag-rate"),
+  lagSeconds: positiveInt(values["lag-seconds"], "lag-seconds"),
+  skip: new Set(String(values.skip).split(",").filter(Boolean)),
+  bridgeSource: typeof values["bridge-src"] === "string" ? resolve(values["bridge-src"]) : undefined,
+  clientSource: typeof values["client-src"] === "string" ? resolve(values["client-src"]) : undefined,
+  compareSources: String(values["compare-src"]).split(",").filter(Boolean).map((p) => resolve(p)),
+  bridgeNodeArgs: String(values["bridge-node-args"] ?? "").split(/\s+/).filter(Boolean),
+  profileDir: values.profile === true ? mkdtempSync(join(tmpdir(), "tributary-bridge-prof-")) : null,
+};
+
+function parseMode(text: string): BareMode {
+  const mode = text.trim() as BareMode;
+  if (!BARE_MODES.includes(mode)) throw new Error(`--bare takes ${BARE_MODES.join(", ")}, not ${text}`);
+  return mode;
+}
+
+interface Bench {
+  readonly cluster: Cluster;
+  readonly sql: Sql;
+  readonly pmPid: number;
+  readonly broker: KafkaBroker;
+  readonly admin: Admin;
+  readonly launcher: BridgeLauncher;
+  /** One per --compare-src. */
+  readonly compared: readonly BridgeLauncher[];
+}
+
+const sources = () =>
+  [options.bridgeSource && `@tributary/kafka-bridge from ${options.bridgeSource}`, options.clientSource && `@tributary/client from ${options.clientSource}`]
+    .filter(Boolean)
+    .join(", ");
+
+/** 1. The backlog, relayed into tributary.events; its records; a warm broker. */
+async function backlogPhase({ cluster, sql, broker, pmPid }: Bench): Promise<{ rows: string[][]; records: PartitionRecords[] }> {
+  progress(`writing ${fmt.int(options.events)} events with ${options.writers} connections`);
+  const written = await writeBacklog(cluster.url, options.events, options.writers, (n) => progress(`  written ${fmt.int(n)}`));
+  progress("relaying the backlog");
+  const relay = startRelayProcess({ databaseUrl: cluster.url, slotName: RELAY_SLOT, nodeArgs: ["--max-old-space-size=128"] });
+  const activeAt = await relay.active;
+  const doneAt = await waitForStreamedEvents(sql, options.events, 600_000, (n) => progress(`  relayed ${fmt.int(n)}`));
+  const exit = await relay.stop();
+  if (exit !== 0) throw new Error(`relay exited with ${exit}: ${relay.stderr()}`);
+  if ((await streamedEvents(sql)) !== options.events) throw new Error(`the stream holds ${await streamedEvents(sql)} events, expected ${options.events}`);
+  progress("vacuum analyze tributary.events");
+  await sql`vacuum analyze tributary.events`;
+  progress("reading the events back as the bridge's records (untimed)");
+  const readStarted = performance.now();
+  const records = await readRecords(sql, BENCH_STREAMS, BENCH_PARTITIONS);
+  const readSeconds = (performance.now() - readStarted) / 1000;
+  const bytes = records.reduce((sum, p) => sum + p.records.reduce((s, r) => s + recordBytes(r), 0), 0);
+  // The broker's JVM compiles its produce path on first use: one untimed pass, so (a) and (b) both meet a warm broker.
+  progress("warming the broker up: one untimed pass of the records");
+  const warm = await bareProducerRun(broker.brokers, broker.pid!, pmPid, records, { mode: "batched", batchSize: options.batchSize, concurrency: options.concurrency, partitions: BENCH_PARTITIONS, topicPrefix: "warmup-" });
+  return {
+    records,
+    rows: [
+      ["backlog", `${fmt.int(written.events)} events (bench:relay's writer: 50% 1-event, 50% 100-event tx, ~200-byte JSON + traceparent header) over ${BENCH_STREAMS.length} streams × ${BENCH_PARTITIONS} partitions (${BENCH_STREAMS.join(", ")}) → ${BENCH_STREAMS.length} topics × ${BENCH_PARTITIONS} partitions (stream partition p → Kafka partition p)`],
+      ["records", `${fmt.int(bytes / options.events)} B/record on average (key + value + 8 headers, uncompressed); read back and built with toKafkaRecord in ${readSeconds.toFixed(1)} s (untimed)`],
+      ["preparation (untimed)", `written in ${written.seconds.toFixed(1)} s, relayed in ${((doneAt - activeAt) / 1000).toFixed(1)} s (relay stopped before (a)), vacuum analyze; broker warm-up pass ${warm.seconds.toFixed(1)} s`],
+    ],
+  };
+}
+
+function recordBytes(r: { key?: unknown; value: unknown; headers?: Record<string, unknown> }): number {
+  let n = String(r.key ?? "").length + String(r.value ?? "").length;
+  for (const [name, value] of Object.entries(r.headers ?? {})) n += name.length + String(value).length;
+  return n;
+}
+
+/** One round: (a) on fresh topics with a fresh group, each (a′) likewise, then (b) in each way on fresh topics. */
+interface Round {
+  readonly a: BridgeCatchupResult | null;
+  /** One per --compare-src. */
+  readonly compared: readonly BridgeCatchupResult[];
+  readonly bare: readonly BareResult[];
+}
+
+function catchUpWith(bench: Bench, launcher: BridgeLauncher, n: number, label: string): Promise<BridgeCatchupResult> {
+  return bridgeCatchUp(launcher, bench.sql, bench.admin, bench.pmPid, {
+    url: bench.cluster.url,
+    brokers: bench.broker.brokers,
+    brokerPid: bench.broker.pid!,
+    partitions: BENCH_PARTITIONS,
+    streams: BENCH_STREAMS,
+    topicPrefix: `r${n}-${label}-`,
+    events: options.events,
+    batchSize: options.batchSize,
+    concurrency: options.concurrency,
+    group: `bench-bridge-catchup-${n}-${label}`,
+    nodeArgs: options.bridgeNodeArgs,
+    ...(options.profileDir && n === 1 ? { profileDir: options.profileDir } : {}),
+  });
+}
+
+async function round(bench: Bench, records: PartitionRecords[], n: number): Promise<Round> {
+  progress(`round ${n} of ${options.rounds}`);
+  let a: BridgeCatchupResult | null = null;
+  const compared: BridgeCatchupResult[] = [];
+  const runCompared = async () => {
+    for (const [i, launcher] of bench.compared.entries()) {
+      progress(`(a′${i + 1}) ${options.compareSources[i]}`);
+      compared.push(await catchUpWith(bench, launcher, n, `a${i + 1}`));
+    }
+  };
+  if (!options.skip.has("a")) {
+    // Even rounds run the compared copies first: neither side always meets the broker right after the other.
+    if (n % 2 === 0) await runCompared();
+    a = await catchUpWith(bench, bench.launcher, n, "a");
+    if (n % 2 === 1) await runCompared();
+  }
+  const bare: BareResult[] = [];
+  if (!options.skip.has("b")) {
+    for (const mode of options.bare) {
+      bare.push(await bareProducerRun(bench.broker.brokers, bench.broker.pid!, bench.pmPid, records, {
+        mode,
+        batchSize: options.batchSize,
+        concurrency: options.concurrency,
+        partitions: BENCH_PARTITIONS,
+        topicPrefix: `r${n}-bare-${mode}-`,
+      }));
+    }
+  }
+  return { a, compared, bare };
+}
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+const ceiling = (r: Round) => r.bare.reduce((x, y) => (y.rate > x.rate ? y : x));
+const ratioOf = (r: Round) => r.a!.rate / ceiling(r).rate;
+const ratesText = (rates: readonly number[]) => rates.map((x) => fmt.int(x)).join(" / ");
+const othersCores = (cpu: { others: number; wallSeconds: number }) => (cpu.others / cpu.wallSeconds).toFixed(2);
+
+function comparisonRows(rounds: readonly Round[]): string[][] {
+  const rows: string[][] = [];
+  const withA = rounds.filter((r) => r.a !== null);
+  const withBoth = withA.filter((r) => r.bare.length > 0);
+  // The round whose ratio is the median one shows its details (with an even count, the lower middle).
+  const shown = withBoth.length > 0
+    ? [...withBoth].sort((x, y) => ratioOf(x) - ratioOf(y))[(withBoth.length - 1) >> 1]!
+    : withA[0];
+  if (withA.length > 0) {
+    const a = shown!.a!;
+    rows.push([
+      `(a) bridge, batchSize ${options.batchSize}, concurrency ${options.concurrency}${options.profileDir ? " [round 1 profiled]" : ""}`,
+      `${fmt.int(median(withA.map((r) => r.a!.rate)))} ev/s median of ${withA.length} round${withA.length > 1 ? "s" : ""} (${ratesText(withA.map((r) => r.a!.rate))}): ${fmt.int(options.events)} events from the startBridge() call until the topics' end offsets held them all`,
+    ]);
+    rows.push([
+      `  (a) round ${rounds.indexOf(shown!) + 1} (the median ratio's)`,
+      `${fmt.int(a.rate)} ev/s: ${a.seconds.toFixed(2)} s; ready after ${fmt.int(a.startupMs)} ms, ${fmt.int(a.readyRate)} ev/s from ready; all committed at ${(a.allCommittedMs / 1000).toFixed(2)} s; others ${othersCores(a.cpu)} cores`,
+    ]);
+    rows.push(...bridgeCatchupRows(a, options.events));
+  }
+  for (const [i, source] of options.compareSources.entries()) {
+    const runs = withA.map((r) => ({ a: r.compared[i]!, round: r }));
+    const shownRun = runs.find((x) => x.round === shown)!.a;
+    const t = shownRun.timings;
+    const perEvent = (seconds: number) => ((seconds * 1e6) / options.events).toFixed(1);
+    rows.push([
+      `(a′${i + 1}) bridge from ${source}`,
+      `${fmt.int(median(runs.map((x) => x.a.rate)))} ev/s median (${ratesText(runs.map((x) => x.a.rate))}), next to (a) in each round` +
+        (withBoth.length > 0 ? `; ratio to the round's ceiling ${median(runs.filter((x) => x.round.bare.length > 0).map((x) => x.a.rate / ceiling(x.round).rate)).toFixed(2)} median (${runs.filter((x) => x.round.bare.length > 0).map((x) => (x.a.rate / ceiling(x.round).rate).toFixed(2)).join(" / ")})` : "") +
+        `; ÷ (a) of the same round ${runs.map((x) => (x.a.rate / x.round.a!.rate).toFixed(2)).join(" / ")}`,
+    ]);
+    rows.push([
+      `  (a′${i + 1}) round ${rounds.indexOf(shown!) + 1}`,
+      `bridge CPU ${perEvent(shownRun.bridgeCpuSeconds)} µs/event (median of rounds ${perEvent(median(runs.map((x) => x.a.bridgeCpuSeconds)))}; (a): ${perEvent(median(withA.map((r) => r.a!.bridgeCpuSeconds)))}), peak RSS ${fmt.mb(shownRun.peakRssBytes)}; broker ${perEvent(shownRun.brokerCpuSeconds)} µs/event; ` +
+        `${fmt.int(t.send.count)} sends (${fmt.int(t.send.items / Math.max(1, t.send.count))} records, ${(t.send.ms / Math.max(1, t.send.count)).toFixed(1)} ms each, up to ${t.send.maxConcurrent} at once), ${fmt.int(t.produce.count)} Produce requests (${(t.produce.ms / Math.max(1, t.produce.count)).toFixed(1)} ms each on the wire), ${fmt.int(t.commit.count)} commits ${(t.commit.ms / Math.max(1, t.commit.count)).toFixed(1)} ms each; others ${othersCores(shownRun.cpu)} cores`,
+    ]);
+  }
+  for (const [i, mode] of options.bare.entries()) {
+    if (withBoth.length === 0 && rounds.every((r) => r.bare.length === 0)) break;
+    const runs = rounds.filter((r) => r.bare.length > 0).map((r) => r.bare[i]!);
+    const requests = runs[0]!.produceRequests;
+    rows.push([
+      `(b) bare producer, ${mode}`,
+      `${fmt.int(median(runs.map((b) => b.rate)))} ev/s median (${ratesText(runs.map((b) => b.rate))}); ${fmt.int(requests)} Produce requests of ${fmt.int(options.events / Math.max(1, requests))} records; producer CPU ${((median(runs.map((b) => b.producerCpuSeconds)) * 1e6) / options.events).toFixed(1)} µs/event, broker ${((median(runs.map((b) => b.brokerCpuSeconds)) * 1e6) / options.events).toFixed(1)} µs/event; others ${runs.map((b) => othersCores(b.cpu)).join(" / ")} cores`,
+    ]);
+  }
+  if (rounds.some((r) => r.bare.length > 0)) {
+    rows.push([
+      "(b) how it sends",
+      `kafkajs ${kafkajsVersion()} idempotent producer (acks -1, maxInFlightRequests 1), in the benchmark's process, records prebuilt; ${options.batchSize} records per partition batch; ` +
+        "sequential = one partition batch per send(), one at a time; concurrent = one partition batch per send(), " +
+        `${options.concurrency} sends in flight like the bridge (at most one per partition); batched = sendBatch() of ${options.concurrency} partitions' batches per request, one at a time; batched-all = sendBatch() of every partition's next batch. ` +
+        "The ceiling of a round is its fastest way; every run on fresh topics, deleted after it",
+    ]);
+  }
+  if (withBoth.length > 0) {
+    const ratios = withBoth.map(ratioOf);
+    const ratio = median(ratios);
+    rows.push([
+      "ratio (a) / (b) — requirement ≥ 0.7",
+      `${ratio.toFixed(2)} median: ${ratio >= 0.7 ? "met" : "NOT met"}; per round (a) ÷ that round's fastest bare way: ` +
+        withBoth.map((r) => `${ratioOf(r).toFixed(2)} (÷ ${ceiling(r).mode})`).join(", ") +
+        `; from ready: ${median(withBoth.map((r) => r.a!.readyRate / ceiling(r).rate)).toFixed(2)}`,
+    ]);
+  }
+  return rows;
+}
+
+function kafkajsVersion(): string {
+  const manifest = new URL("../node_modules/kafkajs/package.json", import.meta.url);
+  return (JSON.parse(readFileSync(manifest, "utf8")) as { version: string }).version;
+}
+
+async function latencyPhase(bench: Bench): Promise<string[][]> {
+  progress("starting a relay for (c)");
+  const relay = startRelayProcess({ databaseUrl: bench.cluster.url, slotName: RELAY_SLOT, nodeArgs: ["--max-old-space-size=128"] });
+  const rows: string[][] = [];
+  try {
+    await relay.active;
+    const runs = [{ launcher: bench.launcher, label: "(c)", stream: LAG_STREAM }, ...bench.compared.map((launcher, i) => ({ launcher, label: `(c′${i + 1})`, stream: `${LAG_STREAM}-${i + 1}` }))];
+    for (const [i, run] of runs.entries()) {
+      if (i > 0) progress(`${run.label} ${options.compareSources[i - 1]}`);
+      const r = await measureBridgeLatency(run.launcher, bench.sql, bench.admin, bench.pmPid, {
+        url: bench.cluster.url,
+        brokers: bench.broker.brokers,
+        brokerPid: bench.broker.pid!,
+        stream: run.stream,
+        partitions: BENCH_PARTITIONS,
+        group: `bench-bridge-latency-${i}`,
+        rate: options.lagRate,
+        seconds: options.lagSeconds,
+        warmupSeconds: 1,
+        batchSize: options.batchSize,
+        concurrency: options.concurrency,
+        nodeArgs: options.bridgeNodeArgs,
+      });
+      rows.push(...latencyRows(r, run.label, run.stream, i > 0 ? options.compareSources[i - 1]! : null));
+    }
+  } finally {
+    await relay.stop();
+  }
+  return rows;
+}
+
+function latencyRows(r: BridgeLatencyResult, label: string, stream: string, source: string | null): string[][] {
+  const t = r.timings;
+  const triple = (v: readonly [number, number, number]) => v.map((x) => x.toFixed(0)).join(" / ");
+  const each = (x: { count: number; ms: number }) => (x.ms / Math.max(1, x.count)).toFixed(1);
+  return [
+    [`${label} @ ${fmt.int(options.lagRate)} ev/s target`, `${source ? `bridge from ${source}; ` : ""}achieved ${fmt.int(r.achievedRate)} ev/s of 1-event tx for ${options.lagSeconds} s into '${stream}' (${BENCH_PARTITIONS} partitions) through a relay and 1 bridge (batchSize ${options.batchSize}, concurrency ${options.concurrency}) to topic '${stream}'; ${fmt.int(r.samples)} samples after 1 s warm-up; max ${r.maxInFlight} tx in flight`],
+    [`${label} commit → Kafka reader p50 / p99 / max`, `${triple([r.p50Ms, r.p99Ms, r.maxMs])} ms (a kafkajs consumer's Date.now() on receipt − the tributary-committed-at header; one machine, one clock; 1 ms resolution)`],
+    ...(r.relayShare && r.bridgeShare
+      ? [[`${label} split p50 / p99 / max`, `commit → row readable (relay) ${triple(r.relayShare)} ms; readable → appended in Kafka (bridge: fetch, send, ack) ${triple(r.bridgeShare)} ms; appended → reader ${triple(r.readerShare)} ms`]]
+      : []),
+    [`${label} per second (events/max ms)`, r.perSecond],
+    [`${label} bridge`, `peak RSS ${fmt.mb(r.bridgePeakRss)}; CPU ${(r.bridgeCpuSeconds / r.windowSeconds).toFixed(2)} cores (${((r.bridgeCpuSeconds * 1e6) / Math.max(1, r.produced)).toFixed(0)} µs/event); ${fmt.int(t.send.count)} sends of ${(t.send.items / Math.max(1, t.send.count)).toFixed(1)} records, ${each(t.send)} ms each (up to ${t.send.maxConcurrent} at once); ${fmt.int(t.produce.count)} Produce requests, ${each(t.produce)} ms each on the wire, one at a time; ${fmt.int(t.commit.count)} commits ${each(t.commit)} ms each; ${fmt.int(t.fetch.count)} fetches ${each(t.fetch)} ms each${r.duplicates ? `; ${r.duplicates} duplicate records` : ""}`],
+    [`${label} CPU during`, `${describeCpu(r.cpu)}; of the bench's: broker ${(r.brokerCpuSeconds / r.windowSeconds).toFixed(2)}, bridge ${(r.bridgeCpuSeconds / r.windowSeconds).toFixed(2)} cores`],
+  ];
+}
+
+async function run(bench: Bench, loadBefore: string): Promise<void> {
+  const serverLine = await describeServer(bench.sql);
+  await migrate(bench.sql, { slotName: RELAY_SLOT, decoder: flags.decoder });
+  const lagStreams = [LAG_STREAM, ...options.compareSources.map((_, i) => `${LAG_STREAM}-${i + 1}`)];
+  for (const stream of [...BENCH_STREAMS, ...lagStreams]) await createStream(bench.sql, stream, BENCH_PARTITIONS);
+
+  const rows: string[][] = [
+    ["server / decoder", `${serverLine} / ${flags.decoder}`],
+    ["Kafka", `Apache Kafka ${kafkaVersion()}, one KRaft node (testkit: broker + controller in one JVM, -Xmx512m, 127.0.0.1), topics with replication factor 1, log flush by the OS (Kafka's default)`],
+  ];
+  let profiles: ReadonlyArray<readonly [string, ProfileSummary]> = [];
+  if (!options.skip.has("a") || !options.skip.has("b")) {
+    const backlog = await backlogPhase(bench);
+    rows.push(...backlog.rows);
+    const rounds: Round[] = [];
+    for (let n = 1; n <= options.rounds; n++) rounds.push(await round(bench, backlog.records, n));
+    profiles = [
+      ...(rounds[0]!.a?.profile ? [["(a)", rounds[0]!.a.profile] as const] : []),
+      ...rounds[0]!.compared.flatMap((c, i) => (c.profile ? [[`(a′${i + 1})`, c.profile] as const] : [])),
+    ];
+    rows.push(...comparisonRows(rounds));
+  }
+  if (!options.skip.has("c")) rows.push(...(await latencyPhase(bench)));
+  rows.push(
+    ["bridge settings", `${sources() ? `${sources()} (NOT the repository's), ` : ""}own process (esbuild bundle of bench/support/bridge-child.ts${options.bridgeNodeArgs.length ? `, node ${options.bridgeNodeArgs.join(" ")}` : ""}; its postgres and kafkajs imports timed by bridge-timing.ts), startBridge defaults: postgres.js pool max 4 + concurrency, idempotent producer acks -1 maxInFlightRequests 1, group joined fresh (startFrom earliest); topics made beforehand with the streams' partition counts`],
+    ["server settings", "as in the first row, plus track_commit_timestamp=on (dates each relay batch: the split of (c))"],
+    ["relay settings", "relay child via tsx, MAX_BATCH_EVENTS=5000 (default), node --max-old-space-size=128"],
+    ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
+  );
+  process.stdout.write(`\nKafka bridge benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);
+  for (const [label, profile] of profiles) printProfile(label, profile);
+  if (options.profileDir) process.stdout.write(`(profile kept in ${options.profileDir})\n`);
+}
+
+function printProfile(label: string, summary: ProfileSummary): void {
+  process.stdout.write(`\nBridge CPU profile during ${label} of round 1: ${(summary.windowMs / 1000).toFixed(2)} s from startBridge() to the last record in Kafka; categories: a builtin's or node core's time counts for the library or module that called it; functions: self time\n`);
+  process.stdout.write(formatTable(["category", "ms", "share"], summary.categories.map((c) => [c.category, fmt.int(c.ms), fmt.pct(c.share)])) + "\n\n");
+  process.stdout.write(formatTable(["function", "where", "ms", "share"], summary.functions.map((f) => [f.fn, f.where, fmt.int(f.ms), fmt.pct(f.share)]), [0, 1]) + "\n");
+}
+
+const loadBefore = loadAverage();
+progress(`starting ${flags.server} and a Kafka broker (load average ${loadBefore})`);
+// track_commit_timestamp: when each relay batch committed, to split (c) into the relay's and the bridge's share.
+const [cluster, broker] = await Promise.all([
+  startBenchServer(flags.server, { ...flags.settings, track_commit_timestamp: "on" }),
+  // A deleted topic's files go at once (default: a minute later), so runs do not pile data up in the broker.
+  KafkaBroker.start({ settings: { "file.delete.delay.ms": 0 } }),
+]);
+const sql = postgres(cluster.url, { max: 4, onnotice: () => {} });
+const admin = kafkaAdmin(broker.brokers);
+const launcher = await BridgeLauncher.build({ bridge: options.bridgeSource, client: options.clientSource });
+const compared: BridgeLauncher[] = [];
+for (const source of options.compareSources) compared.push(await BridgeLauncher.build({ bridge: source, client: options.clientSource }));
+let exitCode = 0;
+try {
+  await admin.connect();
+  await run({ cluster, sql, pmPid: postmasterPid(cluster), broker, admin, launcher, compared }, loadBefore);
+} catch (error) {
+  exitCode = 1;
+  process.stderr.write(`bench:bridge failed: ${(error as Error)?.stack ?? error}\n${cluster.serverLog()}\n--- broker ---\n${broker.brokerLog()}\n`);
+} finally {
+  launcher.dispose();
+  for (const c of compared) c.dispose();
+  await admin.disconnect().catch(() => undefined);
+  await sql.end({ timeout: 5 });
+  await cluster.destroy();
+  await broker.stop();
+}
+process.exit(exitCode);

@@ -1,0 +1,272 @@
+/**
+ * The Kafka bridge under test in its own OS process (bridge-child.ts), so
+ * its CPU time and peak RSS are its own; and (c)'s Kafka reader in another
+ * (bridge-reader-child.ts). Bundled once with esbuild, like
+ * bench:consumer's members: it starts in a fraction of a second and runs
+ * plain JavaScript, no loader in between. The bundle resolves the bridge's
+ * imports of `postgres` and `kafkajs` to bridge-timing.ts (the real modules
+ * with timers on). `bridgeSource` / `clientSource` bundle against other
+ * copies of @tributary/kafka-bridge / @tributary/client, to measure a
+ * proposed change. With `cpuProfileDir` the child runs under
+ * `node --cpu-prof` (the profile is written when it exits after SIGTERM).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Plugin } from "esbuild";
+import type { BridgeTimings } from "./bridge-timing.ts";
+
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+const timingModule = fileURLToPath(new URL("./bridge-timing.ts", import.meta.url));
+const readerModule = fileURLToPath(new URL("./bridge-reader-child.ts", import.meta.url));
+
+export interface BridgeStart {
+  /** Date.now() and process.hrtime (µs, CLOCK_MONOTONIC) just before startBridge() was called. */
+  readonly epochMs: number;
+  readonly hrUs: number;
+}
+
+export interface BridgeOptions {
+  readonly databaseUrl: string;
+  readonly brokers: readonly string[];
+  readonly streams: readonly string[];
+  readonly group: string;
+  /** Topic = prefix + stream (default ""). */
+  readonly topicPrefix?: string;
+  readonly batchSize: number;
+  readonly concurrency: number;
+  readonly cpuProfileDir?: string;
+  /** Extra node flags for the child (e.g. --max-semi-space-size=32). */
+  readonly nodeArgs?: readonly string[];
+}
+
+export class BridgeProcess {
+  readonly started: Promise<BridgeStart>;
+  /** Date.now() when the bridge forwards (routes checked, producer connected, group joined). */
+  readonly ready: Promise<number>;
+  /** Rejects when the child reports a fatal error or exits (also after stop(): race it only while the bridge should run). */
+  readonly failed: Promise<never>;
+  readonly exited: Promise<number | null>;
+  private peak = 0;
+  private errors = "";
+  private statsWaiters: Array<(t: BridgeTimings) => void> = [];
+
+  constructor(private readonly child: ChildProcess) {
+    let markStarted: (s: BridgeStart) => void = () => {};
+    let markReady: (at: number) => void = () => {};
+    this.started = new Promise((resolve) => (markStarted = resolve));
+    let failReady: (error: Error) => void = () => {};
+    let failRun: (error: Error) => void = () => {};
+    this.ready = new Promise((resolve, reject) => {
+      markReady = resolve;
+      failReady = reject;
+    });
+    this.failed = new Promise((_, reject) => (failRun = reject));
+    this.ready.catch(() => undefined);
+    this.failed.catch(() => undefined);
+    const fail = (error: Error) => {
+      failReady(error);
+      failRun(error);
+    };
+    let buffer = "";
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      buffer += chunk;
+      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        const space = line.indexOf(" ");
+        const tag = line.slice(0, space);
+        const rest = line.slice(space + 1);
+        if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
+        else if (tag === "start") markStarted(JSON.parse(rest) as BridgeStart);
+        else if (tag === "ready") markReady((JSON.parse(rest) as { epochMs: number }).epochMs);
+        else if (tag === "stats") this.statsWaiters.shift()?.(JSON.parse(rest) as BridgeTimings);
+        else if (tag === "error") fail(new Error(`bridge child ${child.pid}: ${rest}\n${this.errors}`));
+      }
+    });
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.errors = (this.errors + chunk).slice(-8000)));
+    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+    void this.exited.then((code) => fail(new Error(`bridge child ${child.pid} exited (${code}): ${this.errors.trim()}`)));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Peak RSS (bytes) sampled every 200 ms by the child. */
+  sampledPeakRss(): number {
+    return this.peak;
+  }
+
+  /** VmHWM: the child's peak resident set since it started, read by the kernel's count. */
+  peakRss(): number {
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, "utf8"));
+      return match ? Number(match[1]) * 1024 : this.peak;
+    } catch {
+      return this.peak;
+    }
+  }
+
+  /** The child's timers so far (bridge-timing.ts). */
+  stats(): Promise<BridgeTimings> {
+    return new Promise((resolve) => {
+      this.statsWaiters.push(resolve);
+      this.child.stdin!.write("stats\n");
+    });
+  }
+
+  stderr(): string {
+    return this.errors;
+  }
+
+  /** SIGTERM (the bridge finishes its batches, commits, leaves), SIGKILL after `graceMs`. */
+  async stop(graceMs = 15_000): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    await this.exited;
+  }
+}
+
+/** The bridge's own `postgres` and `kafkajs` imports → bridge-timing.ts (which imports the real ones). */
+const timingPlugin: Plugin = {
+  name: "bench-bridge-timing",
+  setup(build) {
+    build.onResolve({ filter: /^(postgres|kafkajs)$/ }, (args) => {
+      if (args.importer === timingModule || args.importer === readerModule || args.importer.includes("/node_modules/")) return undefined;
+      return { path: timingModule };
+    });
+  },
+};
+
+/** The bundled child; build once per benchmark run. */
+export class BridgeLauncher {
+  private constructor(
+    private readonly dir: string,
+    readonly script: string,
+    private readonly readerScript: string,
+  ) {}
+
+  static async build(sources: { bridge?: string; client?: string } = {}): Promise<BridgeLauncher> {
+    const { build, stop } = await import("esbuild");
+    const dir = mkdtempSync(join(tmpdir(), "tributary-bench-bridge-"));
+    const script = join(dir, "bridge-child.mjs");
+    const alias: Record<string, string> = {};
+    if (sources.bridge) alias["@tributary/kafka-bridge"] = sources.bridge;
+    if (sources.client) alias["@tributary/client"] = sources.client;
+    await build({
+      entryPoints: { "bridge-child": fileURLToPath(new URL("./bridge-child.ts", import.meta.url)), "bridge-reader-child": readerModule },
+      outdir: dir,
+      outExtension: { ".js": ".mjs" },
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      external: ["pg-native"],
+      // CommonJS dependencies call require() inside the ESM bundle.
+      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+      logLevel: "error",
+      // Module markers in the bundle ("// services/kafka-bridge/src/…") are relative to this: bridge-profile.ts reads them.
+      absWorkingDir: repoRoot,
+      plugins: [timingPlugin],
+      ...(Object.keys(alias).length > 0 ? { alias, nodePaths: [join(repoRoot, "node_modules")] } : {}),
+    });
+    await stop(); // esbuild's service process is not needed any more
+    return new BridgeLauncher(dir, script, join(dir, "bridge-reader-child.mjs"));
+  }
+
+  start(options: BridgeOptions): BridgeProcess {
+    const nodeArgs = [...(options.nodeArgs ?? []), ...(options.cpuProfileDir ? ["--cpu-prof", "--cpu-prof-dir", options.cpuProfileDir] : [])];
+    const child = spawn(process.execPath, [...nodeArgs, this.script], {
+      env: {
+        ...process.env,
+        DATABASE_URL: options.databaseUrl,
+        BROKERS: options.brokers.join(","),
+        STREAMS: options.streams.join(","),
+        GROUP: options.group,
+        TOPIC_PREFIX: options.topicPrefix ?? "",
+        BATCH_SIZE: String(options.batchSize),
+        CONCURRENCY: String(options.concurrency),
+      },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    return new BridgeProcess(child);
+  }
+
+  /** A kafkajs reader of `topic` in its own process (bridge-reader-child.ts). */
+  startReader(brokers: readonly string[], topic: string, onRecords: (records: ReaderRecord[]) => void): ReaderProcess {
+    const child = spawn(process.execPath, [this.readerScript], {
+      env: { ...process.env, BROKERS: brokers.join(","), TOPIC: topic },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    return new ReaderProcess(child, onRecords);
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface ReaderRecord {
+  readonly id: string;
+  /** The stream partition and offset (tributary- headers). */
+  readonly partition: number;
+  readonly offset: number;
+  readonly committedMs: number;
+  /** The record's timestamp: the broker's append time on a LogAppendTime topic. */
+  readonly appendedMs: number;
+  readonly receivedMs: number;
+}
+
+export class ReaderProcess {
+  /** Resolves once the reader is in its group; rejects if it exits first. */
+  readonly joined: Promise<void>;
+  private readonly exited: Promise<number | null>;
+  private errors = "";
+
+  constructor(private readonly child: ChildProcess, onRecords: (records: ReaderRecord[]) => void) {
+    let markJoined: () => void = () => {};
+    let fail: (error: Error) => void = () => {};
+    this.joined = new Promise((resolve, reject) => {
+      markJoined = resolve;
+      fail = reject;
+    });
+    this.joined.catch(() => undefined);
+    let buffer = "";
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      buffer += chunk;
+      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        if (line === "joined") markJoined();
+        else if (line.startsWith("records ")) onRecords(line.slice(8).split(";").map(parseRecord));
+      }
+    });
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.errors = (this.errors + chunk).slice(-8000)));
+    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+    void this.exited.then((code) => fail(new Error(`reader child ${child.pid} exited (${code}): ${this.errors.trim()}`)));
+  }
+
+  async stop(graceMs = 5_000): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+function parseRecord(text: string): ReaderRecord {
+  const [id, partition, offset, committedMs, appendedMs, receivedMs] = text.split("|");
+  return { id: id!, partition: Number(partition), offset: Number(offset), committedMs: Number(committedMs), appendedMs: Number(appendedMs), receivedMs: Number(receivedMs) };
+}

@@ -1,0 +1,183 @@
+/**
+ * The queue workers of bench:queue in their own OS process
+ * (queue-worker-child.ts), so their CPU time is their own and they do not
+ * share an event loop with the producer. The child is bundled once with
+ * esbuild (Tributary's client, pg-boss, graphile-worker and their drivers in
+ * one file): plain JavaScript, no loader in the process.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+export type QueueSystemName = "tributary" | "pgboss" | "graphile";
+
+export interface ClaimWindow {
+  /** Driver time (epoch ms) when the window's line arrived. */
+  readonly at: number;
+  readonly count: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+  readonly rows: number;
+}
+
+export interface WorkerSettings {
+  readonly concurrency: number;
+  /** pg-boss: jobs per fetch (batchSize) of each of its `concurrency` workers. */
+  readonly pgbossBatch: number;
+  /** graphile-worker: localQueue.size (≤ 1: off). */
+  readonly graphileLocalQueue: number;
+  /** graphile-worker: completeJobBatchDelay ms (-1: off). */
+  readonly graphileCompleteDelay: number;
+}
+
+export interface WorkerProcessOptions {
+  readonly system: QueueSystemName;
+  readonly databaseUrl: string;
+  readonly queue: string;
+  /** Jobs carry seq 0…expect-1. */
+  readonly expect: number;
+  readonly mode: "count" | "latency";
+  readonly settings: WorkerSettings;
+  readonly claimWindowMs?: number;
+  readonly onSeen?: (seq: number, at: number) => void;
+  readonly onClaims?: (window: ClaimWindow) => void;
+}
+
+export class QueueWorkerProcess {
+  readonly ready: Promise<{ startedAt: number; readyAt: number }>;
+  readonly exited: Promise<number | null>;
+  handled = 0;
+  duplicates = 0;
+  cpuSeconds = 0;
+  peakRss = 0;
+  private startedAt = 0;
+  private errors = "";
+  private failure: Error | null = null;
+
+  constructor(private readonly child: ChildProcess, options: WorkerProcessOptions) {
+    let markReady: (r: { startedAt: number; readyAt: number }) => void = () => {};
+    let failReady: (error: Error) => void = () => {};
+    this.ready = new Promise((resolve, reject) => {
+      markReady = resolve;
+      failReady = reject;
+    });
+    this.ready.catch(() => undefined);
+    const fail = (error: Error) => {
+      this.failure ??= error;
+      failReady(error);
+    };
+    let buffer = "";
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      buffer += chunk;
+      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        const space = line.indexOf(" ");
+        const tag = space < 0 ? line : line.slice(0, space);
+        const rest = line.slice(space + 1);
+        if (tag === "progress") {
+          const [handled, duplicates, cpu, rss] = rest.split(" ").map(Number);
+          this.handled = handled!;
+          this.duplicates = duplicates!;
+          this.cpuSeconds = cpu!;
+          this.peakRss = Math.max(this.peakRss, rss!);
+        } else if (tag === "seen") {
+          for (const item of rest.split(";")) {
+            const bar = item.indexOf("|");
+            options.onSeen?.(Number(item.slice(0, bar)), Number(item.slice(bar + 1)));
+          }
+        } else if (tag === "claims") {
+          const [count, p50, p99, max, rows] = rest.split(" ").map(Number);
+          options.onClaims?.({ at: Date.now(), count: count!, p50Ms: p50!, p99Ms: p99!, maxMs: max!, rows: rows! });
+        } else if (tag === "started") this.startedAt = Number(rest);
+        else if (tag === "ready") markReady({ startedAt: this.startedAt, readyAt: Number(rest) });
+        else if (tag === "error") fail(new Error(`${options.system} worker ${child.pid}: ${rest}\n${this.errors}`));
+      }
+    });
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.errors = (this.errors + chunk).slice(-8000)));
+    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+    void this.exited.then((code) => fail(new Error(`${options.system} worker ${child.pid} exited (${code}): ${this.errors.trim()}`)));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Throws if the child reported an error or died. */
+  check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  stderr(): string {
+    return this.errors;
+  }
+
+  /** SIGTERM (the worker stops cleanly), SIGKILL after `graceMs`. */
+  async stop(graceMs = 20_000): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+/** The bundled child; build once per benchmark run. */
+export class QueueWorkerLauncher {
+  private constructor(
+    private readonly dir: string,
+    readonly script: string,
+  ) {}
+
+  /** `clientSource`: bundle against another copy of @tributary/client (its src/index.ts), e.g. a proposed patch. */
+  static async build(clientSource?: string): Promise<QueueWorkerLauncher> {
+    const { build } = await import("esbuild");
+    const dir = mkdtempSync(join(tmpdir(), "tributary-bench-queue-"));
+    const script = join(dir, "queue-worker-child.mjs");
+    await build({
+      entryPoints: [fileURLToPath(new URL("./queue-worker-child.ts", import.meta.url))],
+      outfile: script,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      external: ["pg-native", "@opentelemetry/api"],
+      // CommonJS dependencies call require() inside the ESM bundle.
+      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+      logLevel: "error",
+      absWorkingDir: repoRoot,
+      ...(clientSource ? { alias: { "@tributary/client": clientSource }, nodePaths: [join(repoRoot, "node_modules")] } : {}),
+    });
+    return new QueueWorkerLauncher(dir, script);
+  }
+
+  start(options: WorkerProcessOptions): QueueWorkerProcess {
+    const child = spawn(process.execPath, [this.script], {
+      env: {
+        ...process.env,
+        SYSTEM: options.system,
+        DATABASE_URL: options.databaseUrl,
+        QUEUE: options.queue,
+        CONCURRENCY: String(options.settings.concurrency),
+        EXPECT: String(options.expect),
+        MODE: options.mode,
+        CLAIM_WINDOW_MS: String(options.claimWindowMs ?? 0),
+        PGBOSS_BATCH: String(options.settings.pgbossBatch),
+        GRAPHILE_LOCAL_QUEUE: String(options.settings.graphileLocalQueue),
+        GRAPHILE_COMPLETE_DELAY: String(options.settings.graphileCompleteDelay),
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    return new QueueWorkerProcess(child, options);
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
