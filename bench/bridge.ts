@@ -26,7 +26,7 @@
  * A benchmark, not a test: it asserts only what makes its figures meaningful
  * (every event in Kafka exactly once, in order; every offset committed).
  */
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import postgres, { type Sql } from "postgres";
@@ -37,13 +37,14 @@ import { KafkaBroker, kafkaVersion, type Cluster } from "@tributary/testkit";
 import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
 import { describeServer, postmasterPid, startBenchServer } from "./support/bench-server.ts";
 import { BARE_MODES, bareProducerRun, readRecords, type BareMode, type BareResult, type PartitionRecords } from "./support/bridge-bare-producer.ts";
-import { bridgeCatchUp, bridgeCatchupRows, type BridgeCatchupResult } from "./support/bridge-catchup.ts";
-import { measureBridgeLatency, type BridgeLatencyResult } from "./support/bridge-latency.ts";
+import { bridgeCatchUp, type BridgeCatchupResult } from "./support/bridge-catchup.ts";
+import { measureBridgeLatency } from "./support/bridge-latency.ts";
 import { BridgeLauncher } from "./support/bridge-process.ts";
 import type { ProfileSummary } from "./support/bridge-profile.ts";
+import { comparisonRows, latencyRows, printProfile, type ReportSettings, type Round } from "./support/bridge-report.ts";
 import { kafkaAdmin } from "./support/bridge-topics.ts";
 import { writeBacklog } from "./support/bulk-writer.ts";
-import { describeCpu, loadAverage } from "./support/cpu-accounting.ts";
+import { loadAverage } from "./support/cpu-accounting.ts";
 import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
 import { startRelayProcess } from "./support/relay-process.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
@@ -110,6 +111,18 @@ const options = {
   profileDir: values.profile === true ? mkdtempSync(join(tmpdir(), "tributary-bridge-prof-")) : null,
 };
 
+const reportSettings: ReportSettings = {
+  events: options.events,
+  batchSize: options.batchSize,
+  concurrency: options.concurrency,
+  partitions: BENCH_PARTITIONS,
+  bare: options.bare,
+  compareSources: options.compareSources,
+  profiled: options.profileDir !== null,
+  lagRate: options.lagRate,
+  lagSeconds: options.lagSeconds,
+};
+
 function parseMode(text: string): BareMode {
   const mode = text.trim() as BareMode;
   if (!BARE_MODES.includes(mode)) throw new Error(`--bare takes ${BARE_MODES.join(", ")}, not ${text}`);
@@ -169,14 +182,6 @@ function recordBytes(r: { key?: unknown; value: unknown; headers?: Record<string
   return n;
 }
 
-/** One round: (a) on fresh topics with a fresh group, each (a′) likewise, then (b) in each way on fresh topics. */
-interface Round {
-  readonly a: BridgeCatchupResult | null;
-  /** One per --compare-src. */
-  readonly compared: readonly BridgeCatchupResult[];
-  readonly bare: readonly BareResult[];
-}
-
 function catchUpWith(bench: Bench, launcher: BridgeLauncher, n: number, label: string): Promise<BridgeCatchupResult> {
   return bridgeCatchUp(launcher, bench.sql, bench.admin, bench.pmPid, {
     url: bench.cluster.url,
@@ -225,89 +230,6 @@ async function round(bench: Bench, records: PartitionRecords[], n: number): Prom
   return { a, compared, bare };
 }
 
-const median = (values: readonly number[]): number => {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
-const ceiling = (r: Round) => r.bare.reduce((x, y) => (y.rate > x.rate ? y : x));
-const ratioOf = (r: Round) => r.a!.rate / ceiling(r).rate;
-const ratesText = (rates: readonly number[]) => rates.map((x) => fmt.int(x)).join(" / ");
-const othersCores = (cpu: { others: number; wallSeconds: number }) => (cpu.others / cpu.wallSeconds).toFixed(2);
-
-function comparisonRows(rounds: readonly Round[]): string[][] {
-  const rows: string[][] = [];
-  const withA = rounds.filter((r) => r.a !== null);
-  const withBoth = withA.filter((r) => r.bare.length > 0);
-  // The round whose ratio is the median one shows its details (with an even count, the lower middle).
-  const shown = withBoth.length > 0
-    ? [...withBoth].sort((x, y) => ratioOf(x) - ratioOf(y))[(withBoth.length - 1) >> 1]!
-    : withA[0];
-  if (withA.length > 0) {
-    const a = shown!.a!;
-    rows.push([
-      `(a) bridge, batchSize ${options.batchSize}, concurrency ${options.concurrency}${options.profileDir ? " [round 1 profiled]" : ""}`,
-      `${fmt.int(median(withA.map((r) => r.a!.rate)))} ev/s median of ${withA.length} round${withA.length > 1 ? "s" : ""} (${ratesText(withA.map((r) => r.a!.rate))}): ${fmt.int(options.events)} events from the startBridge() call until the topics' end offsets held them all`,
-    ]);
-    rows.push([
-      `  (a) round ${rounds.indexOf(shown!) + 1} (the median ratio's)`,
-      `${fmt.int(a.rate)} ev/s: ${a.seconds.toFixed(2)} s; ready after ${fmt.int(a.startupMs)} ms, ${fmt.int(a.readyRate)} ev/s from ready; all committed at ${(a.allCommittedMs / 1000).toFixed(2)} s; others ${othersCores(a.cpu)} cores`,
-    ]);
-    rows.push(...bridgeCatchupRows(a, options.events));
-  }
-  for (const [i, source] of options.compareSources.entries()) {
-    const runs = withA.map((r) => ({ a: r.compared[i]!, round: r }));
-    const shownRun = runs.find((x) => x.round === shown)!.a;
-    const t = shownRun.timings;
-    const perEvent = (seconds: number) => ((seconds * 1e6) / options.events).toFixed(1);
-    rows.push([
-      `(a′${i + 1}) bridge from ${source}`,
-      `${fmt.int(median(runs.map((x) => x.a.rate)))} ev/s median (${ratesText(runs.map((x) => x.a.rate))}), next to (a) in each round` +
-        (withBoth.length > 0 ? `; ratio to the round's ceiling ${median(runs.filter((x) => x.round.bare.length > 0).map((x) => x.a.rate / ceiling(x.round).rate)).toFixed(2)} median (${runs.filter((x) => x.round.bare.length > 0).map((x) => (x.a.rate / ceiling(x.round).rate).toFixed(2)).join(" / ")})` : "") +
-        `; ÷ (a) of the same round ${runs.map((x) => (x.a.rate / x.round.a!.rate).toFixed(2)).join(" / ")}`,
-    ]);
-    rows.push([
-      `  (a′${i + 1}) round ${rounds.indexOf(shown!) + 1}`,
-      `bridge CPU ${perEvent(shownRun.bridgeCpuSeconds)} µs/event (median of rounds ${perEvent(median(runs.map((x) => x.a.bridgeCpuSeconds)))}; (a): ${perEvent(median(withA.map((r) => r.a!.bridgeCpuSeconds)))}), peak RSS ${fmt.mb(shownRun.peakRssBytes)}; broker ${perEvent(shownRun.brokerCpuSeconds)} µs/event; ` +
-        `${fmt.int(t.send.count)} sends (${fmt.int(t.send.items / Math.max(1, t.send.count))} records, ${(t.send.ms / Math.max(1, t.send.count)).toFixed(1)} ms each, up to ${t.send.maxConcurrent} at once), ${fmt.int(t.produce.count)} Produce requests (${(t.produce.ms / Math.max(1, t.produce.count)).toFixed(1)} ms each on the wire), ${fmt.int(t.commit.count)} commits ${(t.commit.ms / Math.max(1, t.commit.count)).toFixed(1)} ms each; others ${othersCores(shownRun.cpu)} cores`,
-    ]);
-  }
-  for (const [i, mode] of options.bare.entries()) {
-    if (withBoth.length === 0 && rounds.every((r) => r.bare.length === 0)) break;
-    const runs = rounds.filter((r) => r.bare.length > 0).map((r) => r.bare[i]!);
-    const requests = runs[0]!.produceRequests;
-    rows.push([
-      `(b) bare producer, ${mode}`,
-      `${fmt.int(median(runs.map((b) => b.rate)))} ev/s median (${ratesText(runs.map((b) => b.rate))}); ${fmt.int(requests)} Produce requests of ${fmt.int(options.events / Math.max(1, requests))} records; producer CPU ${((median(runs.map((b) => b.producerCpuSeconds)) * 1e6) / options.events).toFixed(1)} µs/event, broker ${((median(runs.map((b) => b.brokerCpuSeconds)) * 1e6) / options.events).toFixed(1)} µs/event; others ${runs.map((b) => othersCores(b.cpu)).join(" / ")} cores`,
-    ]);
-  }
-  if (rounds.some((r) => r.bare.length > 0)) {
-    rows.push([
-      "(b) how it sends",
-      `kafkajs ${kafkajsVersion()} idempotent producer (acks -1, maxInFlightRequests 1), in the benchmark's process, records prebuilt; ${options.batchSize} records per partition batch; ` +
-        "sequential = one partition batch per send(), one at a time; concurrent = one partition batch per send(), " +
-        `${options.concurrency} sends in flight like the bridge (at most one per partition); batched = sendBatch() of ${options.concurrency} partitions' batches per request, one at a time; batched-all = sendBatch() of every partition's next batch. ` +
-        "The ceiling of a round is its fastest way; every run on fresh topics, deleted after it",
-    ]);
-  }
-  if (withBoth.length > 0) {
-    const ratios = withBoth.map(ratioOf);
-    const ratio = median(ratios);
-    rows.push([
-      "ratio (a) / (b) — requirement ≥ 0.7",
-      `${ratio.toFixed(2)} median: ${ratio >= 0.7 ? "met" : "NOT met"}; per round (a) ÷ that round's fastest bare way: ` +
-        withBoth.map((r) => `${ratioOf(r).toFixed(2)} (÷ ${ceiling(r).mode})`).join(", ") +
-        `; from ready: ${median(withBoth.map((r) => r.a!.readyRate / ceiling(r).rate)).toFixed(2)}`,
-    ]);
-  }
-  return rows;
-}
-
-function kafkajsVersion(): string {
-  const manifest = new URL("../node_modules/kafkajs/package.json", import.meta.url);
-  return (JSON.parse(readFileSync(manifest, "utf8")) as { version: string }).version;
-}
-
 async function latencyPhase(bench: Bench): Promise<string[][]> {
   progress("starting a relay for (c)");
   const relay = startRelayProcess({ databaseUrl: bench.cluster.url, slotName: RELAY_SLOT, nodeArgs: ["--max-old-space-size=128"] });
@@ -331,28 +253,12 @@ async function latencyPhase(bench: Bench): Promise<string[][]> {
         concurrency: options.concurrency,
         nodeArgs: options.bridgeNodeArgs,
       });
-      rows.push(...latencyRows(r, run.label, run.stream, i > 0 ? options.compareSources[i - 1]! : null));
+      rows.push(...latencyRows(r, run.label, run.stream, i > 0 ? options.compareSources[i - 1]! : null, reportSettings));
     }
   } finally {
     await relay.stop();
   }
   return rows;
-}
-
-function latencyRows(r: BridgeLatencyResult, label: string, stream: string, source: string | null): string[][] {
-  const t = r.timings;
-  const triple = (v: readonly [number, number, number]) => v.map((x) => x.toFixed(0)).join(" / ");
-  const each = (x: { count: number; ms: number }) => (x.ms / Math.max(1, x.count)).toFixed(1);
-  return [
-    [`${label} @ ${fmt.int(options.lagRate)} ev/s target`, `${source ? `bridge from ${source}; ` : ""}achieved ${fmt.int(r.achievedRate)} ev/s of 1-event tx for ${options.lagSeconds} s into '${stream}' (${BENCH_PARTITIONS} partitions) through a relay and 1 bridge (batchSize ${options.batchSize}, concurrency ${options.concurrency}) to topic '${stream}'; ${fmt.int(r.samples)} samples after 1 s warm-up; max ${r.maxInFlight} tx in flight`],
-    [`${label} commit → Kafka reader p50 / p99 / max`, `${triple([r.p50Ms, r.p99Ms, r.maxMs])} ms (a kafkajs consumer's Date.now() on receipt − the tributary-committed-at header; one machine, one clock; 1 ms resolution)`],
-    ...(r.relayShare && r.bridgeShare
-      ? [[`${label} split p50 / p99 / max`, `commit → row readable (relay) ${triple(r.relayShare)} ms; readable → appended in Kafka (bridge: fetch, send, ack) ${triple(r.bridgeShare)} ms; appended → reader ${triple(r.readerShare)} ms`]]
-      : []),
-    [`${label} per second (events/max ms)`, r.perSecond],
-    [`${label} bridge`, `peak RSS ${fmt.mb(r.bridgePeakRss)}; CPU ${(r.bridgeCpuSeconds / r.windowSeconds).toFixed(2)} cores (${((r.bridgeCpuSeconds * 1e6) / Math.max(1, r.produced)).toFixed(0)} µs/event); ${fmt.int(t.send.count)} sends of ${(t.send.items / Math.max(1, t.send.count)).toFixed(1)} records, ${each(t.send)} ms each (up to ${t.send.maxConcurrent} at once); ${fmt.int(t.produce.count)} Produce requests, ${each(t.produce)} ms each on the wire, one at a time; ${fmt.int(t.commit.count)} commits ${each(t.commit)} ms each; ${fmt.int(t.fetch.count)} fetches ${each(t.fetch)} ms each${r.duplicates ? `; ${r.duplicates} duplicate records` : ""}`],
-    [`${label} CPU during`, `${describeCpu(r.cpu)}; of the bench's: broker ${(r.brokerCpuSeconds / r.windowSeconds).toFixed(2)}, bridge ${(r.bridgeCpuSeconds / r.windowSeconds).toFixed(2)} cores`],
-  ];
 }
 
 async function run(bench: Bench, loadBefore: string): Promise<void> {
@@ -375,7 +281,7 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
       ...(rounds[0]!.a?.profile ? [["(a)", rounds[0]!.a.profile] as const] : []),
       ...rounds[0]!.compared.flatMap((c, i) => (c.profile ? [[`(a′${i + 1})`, c.profile] as const] : [])),
     ];
-    rows.push(...comparisonRows(rounds));
+    rows.push(...comparisonRows(rounds, reportSettings));
   }
   if (!options.skip.has("c")) rows.push(...(await latencyPhase(bench)));
   rows.push(
@@ -387,12 +293,6 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
   process.stdout.write(`\nKafka bridge benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);
   for (const [label, profile] of profiles) printProfile(label, profile);
   if (options.profileDir) process.stdout.write(`(profile kept in ${options.profileDir})\n`);
-}
-
-function printProfile(label: string, summary: ProfileSummary): void {
-  process.stdout.write(`\nBridge CPU profile during ${label} of round 1: ${(summary.windowMs / 1000).toFixed(2)} s from startBridge() to the last record in Kafka; categories: a builtin's or node core's time counts for the library or module that called it; functions: self time\n`);
-  process.stdout.write(formatTable(["category", "ms", "share"], summary.categories.map((c) => [c.category, fmt.int(c.ms), fmt.pct(c.share)])) + "\n\n");
-  process.stdout.write(formatTable(["function", "where", "ms", "share"], summary.functions.map((f) => [f.fn, f.where, fmt.int(f.ms), fmt.pct(f.share)]), [0, 1]) + "\n");
 }
 
 const loadBefore = loadAverage();

@@ -27,6 +27,8 @@ export interface ClaimWindow {
 
 export interface WorkerSettings {
   readonly concurrency: number;
+  /** Tributary: work()'s `batch` option (0: its default). */
+  readonly tributaryBatch: number;
   /** pg-boss: jobs per fetch (batchSize) of each of its `concurrency` workers. */
   readonly pgbossBatch: number;
   /** graphile-worker: localQueue.size (≤ 1: off). */
@@ -168,6 +170,7 @@ export class QueueWorkerLauncher {
         EXPECT: String(options.expect),
         MODE: options.mode,
         CLAIM_WINDOW_MS: String(options.claimWindowMs ?? 0),
+        TRIBUTARY_BATCH: String(options.settings.tributaryBatch),
         PGBOSS_BATCH: String(options.settings.pgbossBatch),
         GRAPHILE_LOCAL_QUEUE: String(options.settings.graphileLocalQueue),
         GRAPHILE_COMPLETE_DELAY: String(options.settings.graphileCompleteDelay),

@@ -8,7 +8,8 @@
  *   queue name or task identifier), CONCURRENCY, EXPECT (jobs carry seq
  *   0…EXPECT-1: duplicates are counted), MODE (count | latency),
  *   CLAIM_WINDOW_MS (claim timings are reported per window),
- *   PGBOSS_BATCH, GRAPHILE_LOCAL_QUEUE, GRAPHILE_COMPLETE_DELAY.
+ *   TRIBUTARY_BATCH (work()'s batch option; 0: its default), PGBOSS_BATCH,
+ *   GRAPHILE_LOCAL_QUEUE, GRAPHILE_COMPLETE_DELAY.
  *
  * stdout lines: "started <t>" (just before the worker is started),
  * "ready <t>", "progress <handled> <duplicates> <cpuSeconds> <rss>" every
@@ -135,8 +136,10 @@ async function startTributary(): Promise<() => Promise<void>> {
   const raw = postgres(url, { max: 10, onnotice: () => {}, connection: { application_name: "bench-queue-tributary" } });
   const sql = claimWindowMs > 0 ? timedClaims(raw) : raw;
   print(`started ${now().toFixed(3)}`);
+  const batch = Number(env("TRIBUTARY_BATCH", "0"));
   const worker = await work<{ seq: number }>(sql, queue, (message) => onJob(message.payload), {
     concurrency,
+    ...(batch > 0 ? { batch } : {}),
     log: (m) => process.stderr.write(`[tributary worker] ${m}\n`),
   });
   return async () => {
