@@ -66,9 +66,12 @@ ${serverUsage}
   --bridge-src PATH             bundle the bridge against another copy of @tributary/kafka-bridge
                                 (PATH = its src/index.ts), to measure a proposed change
   --client-src PATH             likewise for @tributary/client
-  --compare-src PATH,…          more copies of @tributary/kafka-bridge run as (a′) in every round next to (a)
-                                (after it in odd rounds, before it in even ones), same settings: a proposed change side by side
-  --bridge-node-args=…          extra node flags for the bridge process (e.g. --bridge-node-args=--max-semi-space-size=32)
+  --compare-src 'SPEC,…'        more bridges run as (a′) in every round next to (a) (after it in odd rounds,
+                                before it in even ones) and as (c′): a proposed change side by side. SPEC = the
+                                src/index.ts of another copy of @tributary/kafka-bridge, or . for (a)'s own,
+                                optionally followed by extra node flags: '. --max-semi-space-size=32' 
+  --bridge-node-args=…          node flags of the bridge process (default --max-old-space-size=128, as
+                                \`tributary bridge\` runs: packages/cli/bin/tributary.js)
   --profile                     run round 1's (a) (and (a′)) under node --cpu-prof and summarize where the bridge's CPU goes`;
 
 const RELAY_SLOT = "tributary";
@@ -89,7 +92,7 @@ const { flags, values } = parseBenchFlags(
     "bridge-src": { type: "string" },
     "client-src": { type: "string" },
     "compare-src": { type: "string", default: "" },
-    "bridge-node-args": { type: "string", default: "" },
+    "bridge-node-args": { type: "string", default: "--max-old-space-size=128" },
     profile: { type: "boolean", default: false },
   },
   usage,
@@ -106,7 +109,7 @@ const options = {
   skip: new Set(String(values.skip).split(",").filter(Boolean)),
   bridgeSource: typeof values["bridge-src"] === "string" ? resolve(values["bridge-src"]) : undefined,
   clientSource: typeof values["client-src"] === "string" ? resolve(values["client-src"]) : undefined,
-  compareSources: String(values["compare-src"]).split(",").filter(Boolean).map((p) => resolve(p)),
+  compare: String(values["compare-src"]).split(",").filter((spec) => spec.trim()).map(parseCompare),
   bridgeNodeArgs: String(values["bridge-node-args"] ?? "").split(/\s+/).filter(Boolean),
   profileDir: values.profile === true ? mkdtempSync(join(tmpdir(), "tributary-bridge-prof-")) : null,
 };
@@ -117,11 +120,18 @@ const reportSettings: ReportSettings = {
   concurrency: options.concurrency,
   partitions: BENCH_PARTITIONS,
   bare: options.bare,
-  compareSources: options.compareSources,
+  compareSources: options.compare.map((c) => c.label),
   profiled: options.profileDir !== null,
   lagRate: options.lagRate,
   lagSeconds: options.lagSeconds,
 };
+
+/** "PATH [node flags…]" or ". [node flags…]" (the bridge of (a)). */
+function parseCompare(spec: string): { source: string | null; nodeArgs: string[]; label: string } {
+  const [path, ...flags] = spec.trim().split(/\s+/);
+  const source = path === "." ? null : resolve(path!);
+  return { source, nodeArgs: flags, label: `${source ? `bridge from ${source}` : "(a)'s bridge"}${flags.length ? ` with node ${flags.join(" ")}` : ""}` };
+}
 
 function parseMode(text: string): BareMode {
   const mode = text.trim() as BareMode;
@@ -137,7 +147,7 @@ interface Bench {
   readonly admin: Admin;
   readonly launcher: BridgeLauncher;
   /** One per --compare-src. */
-  readonly compared: readonly BridgeLauncher[];
+  readonly compared: ReadonlyArray<{ readonly launcher: BridgeLauncher; readonly nodeArgs: readonly string[] }>;
 }
 
 const sources = () =>
@@ -182,7 +192,7 @@ function recordBytes(r: { key?: unknown; value: unknown; headers?: Record<string
   return n;
 }
 
-function catchUpWith(bench: Bench, launcher: BridgeLauncher, n: number, label: string): Promise<BridgeCatchupResult> {
+function catchUpWith(bench: Bench, launcher: BridgeLauncher, nodeArgs: readonly string[], n: number, label: string): Promise<BridgeCatchupResult> {
   return bridgeCatchUp(launcher, bench.sql, bench.admin, bench.pmPid, {
     url: bench.cluster.url,
     brokers: bench.broker.brokers,
@@ -194,7 +204,7 @@ function catchUpWith(bench: Bench, launcher: BridgeLauncher, n: number, label: s
     batchSize: options.batchSize,
     concurrency: options.concurrency,
     group: `bench-bridge-catchup-${n}-${label}`,
-    nodeArgs: options.bridgeNodeArgs,
+    nodeArgs,
     ...(options.profileDir && n === 1 ? { profileDir: options.profileDir } : {}),
   });
 }
@@ -204,15 +214,15 @@ async function round(bench: Bench, records: PartitionRecords[], n: number): Prom
   let a: BridgeCatchupResult | null = null;
   const compared: BridgeCatchupResult[] = [];
   const runCompared = async () => {
-    for (const [i, launcher] of bench.compared.entries()) {
-      progress(`(a′${i + 1}) ${options.compareSources[i]}`);
-      compared.push(await catchUpWith(bench, launcher, n, `a${i + 1}`));
+    for (const [i, { launcher, nodeArgs }] of bench.compared.entries()) {
+      progress(`(a′${i + 1}) ${options.compare[i]!.label}`);
+      compared.push(await catchUpWith(bench, launcher, nodeArgs, n, `a${i + 1}`));
     }
   };
   if (!options.skip.has("a")) {
     // Even rounds run the compared copies first: neither side always meets the broker right after the other.
     if (n % 2 === 0) await runCompared();
-    a = await catchUpWith(bench, bench.launcher, n, "a");
+    a = await catchUpWith(bench, bench.launcher, options.bridgeNodeArgs, n, "a");
     if (n % 2 === 1) await runCompared();
   }
   const bare: BareResult[] = [];
@@ -236,9 +246,12 @@ async function latencyPhase(bench: Bench): Promise<string[][]> {
   const rows: string[][] = [];
   try {
     await relay.active;
-    const runs = [{ launcher: bench.launcher, label: "(c)", stream: LAG_STREAM }, ...bench.compared.map((launcher, i) => ({ launcher, label: `(c′${i + 1})`, stream: `${LAG_STREAM}-${i + 1}` }))];
+    const runs = [
+      { launcher: bench.launcher, nodeArgs: options.bridgeNodeArgs, label: "(c)", stream: LAG_STREAM },
+      ...bench.compared.map((c, i) => ({ ...c, label: `(c′${i + 1})`, stream: `${LAG_STREAM}-${i + 1}` })),
+    ];
     for (const [i, run] of runs.entries()) {
-      if (i > 0) progress(`${run.label} ${options.compareSources[i - 1]}`);
+      if (i > 0) progress(`${run.label} ${options.compare[i - 1]!.label}`);
       const r = await measureBridgeLatency(run.launcher, bench.sql, bench.admin, bench.pmPid, {
         url: bench.cluster.url,
         brokers: bench.broker.brokers,
@@ -251,9 +264,9 @@ async function latencyPhase(bench: Bench): Promise<string[][]> {
         warmupSeconds: 1,
         batchSize: options.batchSize,
         concurrency: options.concurrency,
-        nodeArgs: options.bridgeNodeArgs,
+        nodeArgs: run.nodeArgs,
       });
-      rows.push(...latencyRows(r, run.label, run.stream, i > 0 ? options.compareSources[i - 1]! : null, reportSettings));
+      rows.push(...latencyRows(r, run.label, run.stream, i > 0 ? options.compare[i - 1]!.label : null, reportSettings));
     }
   } finally {
     await relay.stop();
@@ -264,7 +277,7 @@ async function latencyPhase(bench: Bench): Promise<string[][]> {
 async function run(bench: Bench, loadBefore: string): Promise<void> {
   const serverLine = await describeServer(bench.sql);
   await migrate(bench.sql, { slotName: RELAY_SLOT, decoder: flags.decoder });
-  const lagStreams = [LAG_STREAM, ...options.compareSources.map((_, i) => `${LAG_STREAM}-${i + 1}`)];
+  const lagStreams = [LAG_STREAM, ...options.compare.map((_, i) => `${LAG_STREAM}-${i + 1}`)];
   for (const stream of [...BENCH_STREAMS, ...lagStreams]) await createStream(bench.sql, stream, BENCH_PARTITIONS);
 
   const rows: string[][] = [
@@ -306,8 +319,13 @@ const [cluster, broker] = await Promise.all([
 const sql = postgres(cluster.url, { max: 4, onnotice: () => {} });
 const admin = kafkaAdmin(broker.brokers);
 const launcher = await BridgeLauncher.build({ bridge: options.bridgeSource, client: options.clientSource });
-const compared: BridgeLauncher[] = [];
-for (const source of options.compareSources) compared.push(await BridgeLauncher.build({ bridge: source, client: options.clientSource }));
+const compared: Array<{ launcher: BridgeLauncher; nodeArgs: string[] }> = [];
+for (const c of options.compare) {
+  compared.push({
+    launcher: c.source === null ? launcher : await BridgeLauncher.build({ bridge: c.source, client: options.clientSource }),
+    nodeArgs: [...options.bridgeNodeArgs, ...c.nodeArgs],
+  });
+}
 let exitCode = 0;
 try {
   await admin.connect();
@@ -317,7 +335,7 @@ try {
   process.stderr.write(`bench:bridge failed: ${(error as Error)?.stack ?? error}\n${cluster.serverLog()}\n--- broker ---\n${broker.brokerLog()}\n`);
 } finally {
   launcher.dispose();
-  for (const c of compared) c.dispose();
+  for (const c of compared) if (c.launcher !== launcher) c.launcher.dispose();
   await admin.disconnect().catch(() => undefined);
   await sql.end({ timeout: 5 });
   await cluster.destroy();

@@ -176,7 +176,7 @@ export function bridgeCatchupRows(r: BridgeCatchupResult, events: number, label 
     ],
     [
       `  ${label} Produce requests`,
-      `${fmt.int(t.produce.count)} (${fmt.int(t.send.items / Math.max(1, t.produce.count))} records, ${fmt.int(t.produce.bytes / Math.max(1, t.produce.count) / 1024)} KB each), ${fmt.int(t.produce.ms)} ms on the wire = ${share(t.produce.ms)} of the run (${each(t.produce)} ms each; one at a time: the idempotent producer holds a per-broker lock), ${fmt.int(t.produce.pendingMs)} ms queued on the connection`,
+      `${fmt.int(t.produce.count)} (${fmt.int(t.send.items / Math.max(1, t.produce.count))} records each), ${fmt.int(t.produce.ms)} ms on the wire = ${share(t.produce.ms)} of the run (${each(t.produce)} ms each; one at a time: the idempotent producer holds a per-broker lock), ${fmt.int(t.produce.pendingMs)} ms queued on the connection`,
     ],
   ];
 }

@@ -19,6 +19,7 @@ export interface ReportSettings {
   readonly concurrency: number;
   readonly partitions: number;
   readonly bare: readonly BareMode[];
+  /** What each --compare-src runs (a path and node flags). */
   readonly compareSources: readonly string[];
   readonly profiled: boolean;
   readonly lagRate: number;
@@ -69,7 +70,7 @@ export function comparisonRows(rounds: readonly Round[], s: ReportSettings): str
     const t = shownRun.timings;
     const perEvent = (seconds: number) => ((seconds * 1e6) / s.events).toFixed(1);
     rows.push([
-      `(a′${i + 1}) bridge from ${source}`,
+      `(a′${i + 1}) ${source}`,
       `${fmt.int(median(runs.map((x) => x.a.rate)))} ev/s median (${ratesText(runs.map((x) => x.a.rate))}), next to (a) in each round` +
         (withBoth.length > 0 ? `; ratio to the round's ceiling ${median(runs.filter((x) => x.round.bare.length > 0).map((x) => x.a.rate / ceiling(x.round).rate)).toFixed(2)} median (${runs.filter((x) => x.round.bare.length > 0).map((x) => (x.a.rate / ceiling(x.round).rate).toFixed(2)).join(" / ")})` : "") +
         `; ÷ (a) of the same round ${runs.map((x) => (x.a.rate / x.round.a!.rate).toFixed(2)).join(" / ")}`,
@@ -121,7 +122,7 @@ export function latencyRows(r: BridgeLatencyResult, label: string, stream: strin
   const triple = (v: readonly [number, number, number]) => v.map((x) => x.toFixed(0)).join(" / ");
   const each = (x: { count: number; ms: number }) => (x.ms / Math.max(1, x.count)).toFixed(1);
   return [
-    [`${label} @ ${fmt.int(s.lagRate)} ev/s target`, `${source ? `bridge from ${source}; ` : ""}achieved ${fmt.int(r.achievedRate)} ev/s of 1-event tx for ${s.lagSeconds} s into '${stream}' (${s.partitions} partitions) through a relay and 1 bridge (batchSize ${s.batchSize}, concurrency ${s.concurrency}) to topic '${stream}'; ${fmt.int(r.samples)} samples after 1 s warm-up; max ${r.maxInFlight} tx in flight`],
+    [`${label} @ ${fmt.int(s.lagRate)} ev/s target`, `${source ? `${source}; ` : ""}achieved ${fmt.int(r.achievedRate)} ev/s of 1-event tx for ${s.lagSeconds} s into '${stream}' (${s.partitions} partitions) through a relay and 1 bridge (batchSize ${s.batchSize}, concurrency ${s.concurrency}) to topic '${stream}'; ${fmt.int(r.samples)} samples after 1 s warm-up; max ${r.maxInFlight} tx in flight`],
     [`${label} commit → Kafka reader p50 / p99 / max`, `${triple([r.p50Ms, r.p99Ms, r.maxMs])} ms (a kafkajs consumer's Date.now() on receipt − the tributary-committed-at header; one machine, one clock; 1 ms resolution)`],
     ...(r.relayShare && r.bridgeShare
       ? [[`${label} split p50 / p99 / max`, `commit → row readable (relay) ${triple(r.relayShare)} ms; readable → appended in Kafka (bridge: fetch, send, ack) ${triple(r.bridgeShare)} ms; appended → reader ${triple(r.readerShare)} ms`]]

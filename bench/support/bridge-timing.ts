@@ -12,9 +12,9 @@
  *                           waiting for the idempotent producer's per-broker
  *                           lock, the request)
  *   produce requests        kafkajs's REQUEST instrumentation events for
- *                           Produce: how many went out, their bytes, their
- *                           time on the wire (sent → response read) and
- *                           queued on the connection
+ *                           Produce: how many went out, their time on the
+ *                           wire (sent → response read) and queued on the
+ *                           connection
  *
  * Nothing here changes what the bridge does; the proxies only read clocks.
  */
@@ -35,7 +35,7 @@ export interface BridgeTimings {
   /** maxConcurrent: most send() calls in flight at once. */
   readonly send: Timing & { maxConcurrent: number };
   /** Produce requests: ms = sum of their (sent → response) durations; pendingMs = queued on the connection. */
-  readonly produce: Timing & { pendingMs: number; bytes: number };
+  readonly produce: Timing & { pendingMs: number };
 }
 
 const timing = (): Timing => ({ count: 0, ms: 0, items: 0 });
@@ -44,7 +44,7 @@ export const timings: BridgeTimings = {
   commit: timing(),
   other: timing(),
   send: { ...timing(), maxConcurrent: 0 },
-  produce: { ...timing(), pendingMs: 0, bytes: 0 },
+  produce: { ...timing(), pendingMs: 0 },
 };
 
 const kindOf = (text: string): "fetch" | "commit" | "other" =>
@@ -88,7 +88,6 @@ export class Kafka extends kafkajs.Kafka {
       timings.produce.count++;
       timings.produce.ms += payload.duration;
       timings.produce.pendingMs += payload.pendingDuration;
-      timings.produce.bytes += payload.size;
     });
     const send = producer.send.bind(producer);
     producer.send = async (record: ProducerRecord) => {
