@@ -43,6 +43,7 @@ ${serverUsage}
   --churn-backlog N             at most this many jobs waiting during (c) (default 10000)
   --churn-window-ms N           claim timings and table sizes every N ms in (c) (default 10000)
   --tributary-batch N           Tributary work() batch option (default: work()'s own default)
+  --tributary-prefetch N        Tributary work() prefetch option (default: work()'s own default, = concurrency)
   --pgboss-batch N              pg-boss work() batchSize of each of its workers (default 200)
   --graphile-local-queue N      graphile-worker localQueue.size (default 200; 1 = off)
   --graphile-complete-delay=N   graphile-worker completeJobBatchDelay ms (default 10; =-1: off)
@@ -66,6 +67,7 @@ const { flags, values } = parseBenchFlags(
     "churn-backlog": { type: "string", default: "10000" },
     "churn-window-ms": { type: "string", default: "10000" },
     "tributary-batch": { type: "string", default: "0" },
+    "tributary-prefetch": { type: "string", default: "" },
     "pgboss-batch": { type: "string", default: "200" },
     "graphile-local-queue": { type: "string", default: "200" },
     "graphile-complete-delay": { type: "string", default: "10" },
@@ -101,6 +103,7 @@ const options = {
 const settings: WorkerSettings = {
   concurrency: positiveInt(values.concurrency, "concurrency"),
   tributaryBatch: values["tributary-batch"] === "0" ? 0 : positiveInt(values["tributary-batch"], "tributary-batch"),
+  tributaryPrefetch: values["tributary-prefetch"] === "" ? null : Number(values["tributary-prefetch"]),
   pgbossBatch: positiveInt(values["pgboss-batch"], "pgboss-batch"),
   graphileLocalQueue: positiveInt(values["graphile-local-queue"], "graphile-local-queue"),
   graphileCompleteDelay: Number(values["graphile-complete-delay"]),
@@ -226,7 +229,7 @@ try {
     graphile: "workerUtils.addJobs(specs); workerUtils.addJob()",
   })[s])]);
   rows.push(["worker API and settings", ...systems.map((s) => ({
-    tributary: `work(sql, q, h, { concurrency: ${settings.concurrency}${settings.tributaryBatch ? `, batch: ${settings.tributaryBatch}` : ""} }), postgres.js pool 10${options.clientSource ? `; client from ${options.clientSource} (NOT the repository's)` : ""}`,
+    tributary: `work(sql, q, h, { concurrency: ${settings.concurrency}${settings.tributaryBatch ? `, batch: ${settings.tributaryBatch}` : ""}${settings.tributaryPrefetch !== null ? `, prefetch: ${settings.tributaryPrefetch}` : ""} }), postgres.js pool 10${options.clientSource ? `; client from ${options.clientSource} (NOT the repository's)` : ""}`,
     pgboss: `boss.work(q, { localConcurrency: ${settings.concurrency}, batchSize: ${settings.pgbossBatch}, burstWhenBatchFull, pollingIntervalSeconds 0.5 }, h) (h gets an array), pool 10, useListenNotify`,
     graphile: `run({ concurrency: ${settings.concurrency}, taskList, preset.worker: { localQueue.size ${settings.graphileLocalQueue}, completeJobBatchDelay ${settings.graphileCompleteDelay} } }), pool 10`,
   })[s])]);

@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import type { Sql } from "postgres";
-import { ack, claim as claimMessages, createQueue, deadLetters, nack, redrive, send, TributaryQueueError } from "@tributary/client";
+import { ack, ackBatch, claim as claimMessages, createQueue, deadLetters, nack, redrive, release, send, TributaryQueueError } from "@tributary/client";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -48,6 +48,56 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       const stale = await sqlError(() => db.sql`select tributary.ack('jobs', ${first!.receipt})`);
       expect(stale.constraint_name).toBe("tributary_queue_stale_receipt");
       expect(stale.message).toMatch(/receipt .* of queue 'jobs' is stale/);
+    });
+
+    it("ack_batch acknowledges current receipts in one statement and leaves stale ones out; release gives claims back uncounted", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs', '{"visibility_timeout": 1}')`;
+      await db.sql`select tributary.send('jobs', jsonb_build_object('n', g)) from generate_series(1, 6) g`;
+      const claimed = await claim(db.sql, "jobs", "a", 6);
+      expect(claimed.map((m) => m.payload.n)).toEqual([1, 2, 3, 4, 5, 6]);
+      // A receipt names its message: the id in its first 64 bits, then 64 random bits.
+      for (const m of claimed) expect(BigInt(`0x${m.receipt.replaceAll("-", "").slice(0, 16)}`)).toBe(BigInt(m.id));
+      expect(new Set(claimed.map((m) => m.receipt.replaceAll("-", "").slice(16))).size).toBe(6);
+
+      const forged = `${claimed[2]!.receipt.slice(0, 24)}000000000000`; // message 3's id, wrong random half
+      const acked = await ackBatch(db.sql, "jobs", [claimed[0]!.receipt, claimed[1]!.receipt, forged]);
+      expect(acked.sort()).toEqual([claimed[0]!.receipt, claimed[1]!.receipt].sort());
+      expect(await ackBatch(db.sql, "jobs", [claimed[0]!.receipt])).toEqual([]); // already acknowledged: stale
+      expect((await sqlError(() => db.sql`select tributary.ack('jobs', ${forged})`)).constraint_name).toBe("tributary_queue_stale_receipt");
+
+      // Given back untouched: claimable at once, the claim not counted, its receipt stale.
+      expect(await release(db.sql, "jobs", [claimed[2]!.receipt, claimed[3]!.receipt, forged])).toBe(2);
+      expect((await sqlError(() => db.sql`select tributary.ack('jobs', ${claimed[2]!.receipt})`)).constraint_name).toBe("tributary_queue_stale_receipt");
+      const again = await claim(db.sql, "jobs", "b", 6);
+      expect(again.map((m) => [m.payload.n, m.deliveries])).toEqual([[3, 1], [4, 1]]);
+      await sleep(1_100); // messages 5 and 6 expire: the next claim takes them back first, as second deliveries
+      const expired = await claim(db.sql, "jobs", "c", 6);
+      expect(expired.map((m) => [m.payload.n, m.deliveries])).toEqual([[3, 2], [4, 2], [5, 2], [6, 2]]);
+      expect((await ackBatch(db.sql, "jobs", expired.map((m) => m.receipt))).length).toBe(4);
+      expect(await db.sql`select 1 from tributary.queue_messages`).toHaveLength(0);
+      expect((await sqlError(() => db.sql`select tributary.ack_batch('nope', array[${forged}]::uuid[])`)).constraint_name).toBe("tributary_queue_unknown");
+    });
+
+    it("a claim, an extend and a release rewrite no index entry (HOT updates): churn does not grow the indexes", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs')`;
+      await db.sql`select tributary.send('jobs', jsonb_build_object('n', g)) from generate_series(1, 200) g`;
+      const stats = async () => {
+        await db.sql`select pg_stat_force_next_flush()`;
+        const [row] = await db.sql<{ upd: string; hot: string }[]>`
+          select n_tup_upd::text as upd, n_tup_hot_upd::text as hot from pg_stat_user_tables where relid = 'tributary.queue_messages'::regclass`;
+        return { upd: Number(row!.upd), hot: Number(row!.hot) };
+      };
+      const before = await stats();
+      const claimed: Claimed[] = [];
+      for (let i = 0; i < 20; i++) claimed.push(...(await claim(db.sql, "jobs", "a", 10)));
+      for (const m of claimed.slice(0, 50)) await db.sql`select tributary.extend('jobs', ${m.receipt}, '1 minute')`;
+      await release(db.sql, "jobs", claimed.slice(150).map((m) => m.receipt));
+      const after = await stats();
+      expect(after.upd - before.upd).toBe(300);
+      // HOT needs room on the page (fillfactor 50); allow a few that found none.
+      expect(after.hot - before.hot).toBeGreaterThanOrEqual(285);
     });
 
     it("redelivers a message whose visibility timeout expired; the first receipt is then stale", async () => {

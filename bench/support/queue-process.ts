@@ -29,6 +29,8 @@ export interface WorkerSettings {
   readonly concurrency: number;
   /** Tributary: work()'s `batch` option (0: its default). */
   readonly tributaryBatch: number;
+  /** Tributary: work()'s `prefetch` option (null: its default). */
+  readonly tributaryPrefetch: number | null;
   /** pg-boss: jobs per fetch (batchSize) of each of its `concurrency` workers. */
   readonly pgbossBatch: number;
   /** graphile-worker: localQueue.size (≤ 1: off). */
@@ -171,6 +173,7 @@ export class QueueWorkerLauncher {
         MODE: options.mode,
         CLAIM_WINDOW_MS: String(options.claimWindowMs ?? 0),
         TRIBUTARY_BATCH: String(options.settings.tributaryBatch),
+        TRIBUTARY_PREFETCH: options.settings.tributaryPrefetch === null ? "" : String(options.settings.tributaryPrefetch),
         PGBOSS_BATCH: String(options.settings.pgbossBatch),
         GRAPHILE_LOCAL_QUEUE: String(options.settings.graphileLocalQueue),
         GRAPHILE_COMPLETE_DELAY: String(options.settings.graphileCompleteDelay),

@@ -8,7 +8,8 @@
  *   queue name or task identifier), CONCURRENCY, EXPECT (jobs carry seq
  *   0…EXPECT-1: duplicates are counted), MODE (count | latency),
  *   CLAIM_WINDOW_MS (claim timings are reported per window),
- *   TRIBUTARY_BATCH (work()'s batch option; 0: its default), PGBOSS_BATCH,
+ *   TRIBUTARY_BATCH (work()'s batch option; 0: its default), TRIBUTARY_PREFETCH
+ *   (work()'s prefetch option; empty: its default), PGBOSS_BATCH,
  *   GRAPHILE_LOCAL_QUEUE, GRAPHILE_COMPLETE_DELAY.
  *
  * stdout lines: "started <t>" (just before the worker is started),
@@ -137,9 +138,11 @@ async function startTributary(): Promise<() => Promise<void>> {
   const sql = claimWindowMs > 0 ? timedClaims(raw) : raw;
   print(`started ${now().toFixed(3)}`);
   const batch = Number(env("TRIBUTARY_BATCH", "0"));
+  const prefetch = env("TRIBUTARY_PREFETCH", "");
   const worker = await work<{ seq: number }>(sql, queue, (message) => onJob(message.payload), {
     concurrency,
     ...(batch > 0 ? { batch } : {}),
+    ...(prefetch !== "" ? { prefetch: Number(prefetch) } : {}),
     log: (m) => process.stderr.write(`[tributary worker] ${m}\n`),
   });
   return async () => {

@@ -8,7 +8,7 @@
 import postgres from "postgres";
 import { work } from "@tributary/client";
 
-const sql = postgres(process.env.DATABASE_URL!, { max: 6, onnotice: () => {} });
+const sql = postgres(process.env.DATABASE_URL!, { max: 4, onnotice: () => {} });
 const label = process.env.LABEL ?? String(process.pid);
 const worker = await work<{ n: number }>(sql, process.env.QUEUE!, async (message) => {
   await new Promise((r) => setTimeout(r, Math.random() * 30));

@@ -26,7 +26,7 @@ export type { EventBatchHandler, EventHandler, FailurePolicy, HandlerContext } f
 export { StaleGenerationError, commitOffsets } from "./internal/consumer/offsets.ts";
 export type { OffsetCommit } from "./internal/consumer/offsets.ts";
 export { Consumer as ConsumerService } from "./internal/consumer/consumer-effect.ts";
-export { ack, claim, createQueue, deadLetters, extend, nack, redrive, send, TributaryQueueError } from "./internal/queue.ts";
+export { ack, ackBatch, claim, createQueue, deadLetters, extend, nack, redrive, release, send, TributaryQueueError } from "./internal/queue.ts";
 export type { ClaimedMessage, DeadLetter, QueueErrorCode, QueueOptions, SendOptions } from "./internal/queue.ts";
 export { work } from "./internal/queue-worker.ts";
 export type { MessageHandler, QueueWorker, WorkerContext, WorkOptions } from "./internal/queue-worker.ts";

@@ -1,9 +1,9 @@
 /**
  * What `tributary queues` and `tributary status` read about queues
  * (migrations/0003_queues.sql). A message is, by the database's now():
- *   ready      visible_at <= now()  (never claimed, retried, or its claim expired)
- *   in flight  visible_at >  now() and receipt is not null
- *   delayed    visible_at >  now() and receipt is null  (a delay, run_at or a nack's backoff)
+ *   in flight  locked_until > now()  (claimed; the claim has not expired)
+ *   ready      visible_at <= now() and not in flight  (never claimed, retried, or its claim expired)
+ *   delayed    visible_at >  now() and not in flight  (a delay, run_at or a nack's backoff)
  * A worker is live while its heartbeat (every 5 s, packages/client
  * queue-worker.ts) is under WORKER_ALIVE_SECONDS old: three missed beats.
  */
@@ -92,10 +92,11 @@ export async function readQueueCounts(sql: Executor, queue: string | null = null
            m.oldest_ready, w.live_workers, w.rate
       from tributary.queues q
       cross join lateral (
-        select count(*) filter (where x.visible_at <= now()) as ready,
-               count(*) filter (where x.visible_at > now() and x.receipt is not null) as in_flight,
-               count(*) filter (where x.visible_at > now() and x.receipt is null) as delayed,
-               extract(epoch from now() - min(x.enqueued_at) filter (where x.visible_at <= now()))::float8 as oldest_ready
+        select count(*) filter (where x.visible_at <= now() and not coalesce(x.locked_until > now(), false)) as ready,
+               count(*) filter (where x.locked_until > now()) as in_flight,
+               count(*) filter (where x.visible_at > now() and not coalesce(x.locked_until > now(), false)) as delayed,
+               extract(epoch from now() - min(x.enqueued_at)
+                 filter (where x.visible_at <= now() and not coalesce(x.locked_until > now(), false)))::float8 as oldest_ready
           from tributary.queue_messages x where x.queue = q.name) m
       cross join lateral (
         select count(*)::int as live_workers,

@@ -1,23 +1,38 @@
 /**
  * A queue worker: claims messages in batches, runs the handler on up to
  * `concurrency` of them at once, acks on success and nacks (with the queue's
- * backoff) on failure; keeps long handlers' claims alive with extend().
+ * backoff) on failure; keeps claims alive with extend() while they are held.
  *
- * Wake-ups: send(), nack() and ack() of a FIFO message NOTIFY
+ * Prefetch: the worker holds claimed messages beyond its running handlers,
+ * so a finishing handler's slot is refilled at once from memory, not after a
+ * claim's round trip; a claim is sent when half the room is free (one claim
+ * statement for several messages). How many it holds adapts, up to
+ * `prefetch`: it starts at `concurrency`, doubles whenever a slot sat idle
+ * waiting for a claim while the queue had more, and shrinks by a tenth each
+ * second that did not happen. Fast handlers get deep prefetch (one claim per
+ * hundred messages); slow ones hold little, leaving the rest of the queue to
+ * other workers. Held messages are in flight (their visibility runs, and is
+ * extended, from the claim).
+ * Acks of handlers that finish while an ack is on the wire go out together
+ * in the next one (tributary.ack_batch).
+ *
+ * Wake-ups: send(), nack(), release() and ack() of a FIFO message NOTIFY
  * tributary_queue with the queue's name, so an idle worker claims within
  * milliseconds; `pollIntervalMs` (default 1 s) covers delayed messages coming
  * due and missed notifications. No busy loop: an empty claim waits.
  *
- * stop(): no new claims; handlers in flight get `gracefulMs` to finish (and
- * are acked or nacked as usual); what is still running then is released with
- * a nack without delay, so another worker can take it at once.
+ * stop(): no new claims; held messages that never started are released (the
+ * claim does not count as a delivery); handlers in flight get `gracefulMs`
+ * to finish (and are acked or nacked as usual); what is still running then
+ * is given back with a nack without delay, so another worker can take it at
+ * once (that delivery counts: a handler that never ends must not loop forever).
  *
  * The worker registers in tributary.queue_workers and heartbeats its counts.
  */
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Sql } from "postgres";
-import { ack, claim, extend, nack, type ClaimedMessage } from "./queue.ts";
+import { ackBatch, extend, claim, nack, release, TributaryQueueError, type ClaimedMessage } from "./queue.ts";
 import { feedQueue } from "./queue-feeder.ts";
 
 export interface WorkerContext {
@@ -31,11 +46,17 @@ export type MessageHandler<Payload> = (message: ClaimedMessage<Payload>, context
 export interface WorkOptions {
   /** Messages handled at once (default 8). */
   readonly concurrency?: number;
-  /** Messages per claim (default: the free slots, at most `concurrency`). */
+  /** Messages per claim at most (default: the free room, concurrency + prefetch). */
   readonly batch?: number;
+  /**
+   * At most this many claimed messages held beyond the running handlers,
+   * ready to start the moment a slot frees (default 256; 0 claims only for
+   * free slots). The worker holds fewer when that keeps its slots busy.
+   */
+  readonly prefetch?: number;
   /** Claim visibility in seconds (default: the queue's visibility timeout). */
   readonly visibilitySeconds?: number;
-  /** Extend a running handler's claim this often (default: every third of the visibility, or 10 s). */
+  /** Extend a held message's claim this often (default: every third of the visibility, or 10 s). */
   readonly extendEveryMs?: number;
   readonly pollIntervalMs?: number;
   /** How long stop() lets handlers in flight finish (default 10 s). */
@@ -56,6 +77,14 @@ export interface QueueWorker {
 export async function work<Payload = unknown>(sql: Sql, queue: string, handler: MessageHandler<Payload>, options: WorkOptions = {}): Promise<QueueWorker> {
   const worker = options.worker ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const concurrency = options.concurrency ?? 8;
+  const prefetch = options.prefetch ?? 256;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError(`work(): concurrency must be a positive integer (got ${concurrency})`);
+  if (!Number.isInteger(prefetch) || prefetch < 0) throw new TypeError(`work(): prefetch must be 0 or a positive integer (got ${prefetch})`);
+  /** How many messages to hold beyond the running handlers now (see Prefetch above). */
+  let depth = Math.min(prefetch, concurrency);
+  let starvedAt = 0;
+  let starved = false;
+  const capacity = () => concurrency + depth;
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const log = options.log ?? ((m: string) => console.error(`[tributary worker ${queue}] ${m}`));
   const [settings] = await sql<{ visibility: number; stream: string | null }[]>`
@@ -68,7 +97,9 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     on conflict (queue, worker) do update set started_at = now(), heartbeat_at = now(), concurrency = excluded.concurrency`;
 
   const feeder = settings!.stream && options.feed !== false ? await feedQueue(sql, queue, settings!.stream, { log }) : null;
-  const running = new Map<string, AbortController>();
+  /** Claimed, not started: oldest first. */
+  let waiting: Array<Held<Payload>> = [];
+  const running = new Map<string, Held<Payload>>();
   const counts = { succeeded: 0, failed: 0 };
   let stopping = false;
   let wake: (() => void) | null = null;
@@ -88,8 +119,15 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   }, 5_000);
   heartbeat.unref();
 
-  // Acks of handlers that finished while a batch ack was on the wire go out together
-  // in the next one: one statement (one transaction) for many messages.
+  const hold = (message: ClaimedMessage<Payload>): Held<Payload> => ({
+    message,
+    abort: new AbortController(),
+    keepAlive: setInterval(() => {
+      void extend(sql, queue, message.receipt, visibilitySeconds).catch(() => undefined);
+    }, extendEveryMs),
+  });
+
+  // Acks of handlers that finished while an ack was on the wire go out together in the next one.
   let ackQueue: Array<{ receipt: string; done: (error?: unknown) => void }> = [];
   let acking = false;
   const flushAcks = async () => {
@@ -100,12 +138,12 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
         const batch = ackQueue;
         ackQueue = [];
         try {
-          if (batch.length === 1) await ack(sql, queue, batch[0]!.receipt);
-          else await sql`select tributary.ack(${queue}, r) from unnest(${batch.map((b) => b.receipt)}::uuid[]) r`;
-          for (const b of batch) b.done();
-        } catch {
-          // One stale receipt fails the whole statement: ack one by one to settle each alone.
-          for (const b of batch) await ack(sql, queue, b.receipt).then(() => b.done(), (e: unknown) => b.done(e));
+          const acked = new Set(await ackBatch(sql, queue, batch.map((b) => b.receipt)));
+          for (const b of batch) {
+            b.done(acked.has(b.receipt) ? undefined : new TributaryQueueError("STALE_RECEIPT", `receipt ${b.receipt} of queue '${queue}' is stale: its claim expired and it was claimed again, or it left the queue`));
+          }
+        } catch (error) {
+          for (const b of batch) b.done(error);
         }
       }
     } finally {
@@ -118,58 +156,85 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
       void flushAcks();
     });
 
-  const acksInFlight = new Set<Promise<void>>();
-  const handle = async (message: ClaimedMessage<Payload>) => {
-    const abort = new AbortController();
-    running.set(message.receipt, abort);
-    const keepAlive = setInterval(() => {
-      void extend(sql, queue, message.receipt, visibilitySeconds).catch(() => undefined);
-    }, extendEveryMs);
+  const settling = new Set<Promise<void>>();
+  const handle = async (held: Held<Payload>) => {
+    const { message, abort } = held;
+    let failure: unknown = null;
     try {
       await handler(message, { signal: abort.signal, worker });
-      clearInterval(keepAlive);
-      // The handler is done: its slot is free for the next claim while the ack is on the wire.
-      running.delete(message.receipt);
-      wakeUp();
-      const acked = batchedAck(message.receipt);
-      acksInFlight.add(acked);
-      try {
-        await acked;
-      } finally {
-        acksInFlight.delete(acked);
-      }
-      counts.succeeded++;
     } catch (error) {
-      clearInterval(keepAlive);
-      counts.failed++;
-      if (abort.signal.aborted) return; // released by stop()
-      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      await nack(sql, queue, message.receipt, { error: text.slice(0, 2000) }).catch((e: unknown) => {
-        log(`nack of message ${message.id} failed (${(e as Error).message}); its claim will expire instead`);
-      });
-    } finally {
-      clearInterval(keepAlive);
-      running.delete(message.receipt);
+      failure = error ?? new Error("handler failed");
+    }
+    clearInterval(held.keepAlive);
+    running.delete(message.receipt);
+    if (abort.signal.aborted) return; // given back by stop()
+    // The handler is done: its slot takes the next held message while the ack is on the wire.
+    pump();
+    if (failure === null) {
+      await batchedAck(message.receipt).then(
+        () => void counts.succeeded++,
+        (error: unknown) => {
+          counts.failed++;
+          log(`ack of message ${message.id} failed (${(error as Error).message}); it will be delivered again`);
+        },
+      );
+      return;
+    }
+    counts.failed++;
+    const text = failure instanceof Error ? `${failure.name}: ${failure.message}` : String(failure);
+    await nack(sql, queue, message.receipt, { error: text.slice(0, 2000) }).catch((e: unknown) => {
+      log(`nack of message ${message.id} failed (${(e as Error).message}); its claim will expire instead`);
+    });
+  };
+  const start = (held: Held<Payload>) => {
+    running.set(held.message.receipt, held);
+    const settled = handle(held).finally(() => {
+      settling.delete(settled);
       wakeUp();
+    });
+    settling.add(settled);
+  };
+  /** Starts held messages while slots are free. */
+  let queueHasMore = true;
+  const pump = () => {
+    while (running.size < concurrency && waiting.length > 0 && !stopping) start(waiting.shift()!);
+    // A free slot and nothing held while the queue has more: the prefetch was too shallow.
+    if (running.size < concurrency && waiting.length === 0 && queueHasMore) starved = true;
+  };
+  const adapt = () => {
+    const now = Date.now();
+    if (starved) {
+      depth = Math.min(prefetch, Math.max(1, depth * 2));
+      starved = false;
+      starvedAt = now;
+    } else if (now - starvedAt >= 1_000) {
+      depth = Math.min(depth, Math.max(Math.min(prefetch, concurrency), Math.floor(depth * 0.9)));
+      starvedAt = now;
     }
   };
 
-  // Claim when half the slots are free, not for every slot that frees: one claim
+  // Claim when half the room is free, not for every slot that frees: one claim
   // statement for several messages (a claim costs about as much as four acks).
-  const refill = Math.max(1, Math.ceil(Math.min(concurrency, options.batch ?? concurrency) / 2));
+  const refill = () => Math.max(1, Math.ceil(Math.min(capacity(), options.batch ?? capacity()) / 2));
+  const room = () => capacity() - running.size - waiting.length;
   const loop = (async () => {
     while (!stopping) {
-      const free = concurrency - running.size;
-      let claimed: Array<ClaimedMessage<Payload>> = [];
-      if (free >= refill) {
+      let claimed = 0;
+      if (room() >= refill()) {
         try {
-          claimed = await claim<Payload>(sql, queue, worker, { max: Math.min(free, options.batch ?? free), visibilitySeconds });
+          const max = Math.min(room(), options.batch ?? capacity());
+          const messages = await claim<Payload>(sql, queue, worker, { max, visibilitySeconds });
+          claimed = messages.length;
+          queueHasMore = claimed === max;
+          adapt();
+          for (const message of messages) waiting.push(hold(message));
+          pump();
         } catch (error) {
           log(`claim failed (${(error as Error).message}); retrying`);
         }
       }
-      for (const message of claimed) void handle(message);
-      if (claimed.length === 0 || concurrency - running.size < refill) {
+      if (stopping) break;
+      if (claimed === 0 || room() < refill()) {
         await new Promise<void>((resolve) => {
           wake = resolve;
           setTimeout(wakeUp, pollIntervalMs).unref();
@@ -185,12 +250,22 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
       wakeUp();
       await feeder?.stop().catch(() => undefined);
       await loop;
+      // Held but never started: back to the queue, not counted as a delivery.
+      const unstarted = waiting;
+      waiting = [];
+      for (const held of unstarted) clearInterval(held.keepAlive);
+      if (unstarted.length > 0) {
+        await release(sql, queue, unstarted.map((h) => h.message.receipt)).catch((error: unknown) => {
+          log(`release of ${unstarted.length} unstarted messages failed (${(error as Error).message}); their claims will expire instead`);
+        });
+      }
       const deadline = Date.now() + (options.gracefulMs ?? 10_000);
-      while ((running.size > 0 || acksInFlight.size > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (settling.size > 0 && Date.now() < deadline) await Promise.race([...settling, new Promise((r) => setTimeout(r, 50))]);
       // Still running after the grace period: give them back now rather than at expiry.
-      await Promise.all([...running.entries()].map(async ([receipt, abort]) => {
-        abort.abort();
-        await nack(sql, queue, receipt, { error: "worker stopped", delaySeconds: 0 }).catch(() => undefined);
+      await Promise.all([...running.values()].map(async (held) => {
+        held.abort.abort();
+        clearInterval(held.keepAlive);
+        await nack(sql, queue, held.message.receipt, { error: "worker stopped", delaySeconds: 0 }).catch(() => undefined);
       }));
       clearInterval(heartbeat);
       await listener.unlisten().catch(() => undefined);
@@ -200,4 +275,11 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   };
   const done = loop.then(() => stopped ?? undefined).then(() => undefined);
   return { worker, done, stop };
+}
+
+/** A claimed message this worker holds: waiting for a slot, or running. */
+interface Held<Payload> {
+  readonly message: ClaimedMessage<Payload>;
+  readonly abort: AbortController;
+  readonly keepAlive: ReturnType<typeof setInterval>;
 }

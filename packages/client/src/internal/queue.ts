@@ -1,5 +1,6 @@
 /**
- * Queues from TypeScript: thin wrappers over the SQL API (migrations/0003_queues.sql),
+ * Queues from TypeScript: thin wrappers over the SQL API (migrations/0003_queues.sql,
+ * 0004_queue_claims_in_place.sql),
  * usable with a postgres.js `Sql` or inside a transaction (send() commits or
  * rolls back with the caller's business rows). The SQL API enforces every rule
  * and names it; errors come back as TributaryQueueError with a stable code.
@@ -128,6 +129,26 @@ export async function claim<Payload = unknown>(
 
 export async function ack(sql: QueueExecutor, queue: string, receipt: string): Promise<void> {
   await call(() => sql`select tributary.ack(${queue}, ${receipt}::uuid)`);
+}
+
+/**
+ * Acknowledges many messages in one statement; returns the receipts it
+ * acknowledged. A receipt left out was stale (see ack()).
+ */
+export async function ackBatch(sql: QueueExecutor, queue: string, receipts: readonly string[]): Promise<string[]> {
+  if (receipts.length === 0) return [];
+  const rows = await call(() => sql<{ receipt: string }[]>`select r::text as receipt from tributary.ack_batch(${queue}, ${[...receipts]}::uuid[]) r`);
+  return rows.map((r) => r.receipt);
+}
+
+/**
+ * Gives claimed messages back untouched: claimable again at once, and the
+ * claim does not count as a delivery. Returns how many were given back.
+ */
+export async function release(sql: QueueExecutor, queue: string, receipts: readonly string[]): Promise<number> {
+  if (receipts.length === 0) return 0;
+  const [row] = await call(() => sql<{ n: number }[]>`select tributary.release(${queue}, ${[...receipts]}::uuid[]) as n`);
+  return row!.n;
 }
 
 /** Gives the message back: visible again after `delaySeconds` (default: the queue's backoff), or to the dead letters on its last delivery. */
