@@ -5,6 +5,7 @@
  * (-9) mid-handler: every message completes at least once, none lost.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import postgres from "postgres";
 import { appendBatch, createQueue, createStream, send, work, type QueueWorker } from "@tributary/client";
 import { startRelay } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
@@ -104,6 +105,43 @@ describe(`queue workers [${backend.name}]`, () => {
     workers.push(await work<{ n: number }>(db.sql, "jobs", (m) => void second.push(m.payload.n), { log: () => {} }));
     await eventually("the released message handled by the next worker (not after 60 s)", () => second.length === 1, 5_000);
     expect(second).toEqual([2]);
+  });
+
+  it("workers VACUUM the queue table once dead rows pile up; a role that may not says so and leaves it to autovacuum", async () => {
+    db = await createTestDatabase(backend);
+    await createQueue(db.sql, "jobs");
+    await db.sql`select tributary.send('jobs', jsonb_build_object('n', g)) from generate_series(1, 3000) g`;
+    const vacuums = async () => {
+      const [row] = await db.sql<{ n: string }[]>`select vacuum_count::text as n from pg_stat_user_tables where relid = 'tributary.queue_messages'::regclass`;
+      return Number(row!.n);
+    };
+    const before = await vacuums();
+    const options = { vacuum: { deadRows: 500, checkEveryMs: 100 }, log: () => {} };
+    workers.push(await work(db.sql, "jobs", () => {}, options), await work(db.sql, "jobs", () => {}, options));
+    await eventually("drained", async () => (await db.sql`select 1 from tributary.queue_messages limit 1`).length === 0, 20_000);
+    await eventually("vacuumed by a worker", async () => (await vacuums()) > before, 10_000, 100);
+
+    // A role that is not the table's owner: no VACUUM, one line saying why and what to do.
+    const role = `tq_${process.pid}`;
+    await db.sql.unsafe(`create role ${role} login`);
+    try {
+      await db.sql.unsafe(`grant usage on schema tributary to ${role}; grant select, insert, update, delete on all tables in schema tributary to ${role};
+        grant execute on all functions in schema tributary to ${role}`);
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = "";
+      const app = postgres(url.toString(), { max: 3, onnotice: () => {} });
+      const lines: string[] = [];
+      try {
+        const worker = await work(app, "jobs", () => {}, { log: (m) => lines.push(m) });
+        await worker.stop();
+      } finally {
+        await app.end();
+      }
+      expect(lines.join("\n")).toMatch(/may not VACUUM tributary\.queue_messages .*autovacuum_naptime/);
+    } finally {
+      await db.sql.unsafe(`drop owned by ${role}; drop role ${role}`);
+    }
   });
 
   it("a stream-fed FIFO queue gets every event exactly once, each key in stream order, across worker restarts", async () => {

@@ -28,12 +28,17 @@
  * once (that delivery counts: a handler that never ends must not loop forever).
  *
  * The worker registers in tributary.queue_workers and heartbeats its counts.
+ *
+ * Churn: workers VACUUM the queue table once enough dead rows piled up, one
+ * at a time across the database (queue-vacuum.ts); `vacuum: false` leaves it
+ * to autovacuum.
  */
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Sql } from "postgres";
 import { ackBatch, extend, claim, nack, release, TributaryQueueError, type ClaimedMessage } from "./queue.ts";
 import { feedQueue } from "./queue-feeder.ts";
+import { startQueueVacuum } from "./queue-vacuum.ts";
 
 export interface WorkerContext {
   /** Aborted when the worker stops and the grace period ends: the message will be released. */
@@ -64,6 +69,8 @@ export interface WorkOptions {
   readonly worker?: string;
   /** On a stream-fed queue, also run a feeder (default true; feeders share the stream's partitions). */
   readonly feed?: boolean;
+  /** VACUUM the queue table when dead rows pile up (default true; see queue-vacuum.ts for the thresholds). */
+  readonly vacuum?: boolean | { readonly deadRows?: number; readonly checkEveryMs?: number };
   readonly log?: (message: string) => void;
 }
 
@@ -97,6 +104,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     on conflict (queue, worker) do update set started_at = now(), heartbeat_at = now(), concurrency = excluded.concurrency`;
 
   const feeder = settings!.stream && options.feed !== false ? await feedQueue(sql, queue, settings!.stream, { log }) : null;
+  const vacuum = options.vacuum === false ? null : await startQueueVacuum(sql, { ...(typeof options.vacuum === "object" ? options.vacuum : {}), log });
   /** Claimed, not started: oldest first. */
   let waiting: Array<Held<Payload>> = [];
   const running = new Map<string, Held<Payload>>();
@@ -249,6 +257,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
       stopping = true;
       wakeUp();
       await feeder?.stop().catch(() => undefined);
+      await vacuum?.stop();
       await loop;
       // Held but never started: back to the queue, not counted as a delivery.
       const unstarted = waiting;
