@@ -170,7 +170,7 @@ async function backlogPhase({ cluster, sql, broker, pmPid }: Bench): Promise<{ r
   await sql`vacuum analyze tributary.events`;
   progress("reading the events back as the bridge's records (untimed)");
   const readStarted = performance.now();
-  const records = await readRecords(sql, BENCH_STREAMS, BENCH_PARTITIONS);
+  const records = await readRecords(cluster.url, BENCH_STREAMS, BENCH_PARTITIONS);
   const readSeconds = (performance.now() - readStarted) / 1000;
   const bytes = records.reduce((sum, p) => sum + p.records.reduce((s, r) => s + recordBytes(r), 0), 0);
   // The broker's JVM compiles its produce path on first use: one untimed pass, so (a) and (b) both meet a warm broker.

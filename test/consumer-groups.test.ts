@@ -8,7 +8,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Effect } from "effect";
-import { appendBatch, consumer, ConsumerService, createStream, StaleGenerationError, type Consumer, type StreamEvent } from "@tributary/client";
+import { appendBatch, consumer, ConsumerService, createStream, decodeRawEvent, StaleGenerationError, type Consumer, type RawStreamEvent, type StreamEvent } from "@tributary/client";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { heartbeat } from "../packages/client/src/internal/consumer/membership.ts";
 import { commitOffsets } from "../packages/client/src/internal/consumer/offsets.ts";
@@ -261,6 +261,36 @@ for (const backend of pgoutput) {
         const [lag] = await db.sql`select sum(lag)::int as lag from tributary.group_lag where group_name = 'g' and stream = 'orders'`;
         return lag?.lag === 0;
       }, 10_000);
+    });
+
+    it("rawBatchHandler gets each batch as PostgreSQL sent it (decodeRawEvent gives the decoded event); a dead letter is decoded first", async () => {
+      await start(2);
+      const raw: RawStreamEvent[] = [];
+      await join({
+        retries: 0,
+        onFailure: "dead-letter",
+        handler: undefined,
+        rawBatchHandler: (events: RawStreamEvent[]) => {
+          for (const e of events) if (JSON.parse(e.data.toString()).n === 3) throw new Error("cannot forward order 3");
+          // Views of the receive buffer: copy what outlives the batch.
+          raw.push(...events.map((e) => ({ ...e, id: Buffer.from(e.id), key: Buffer.from(e.key), type: Buffer.from(e.type), data: Buffer.from(e.data),
+            headers: Buffer.from(e.headers), committedAt: Buffer.from(e.committedAt) })));
+        },
+      });
+      await appendEvents(db, "orders", 10);
+      await eventually("the nine others handled", () => new Set(raw.map((e) => e.id.toString())).size === 9, 15_000);
+      const decoded = raw.map(decodeRawEvent);
+      const stored = await db.sql<StreamEvent[]>`
+        select id::text as id, key, type, data, headers, committed_at as "committedAt", "offset"::int as offset, partition, stream
+          from tributary.events where stream = 'orders' and id = any (${decoded.map((e) => e.id)}::uuid[])`;
+      const byId = new Map(stored.map((e) => [e.id, e]));
+      for (const e of decoded) expect(e).toEqual(byId.get(e.id));
+      expect(decoded.map((e) => (e.data as { n: number }).n).sort((a, b) => a - b)).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9]);
+      await eventually("the dead letter in its stream", async () => (await db.sql`select 1 from tributary.events where stream = 'orders.dead-letter'`).length === 1, 15_000);
+      const [dead] = await db.sql<{ data: { n: number }; headers: Record<string, unknown> }[]>`
+        select data, headers from tributary.events where stream = 'orders.dead-letter'`;
+      expect(dead!.data).toEqual({ n: 3 });
+      expect(dead!.headers["tributary-error"]).toMatch(/cannot forward order 3/);
     });
   });
 }

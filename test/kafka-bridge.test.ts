@@ -196,7 +196,13 @@ describeKafka("kafka bridge", (kafka) => {
       expect(offset).toBeGreaterThan(lastOffset.get(r.key) ?? -1);
       lastOffset.set(r.key, offset);
       expect(r.headers.traceparent).toMatch(/^00-\d+$/); // the event's own headers travel as they are
+      // The value is the event data's JSON; the id header names the event.
+      expect(JSON.parse(r.value)).toEqual({ n: Number(r.headers.traceparent!.slice(3)) });
     }
+    const [stored] = await db.sql<{ data: string; committed: Date }[]>`
+      select data::text as data, committed_at as committed from tributary.events where id = ${records[0]!.headers["tributary-id"]!}::uuid`;
+    expect(records[0]!.value).toBe(stored!.data);
+    expect(records[0]!.headers["tributary-committed-at"]).toBe(stored!.committed.toISOString());
   }, 120_000);
 
   it("a missing topic is an error naming it unless --create-topics, which creates it with the stream's partitions", async () => {

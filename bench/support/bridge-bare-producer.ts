@@ -18,9 +18,9 @@
  * time; only sendBatch puts several partitions in one request.
  */
 import kafkajs, { type Message, type Producer } from "kafkajs";
-import type { Sql } from "postgres";
-import { readPartition } from "@tributary/client";
-import { toKafkaRecord } from "@tributary/kafka-bridge";
+import postgres from "postgres";
+import { readRawPartition } from "@tributary/client";
+import { toKafkaRecord, type KafkaRecord } from "@tributary/kafka-bridge";
 import { cpuBetween, cpuSnapshot, processCpuSeconds, type CpuUse } from "./cpu-accounting.ts";
 import { createTopics, endOffsets } from "./bridge-topics.ts";
 import { fmt, progress } from "./report-table.ts";
@@ -37,20 +37,33 @@ export interface PartitionRecords {
 }
 
 /** Every event of `streams`, as the bridge's records (stream partition p → Kafka partition p), per partition in offset order. */
-export async function readRecords(sql: Sql, streams: readonly string[], partitions: number): Promise<PartitionRecords[]> {
+export async function readRecords(url: string, streams: readonly string[], partitions: number): Promise<PartitionRecords[]> {
+  // Read as the bridge reads (raw), so both sides send the very same bytes.
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
   const result: PartitionRecords[] = [];
-  for (const stream of streams) {
-    for (let partition = 0; partition < partitions; partition++) {
-      const records: Message[] = [];
-      for (;;) {
-        const events = await readPartition(sql, { stream, partition, from: records.length, limit: 10_000 });
-        for (const e of events) records.push(toKafkaRecord(e, true));
-        if (events.length < 10_000) break;
+  try {
+    for (const stream of streams) {
+      for (let partition = 0; partition < partitions; partition++) {
+        const records: Message[] = [];
+        for (;;) {
+          const events = await readRawPartition(sql, { stream, partition, from: records.length, limit: 10_000 });
+          // Copies: the raw rows are views of the connection's receive buffers.
+          for (const e of events) records.push(copied(toKafkaRecord(e, true)));
+          if (events.length < 10_000) break;
+        }
+        result.push({ stream, partition, records });
       }
-      result.push({ stream, partition, records });
     }
+  } finally {
+    await sql.end();
   }
   return result;
+}
+
+function copied(r: KafkaRecord): KafkaRecord {
+  const headers: Record<string, string | Buffer> = {};
+  for (const [name, value] of Object.entries(r.headers)) headers[name] = typeof value === "string" ? value : Buffer.from(value);
+  return { ...r, key: Buffer.from(r.key), value: Buffer.from(r.value), headers };
 }
 
 export interface BareResult {

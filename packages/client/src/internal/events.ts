@@ -60,3 +60,68 @@ export async function readPartition(
      limit ${options.limit}`;
   return rows.map(toStreamEvent);
 }
+
+/**
+ * A stream event as PostgreSQL sent it, for forwarding without decoding (the
+ * Kafka bridge: ConsumerOptions.rawBatchHandler): each column's text as the
+ * bytes that arrived. `data` and `headers` are jsonb's text (JSON),
+ * `committedAt` timestamptz's text in the session's time zone
+ * ("2026-11-22 07:00:00.123456+00"). The buffers are views of the connection's
+ * receive buffer: copy what must outlive the batch.
+ */
+export interface RawStreamEvent {
+  readonly stream: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly id: Buffer;
+  readonly key: Buffer;
+  readonly type: Buffer;
+  readonly data: Buffer;
+  readonly headers: Buffer;
+  readonly committedAt: Buffer;
+}
+
+/** The decoded event of a raw one (what a handler of decoded events would have got). */
+export function decodeRawEvent(e: RawStreamEvent): StreamEvent {
+  return {
+    stream: e.stream,
+    partition: e.partition,
+    offset: e.offset,
+    id: e.id.toString(),
+    key: e.key.toString(),
+    type: e.type.toString(),
+    data: JSON.parse(e.data.toString()),
+    headers: JSON.parse(e.headers.toString()) as Record<string, unknown>,
+    committedAt: new Date(e.committedAt.toString()),
+  };
+}
+
+/** Like readPartition, but the events come raw (RawStreamEvent). */
+export async function readRawPartition(
+  sql: Sql | TransactionSql,
+  options: { stream: string; partition: number; from: number; limit: number },
+): Promise<RawStreamEvent[]> {
+  const rows = (await sql`
+    select "offset", id, key, type, data, headers, committed_at
+      from tributary.events
+     where stream = ${options.stream} and partition = ${options.partition} and "offset" >= ${options.from}
+     order by "offset"
+     limit ${options.limit}`.raw()) as unknown as Buffer[][];
+  return rows.map((r) => rawEvent(options.stream, options.partition, r, 0));
+}
+
+/** A raw row's (offset, id, key, type, data, headers, committed_at) from column `at` on. */
+export function rawEvent(stream: string, partition: number, row: readonly Buffer[], at: number): RawStreamEvent {
+  return {
+    stream,
+    partition,
+    offset: Number(row[at]!.toString("latin1")),
+    id: row[at + 1]!,
+    key: row[at + 2]!,
+    type: row[at + 3]!,
+    data: row[at + 4]!,
+    headers: row[at + 5]!,
+    committedAt: row[at + 6]!,
+  };
+}
+

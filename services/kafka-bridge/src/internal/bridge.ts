@@ -150,7 +150,8 @@ async function forward(sql: Sql, producer: Producer, routes: readonly TopicRoute
     retries: Number.MAX_SAFE_INTEGER,
     retry: backoff,
     log,
-    batchHandler: async (events) => {
+    // Raw events: their bytes go to Kafka as they are (kafka-record.ts).
+    rawBatchHandler: async (events) => {
       const route = byStream.get(events[0]!.stream)!;
       try {
         await producer.send({

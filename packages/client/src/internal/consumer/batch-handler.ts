@@ -17,7 +17,7 @@
 import { Effect, type Schedule } from "effect";
 import type { Sql, TransactionSql } from "postgres";
 import { append } from "../append.ts";
-import type { StreamEvent } from "../events.ts";
+import { decodeRawEvent, type RawStreamEvent, type StreamEvent } from "../events.ts";
 import { commitOffsets } from "./offsets.ts";
 
 export interface HandlerContext {
@@ -29,6 +29,9 @@ export interface HandlerContext {
 
 export type EventHandler = (event: StreamEvent, context: HandlerContext) => unknown;
 export type EventBatchHandler = (events: StreamEvent[], context: HandlerContext) => unknown;
+export type RawEventBatchHandler = (events: RawStreamEvent[], context: HandlerContext) => unknown;
+/** What a fetch hands over: decoded events, or raw ones for a rawBatchHandler. */
+export type AnyEvent = StreamEvent | RawStreamEvent;
 
 export type FailurePolicy = "pause" | "dead-letter";
 
@@ -36,7 +39,7 @@ export interface BatchHandling {
   readonly sql: Sql;
   readonly group: string;
   readonly memberId: string;
-  readonly handler: { readonly each: EventHandler } | { readonly batch: EventBatchHandler };
+  readonly handler: { readonly each: EventHandler } | { readonly batch: EventBatchHandler } | { readonly raw: RawEventBatchHandler };
   readonly transactional: boolean;
   readonly retry: Schedule.Schedule<unknown, unknown>;
   readonly retries: number;
@@ -57,7 +60,7 @@ export type BatchOutcome =
   /** Stopped at `failed` (not handled, not committed): the partition pauses there. */
   | { readonly kind: "paused"; readonly nextOffset: number; readonly error: unknown };
 
-export async function handleBatch(h: BatchHandling, ref: PartitionRef, events: StreamEvent[]): Promise<BatchOutcome> {
+export async function handleBatch(h: BatchHandling, ref: PartitionRef, events: AnyEvent[]): Promise<BatchOutcome> {
   const nextOffset = events.at(-1)!.offset + 1;
   if (!h.transactional && "each" in h.handler) {
     // Events one by one, each retried on its own: a retry never repeats the events before it.
@@ -69,12 +72,12 @@ export async function handleBatch(h: BatchHandling, ref: PartitionRef, events: S
     let first = 0;
     let firstError: { error: unknown } | null = null;
     try {
-      for (; first < events.length; first++) await each(events[first]!, context);
+      for (; first < events.length; first++) await each(events[first] as StreamEvent, context);
     } catch (error) {
       firstError = { error };
     }
     for (let i = first; i < events.length; i++) {
-      const event = events[i]!;
+      const event = events[i] as StreamEvent;
       const call = async () => void (await each(event, context));
       // The failed call counts as the first try: `retries` retries follow it.
       const result =
@@ -104,7 +107,7 @@ export async function handleBatch(h: BatchHandling, ref: PartitionRef, events: S
   return { kind: "done", nextOffset };
 }
 
-async function runAndCommit(h: BatchHandling, ref: PartitionRef, events: StreamEvent[]): Promise<void> {
+async function runAndCommit(h: BatchHandling, ref: PartitionRef, events: AnyEvent[]): Promise<void> {
   const commit = [{ ...ref, nextOffset: events.at(-1)!.offset + 1 }];
   if (h.transactional) {
     await h.sql.begin(async (tx) => {
@@ -117,12 +120,14 @@ async function runAndCommit(h: BatchHandling, ref: PartitionRef, events: StreamE
   }
 }
 
-async function invoke(h: BatchHandling, events: StreamEvent[], tx: TransactionSql | undefined): Promise<void> {
+async function invoke(h: BatchHandling, events: AnyEvent[], tx: TransactionSql | undefined): Promise<void> {
   const context: HandlerContext = { tx, group: h.group, memberId: h.memberId };
-  if ("batch" in h.handler) {
-    await h.handler.batch(events, context);
+  if ("raw" in h.handler) {
+    await h.handler.raw(events as RawStreamEvent[], context);
+  } else if ("batch" in h.handler) {
+    await h.handler.batch(events as StreamEvent[], context);
   } else {
-    for (const event of events) await h.handler.each(event, context);
+    for (const event of events) await h.handler.each(event as StreamEvent, context);
   }
 }
 
@@ -141,7 +146,8 @@ async function attempt(h: BatchHandling, work: () => Promise<void>, retries = h.
   }
 }
 
-async function fail(h: BatchHandling, ref: PartitionRef, event: StreamEvent, error: unknown): Promise<BatchOutcome> {
+async function fail(h: BatchHandling, ref: PartitionRef, failed: AnyEvent, error: unknown): Promise<BatchOutcome> {
+  const event = Buffer.isBuffer(failed.id) ? decodeRawEvent(failed as RawStreamEvent) : (failed as StreamEvent);
   const where = `${event.stream}/${event.partition}@${event.offset} (id ${event.id})`;
   if (h.onFailure === "pause") {
     // Everything before this event is handled: commit up to it, so a restart resumes exactly here.

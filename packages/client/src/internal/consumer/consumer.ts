@@ -25,10 +25,10 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { Duration, Schedule } from "effect";
 import type { Sql } from "postgres";
-import type { StreamEvent } from "../events.ts";
+import type { RawStreamEvent, StreamEvent } from "../events.ts";
 import { resolveStart, type StartPosition } from "../reader.ts";
-import { handleBatch, type BatchHandling, type EventBatchHandler, type EventHandler, type FailurePolicy } from "./batch-handler.ts";
-import { fetchPartitions } from "./fetch.ts";
+import { handleBatch, type AnyEvent, type BatchHandling, type EventBatchHandler, type EventHandler, type FailurePolicy, type RawEventBatchHandler } from "./batch-handler.ts";
+import { fetchPartitions, fetchRawPartitions } from "./fetch.ts";
 import { GROUPS_CHANNEL, heartbeat, leave, release, type HeartbeatResult } from "./membership.ts";
 import { commitOffsets, committedOffsets } from "./offsets.ts";
 import { partitionKey } from "./assignor.ts";
@@ -40,6 +40,12 @@ export interface ConsumerOptions {
   readonly handler?: EventHandler;
   /** Called with each fetched batch of one partition, in offset order. */
   readonly batchHandler?: EventBatchHandler;
+  /**
+   * Like batchHandler, with the events as PostgreSQL sent them (RawStreamEvent:
+   * each column's bytes, nothing decoded). For forwarding them elsewhere (the
+   * Kafka bridge); a dead-lettered event is decoded first.
+   */
+  readonly rawBatchHandler?: RawEventBatchHandler;
   /** The handler gets a transaction (context.tx); its writes and the offset commit commit together. */
   readonly transactional?: boolean;
   /** Events per partition per fetch (default 500). */
@@ -135,7 +141,9 @@ class GroupMember implements Consumer {
   private readonly log: (message: string) => void;
 
   constructor(private readonly sql: Sql, private readonly options: ConsumerOptions) {
-    if (!options.handler === !options.batchHandler) throw new TypeError("consumer: give exactly one of handler or batchHandler");
+    if ([options.handler, options.batchHandler, options.rawBatchHandler].filter(Boolean).length !== 1) {
+      throw new TypeError("consumer: give exactly one of handler, batchHandler or rawBatchHandler");
+    }
     if (options.streams.length === 0) throw new TypeError("consumer: streams must name at least one stream");
     this.memberId = options.memberId ?? `${options.group}-${randomUUID()}`;
     this.log = options.log ?? ((m) => console.error(`[tributary consumer ${options.group}] ${m}`));
@@ -152,7 +160,7 @@ class GroupMember implements Consumer {
       sql,
       group: options.group,
       memberId: this.memberId,
-      handler: options.handler ? { each: options.handler } : { batch: options.batchHandler! },
+      handler: options.handler ? { each: options.handler } : options.batchHandler ? { batch: options.batchHandler } : { raw: options.rawBatchHandler! },
       transactional: options.transactional ?? false,
       retry: options.retry ?? Schedule.min([Schedule.exponential(Duration.millis(100), 2), Schedule.spaced(Duration.seconds(5))]),
       retries: options.retries ?? 5,
@@ -383,9 +391,12 @@ class GroupMember implements Consumer {
         .slice(0, room);
       if (idle.length === 0) continue;
       const epoch = this.epoch;
-      let batches: Map<string, StreamEvent[]>;
+      let batches: Map<string, StreamEvent[]> | Map<string, RawStreamEvent[]>;
       try {
-        batches = await fetchPartitions(this.sql, idle.map((p) => ({ stream: p.stream, partition: p.partition, from: p.position! })), this.opts.batchSize);
+        const positions = idle.map((p) => ({ stream: p.stream, partition: p.partition, from: p.position! }));
+        batches = this.options.rawBatchHandler
+          ? await fetchRawPartitions(this.sql, positions, this.opts.batchSize)
+          : await fetchPartitions(this.sql, positions, this.opts.batchSize);
       } catch (error) {
         this.log(`fetch failed (${describe(error)}); retrying at the next poll`);
         return;
@@ -414,7 +425,7 @@ class GroupMember implements Consumer {
     } while (this.fetchAgain);
   }
 
-  private async handle(p: PartitionState, events: StreamEvent[]): Promise<void> {
+  private async handle(p: PartitionState, events: AnyEvent[]): Promise<void> {
     try {
       const outcome = await handleBatch(this.handling, p, events);
       p.position = outcome.nextOffset;

@@ -4,7 +4,7 @@
  * limited to `limit` events, joined LATERAL over the requested positions.
  */
 import type { Sql } from "postgres";
-import { toStreamEvent, type EventRow, type StreamEvent } from "../events.ts";
+import { rawEvent, toStreamEvent, type EventRow, type RawStreamEvent, type StreamEvent } from "../events.ts";
 import { partitionKey } from "./assignor.ts";
 
 export async function fetchPartitions(
@@ -42,3 +42,43 @@ export async function fetchPartitions(
   }
   return batches;
 }
+
+/**
+ * fetchPartitions for raw handlers: the same scans, rows as PostgreSQL sent
+ * them (postgres.js raw mode: no text decoding, no JSON.parse, no Date).
+ * Each row names its request by index, so no stream name is decoded per row.
+ */
+export async function fetchRawPartitions(
+  sql: Sql,
+  positions: ReadonlyArray<{ stream: string; partition: number; from: number }>,
+  limit: number,
+): Promise<Map<string, RawStreamEvent[]>> {
+  const rows = (await sql`
+    select p.i, e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
+      from unnest(${positions.map((p) => p.stream)}::text[], ${positions.map((p) => p.partition)}::int[],
+                  ${positions.map((p) => p.from)}::bigint[]) with ordinality as p(stream, partition, from_offset, i)
+      cross join lateral (
+        select * from tributary.events e
+         where e.stream = p.stream and e.partition = p.partition and e."offset" >= p.from_offset
+         order by e."offset"
+         limit ${limit}
+      ) e`.raw()) as unknown as Buffer[][];
+  const batches = new Map<string, RawStreamEvent[]>();
+  for (const row of rows) {
+    const position = positions[Number(row[0]!.toString("latin1")) - 1]!;
+    const key = partitionKey(position.stream, position.partition);
+    let batch = batches.get(key);
+    if (!batch) batches.set(key, (batch = []));
+    batch.push(rawEvent(position.stream, position.partition, row, 1));
+  }
+  for (const batch of batches.values()) {
+    for (let i = 1; i < batch.length; i++) {
+      if (batch[i]!.offset <= batch[i - 1]!.offset) {
+        batch.sort((a, b) => a.offset - b.offset);
+        break;
+      }
+    }
+  }
+  return batches;
+}
+
