@@ -3,10 +3,8 @@
  * forwards each batch of a stream partition to its Kafka topic and lets the
  * group commit the stream offset only after Kafka acknowledged the batch.
  *
- *   stream partition batch ─► the next Produce request (idempotent,
- *                             acks = all, one request in flight; the batches
- *                             ready together share it: produce-batcher.ts)
- *                             ─► ack ─► offset commit
+ *   stream partition batch ─► producer.send (idempotent, acks = all,
+ *                             one request in flight) ─► ack ─► offset commit
  *
  * Nothing is lost: an offset moves only past acknowledged records. Per-key
  * order is kept: a partition's batches go one after another, and the producer
@@ -23,7 +21,6 @@ import postgres, { type Sql } from "postgres";
 import { consumer, type Consumer } from "@tributary/client";
 import { BridgeError, explainKafkaError, isFatal } from "./errors.ts";
 import { toKafkaRecord } from "./kafka-record.ts";
-import { ProduceBatcher } from "./produce-batcher.ts";
 import { routeTopics, type TopicNaming, type TopicRoute } from "./topics.ts";
 
 export interface BridgeConfig extends TopicNaming {
@@ -142,7 +139,6 @@ async function route(sql: Sql, kafka: Kafka, config: BridgeConfig): Promise<Topi
 /** Joins the bridge group: each batch is sent, acknowledged, then committed. */
 async function forward(sql: Sql, producer: Producer, routes: readonly TopicRoute[], config: BridgeConfig, log: (m: string) => void): Promise<Consumer> {
   const byStream = new Map(routes.map((r) => [r.stream, r]));
-  const batcher = new ProduceBatcher(producer);
   let failing = false;
   return consumer(sql, {
     group: config.group ?? DEFAULT_BRIDGE_GROUP,
@@ -158,7 +154,11 @@ async function forward(sql: Sql, producer: Producer, routes: readonly TopicRoute
     rawBatchHandler: async (events) => {
       const route = byStream.get(events[0]!.stream)!;
       try {
-        await batcher.send(route.topic, events.map((e) => toKafkaRecord(e, route.samePartitioning)));
+        await producer.send({
+          topic: route.topic,
+          acks: -1,
+          messages: events.map((e) => toKafkaRecord(e, route.samePartitioning)),
+        });
         if (failing) log("Kafka accepts records again");
         failing = false;
       } catch (error) {
