@@ -22,25 +22,7 @@ export async function fetchPartitions(
          order by e."offset"
          limit ${limit}
       ) e`;
-  const batches = new Map<string, StreamEvent[]>();
-  for (const row of rows) {
-    const event = toStreamEvent(row);
-    const key = partitionKey(event.stream, event.partition);
-    let batch = batches.get(key);
-    if (!batch) batches.set(key, (batch = []));
-    batch.push(event);
-  }
-  // The lateral scans return each partition in offset order; SQL does not
-  // promise that for the joined result, so make sure.
-  for (const batch of batches.values()) {
-    for (let i = 1; i < batch.length; i++) {
-      if (batch[i]!.offset <= batch[i - 1]!.offset) {
-        batch.sort((a, b) => a.offset - b.offset);
-        break;
-      }
-    }
-  }
-  return batches;
+  return byPartition(rows.map(toStreamEvent));
 }
 
 /**
@@ -63,13 +45,24 @@ export async function fetchRawPartitions(
          order by e."offset"
          limit ${limit}
       ) e`.raw()) as unknown as Buffer[][];
-  const batches = new Map<string, RawStreamEvent[]>();
-  for (const row of rows) {
+  return byPartition(rows.map((row) => {
     const position = positions[Number(row[0]!.toString("latin1")) - 1]!;
-    const key = partitionKey(position.stream, position.partition);
+    return rawEvent(position.stream, position.partition, row, 1);
+  }));
+}
+
+/**
+ * The fetched events by partition, each in offset order: the lateral scans
+ * return each partition in offset order, but SQL does not promise that for
+ * the joined result, so make sure.
+ */
+function byPartition<E extends { readonly stream: string; readonly partition: number; readonly offset: number }>(events: readonly E[]): Map<string, E[]> {
+  const batches = new Map<string, E[]>();
+  for (const event of events) {
+    const key = partitionKey(event.stream, event.partition);
     let batch = batches.get(key);
     if (!batch) batches.set(key, (batch = []));
-    batch.push(rawEvent(position.stream, position.partition, row, 1));
+    batch.push(event);
   }
   for (const batch of batches.values()) {
     for (let i = 1; i < batch.length; i++) {
@@ -81,4 +74,3 @@ export async function fetchRawPartitions(
   }
   return batches;
 }
-
