@@ -25,6 +25,7 @@ import type { BridgeTimings } from "./bridge-timing.ts";
 import { createTopics } from "./bridge-topics.ts";
 import { benchEvent } from "./event-payload.ts";
 import { appendTransaction, paceAppends, percentile } from "./lag-probe.ts";
+import { assertDense, perSecondText, splitAtReadable, summary, type Triple } from "./latency-split.ts";
 import { fmt, progress } from "./report-table.ts";
 
 export interface BridgeLatencyOptions {
@@ -42,7 +43,6 @@ export interface BridgeLatencyOptions {
   readonly nodeArgs?: readonly string[];
 }
 
-type Triple = readonly [number, number, number];
 
 export interface BridgeLatencyResult {
   readonly achievedRate: number;
@@ -130,21 +130,16 @@ export async function measureBridgeLatency(launcher: BridgeLauncher, sql: Sql, a
     const bridgePeakRss = bridge.peakRss();
     const exit = await bridge.stop();
     if (exit !== 0) throw new Error(`(c) bridge exited with ${exit}: ${bridge.stderr()}`);
-    assertDense(received);
+    assertDense(received, { inOrder: true, what: "(c) Kafka partition" });
 
     const window = received.filter((e) => e.committedMs >= windowStart);
     const lags = window.map((e) => e.receivedMs - e.committedMs).sort((a, b) => a - b);
-    const perSecond = new Map<number, [number, number]>();
-    for (const e of window) {
-      const second = Math.floor((e.committedMs - windowStart) / 1000);
-      const [n, max] = perSecond.get(second) ?? [0, 0];
-      perSecond.set(second, [n + 1, Math.max(max, e.receivedMs - e.committedMs)]);
-    }
-    const perSecondText = [...perSecond].sort(([a], [b]) => a - b).map(([, [n, max]]) => `${n}/${max}`).join(" ");
-    progress(`(c) latency per second of commit time (events/max ms): ${perSecondText}`);
-    const split = await splitLatency(sql, options.stream, window);
+    const perSecond = perSecondText(window, windowStart, (e) => e.receivedMs - e.committedMs);
+    progress(`(c) latency per second of commit time (events/max ms): ${perSecond}`);
+    const split = await splitAtReadable(sql, options.stream, window.map((e) => ({ partition: e.partition, offset: e.offset, atMs: e.appendedMs })));
     return {
-      ...split,
+      relayShare: split?.relay ?? null,
+      bridgeShare: split?.next ?? null,
       readerShare: summary(window.map((e) => e.receivedMs - e.appendedMs)),
       achievedRate: paced.committed / paced.seconds,
       produced: paced.committed,
@@ -154,7 +149,7 @@ export async function measureBridgeLatency(launcher: BridgeLauncher, sql: Sql, a
       maxMs: lags.at(-1) ?? Number.NaN,
       maxInFlight: paced.maxInFlight,
       duplicates,
-      perSecond: perSecondText,
+      perSecond,
       bridgePeakRss,
       bridgeCpuSeconds,
       brokerCpuSeconds,
@@ -166,44 +161,5 @@ export async function measureBridgeLatency(launcher: BridgeLauncher, sql: Sql, a
     await producer.end({ timeout: 5 });
     await bridge.kill();
     await reader.stop();
-  }
-}
-
-const summary = (values: number[]): Triple => {
-  values.sort((a, b) => a - b);
-  return [percentile(values, 50), percentile(values, 99), values.at(-1) ?? Number.NaN];
-};
-
-async function splitLatency(sql: Sql, stream: string, window: readonly ReaderRecord[]): Promise<{ relayShare: Triple | null; bridgeShare: Triple | null }> {
-  const [setting] = await sql<{ on: boolean }[]>`select current_setting('track_commit_timestamp')::bool as on`;
-  if (!setting!.on) return { relayShare: null, bridgeShare: null };
-  const rows = await sql<{ partition: number; offset: string; relay_ms: number; readable_ms: number }[]>`
-    select partition, "offset"::text as "offset",
-           extract(epoch from pg_xact_commit_timestamp(xmin) - committed_at)::float8 * 1000 as relay_ms,
-           extract(epoch from pg_xact_commit_timestamp(xmin))::float8 * 1000 as readable_ms
-      from tributary.events where stream = ${stream}`;
-  const readable = new Map(rows.map((r) => [`${r.partition}/${r.offset}`, r]));
-  const relay: number[] = [];
-  const bridge: number[] = [];
-  for (const e of window) {
-    const row = readable.get(`${e.partition}/${e.offset}`)!;
-    relay.push(row.relay_ms);
-    bridge.push(e.appendedMs - row.readable_ms);
-  }
-  return { relayShare: summary(relay), bridgeShare: summary(bridge) };
-}
-
-/** Every partition's received offsets are 0, 1, 2, … (the stream and topic are fresh): nothing skipped, per-key order kept. */
-function assertDense(records: readonly ReaderRecord[]): void {
-  const byPartition = new Map<number, number[]>();
-  for (const r of records) {
-    const list = byPartition.get(r.partition) ?? [];
-    list.push(r.offset);
-    byPartition.set(r.partition, list);
-  }
-  for (const [partition, offsets] of byPartition) {
-    offsets.forEach((offset, i) => {
-      if (offset !== i) throw new Error(`(c) Kafka partition ${partition}: stream offset ${offset} at position ${i}: an event was skipped or reordered`);
-    });
   }
 }

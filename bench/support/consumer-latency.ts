@@ -17,6 +17,7 @@ import { cpuBetween, cpuSnapshot, type CpuUse } from "./cpu-accounting.ts";
 import type { HandledEvent, MemberLauncher } from "./consumer-process.ts";
 import { benchEvent } from "./event-payload.ts";
 import { appendTransaction, paceAppends, percentile } from "./lag-probe.ts";
+import { assertDense, perSecondText, splitAtReadable } from "./latency-split.ts";
 import { fmt, progress } from "./report-table.ts";
 
 export interface LatencyOptions {
@@ -97,23 +98,18 @@ export async function measureHandlerLatency(launcher: MemberLauncher, sql: Sql, 
     });
     await waitFor(`all ${paced.committed} events`, () => handled.length >= paced.committed + 1, 60_000);
     const cpu = cpuBetween(before, cpuSnapshot(postmasterPid));
-    assertDense(handled);
+    assertDense(handled, { inOrder: false, what: "(b) partition" });
 
     const window = handled.filter((e) => e.committedMs >= windowStart);
     const lags = window.map((e) => e.handledMs - e.committedMs).sort((a, b) => a - b);
-    const perSecond = new Map<number, [number, number]>();
-    for (const e of window) {
-      const second = Math.floor((e.committedMs - windowStart) / 1000);
-      const [n, max] = perSecond.get(second) ?? [0, 0];
-      perSecond.set(second, [n + 1, Math.max(max, e.handledMs - e.committedMs)]);
-    }
-    const perSecondText = [...perSecond].sort(([a], [b]) => a - b).map(([, [n, max]]) => `${n}/${max}`).join(" ");
-    progress(`(b) latency per second of commit time (events/max ms): ${perSecondText}`);
+    const perSecond = perSecondText(window, windowStart, (e) => e.handledMs - e.committedMs);
+    progress(`(b) latency per second of commit time (events/max ms): ${perSecond}`);
     const exit = await member.stop();
     if (exit !== 0) throw new Error(`(b) member exited with ${exit}: ${member.stderr()}`);
-    const split = await splitLatency(sql, options.stream, window);
+    const split = await splitAtReadable(sql, options.stream, window.map((e) => ({ partition: e.partition, offset: e.offset, atMs: e.handledMs })));
     return {
-      ...split,
+      relayShare: split?.relay ?? null,
+      memberShare: split?.next ?? null,
       achievedRate: paced.committed / paced.seconds,
       samples: lags.length,
       p50Ms: percentile(lags, 50),
@@ -121,52 +117,12 @@ export async function measureHandlerLatency(launcher: MemberLauncher, sql: Sql, 
       maxMs: lags.at(-1) ?? Number.NaN,
       maxInFlight: paced.maxInFlight,
       duplicates,
-      perSecond: perSecondText,
+      perSecond,
       memberPeakRss: member.sampledPeakRss(),
       cpu,
     };
   } finally {
     await producer.end({ timeout: 5 });
     await member.kill();
-  }
-}
-
-const summary = (values: number[]): [number, number, number] => {
-  values.sort((a, b) => a - b);
-  return [percentile(values, 50), percentile(values, 99), values.at(-1) ?? Number.NaN];
-};
-
-async function splitLatency(sql: Sql, stream: string, window: readonly HandledEvent[]): Promise<Pick<LatencyResult, "relayShare" | "memberShare">> {
-  const [setting] = await sql<{ on: boolean }[]>`select current_setting('track_commit_timestamp')::bool as on`;
-  if (!setting!.on) return { relayShare: null, memberShare: null };
-  const rows = await sql<{ partition: number; offset: string; relay_ms: number; readable_ms: number }[]>`
-    select partition, "offset"::text as "offset",
-           extract(epoch from pg_xact_commit_timestamp(xmin) - committed_at)::float8 * 1000 as relay_ms,
-           extract(epoch from pg_xact_commit_timestamp(xmin))::float8 * 1000 as readable_ms
-      from tributary.events where stream = ${stream}`;
-  const readable = new Map(rows.map((r) => [`${r.partition}/${r.offset}`, r]));
-  const relay: number[] = [];
-  const member: number[] = [];
-  for (const e of window) {
-    const row = readable.get(`${e.partition}/${e.offset}`)!;
-    relay.push(row.relay_ms);
-    member.push(e.handledMs - row.readable_ms);
-  }
-  return { relayShare: summary(relay), memberShare: summary(member) };
-}
-
-/** Every partition's handled offsets are 0, 1, 2, … (the stream is fresh): nothing skipped. */
-function assertDense(events: readonly HandledEvent[]): void {
-  const byPartition = new Map<number, number[]>();
-  for (const e of events) {
-    const list = byPartition.get(e.partition) ?? [];
-    list.push(e.offset);
-    byPartition.set(e.partition, list);
-  }
-  for (const [partition, offsets] of byPartition) {
-    offsets.sort((a, b) => a - b);
-    offsets.forEach((offset, i) => {
-      if (offset !== i) throw new Error(`(b) partition ${partition}: offset ${offset} at position ${i}: an event was skipped`);
-    });
   }
 }
