@@ -17,8 +17,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Plugin } from "esbuild";
 import type { BridgeTimings } from "./bridge-timing.ts";
+import { bundleChild } from "./bundle-child.ts";
 
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const timingModule = fileURLToPath(new URL("./bridge-timing.ts", import.meta.url));
 const readerModule = fileURLToPath(new URL("./bridge-reader-child.ts", import.meta.url));
 
@@ -158,29 +158,19 @@ export class BridgeLauncher {
   ) {}
 
   static async build(sources: { bridge?: string; client?: string } = {}): Promise<BridgeLauncher> {
-    const { build, stop } = await import("esbuild");
+    const { stop } = await import("esbuild");
     const dir = mkdtempSync(join(tmpdir(), "tributary-bench-bridge-"));
     const script = join(dir, "bridge-child.mjs");
     const alias: Record<string, string> = {};
     if (sources.bridge) alias["@tributary/kafka-bridge"] = sources.bridge;
     if (sources.client) alias["@tributary/client"] = sources.client;
-    await build({
+    // Module markers in the bundle ("// services/kafka-bridge/src/…") are what bridge-profile.ts reads.
+    await bundleChild({
       entryPoints: { "bridge-child": fileURLToPath(new URL("./bridge-child.ts", import.meta.url)), "bridge-reader-child": readerModule },
       outdir: dir,
       outExtension: { ".js": ".mjs" },
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      external: ["pg-native"],
-      // CommonJS dependencies call require() inside the ESM bundle.
-      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-      logLevel: "error",
-      // Module markers in the bundle ("// services/kafka-bridge/src/…") are relative to this: bridge-profile.ts reads them.
-      absWorkingDir: repoRoot,
       plugins: [timingPlugin],
-      ...(Object.keys(alias).length > 0 ? { alias, nodePaths: [join(repoRoot, "node_modules")] } : {}),
-    });
+    }, alias);
     await stop(); // esbuild's service process is not needed any more
     return new BridgeLauncher(dir, script, join(dir, "bridge-reader-child.mjs"));
   }

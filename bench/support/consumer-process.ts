@@ -11,8 +11,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { bundleChild } from "./bundle-child.ts";
 
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 export interface HandledEvent {
   readonly stream: string;
@@ -161,24 +161,13 @@ export class MemberLauncher {
 
   /** `clientSource`: bundle against another copy of @tributary/client (its src/index.ts), e.g. a proposed patch. */
   static async build(clientSource?: string): Promise<MemberLauncher> {
-    const { build } = await import("esbuild");
     const dir = mkdtempSync(join(tmpdir(), "tributary-bench-consumer-"));
     const script = join(dir, "consumer-child.mjs");
-    await build({
-      entryPoints: [fileURLToPath(new URL("./consumer-child.ts", import.meta.url))],
-      outfile: script,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      external: ["pg-native"],
-      // CommonJS dependencies call require() inside the ESM bundle.
-      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-      logLevel: "error",
-      // Module markers in the bundle ("// packages/client/src/…") are relative to this: consumer-profile.ts reads them.
-      absWorkingDir: repoRoot,
-      ...(clientSource ? { alias: { "@tributary/client": clientSource }, nodePaths: [join(repoRoot, "node_modules")] } : {}),
-    });
+    // Module markers in the bundle ("// packages/client/src/…") are what consumer-profile.ts reads.
+    await bundleChild(
+      { entryPoints: [fileURLToPath(new URL("./consumer-child.ts", import.meta.url))], outfile: script },
+      clientSource ? { "@tributary/client": clientSource } : {},
+    );
     return new MemberLauncher(dir, script);
   }
 

@@ -10,8 +10,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { bundleChild } from "./bundle-child.ts";
 
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 export type QueueSystemName = "tributary" | "pgboss" | "graphile";
 
@@ -141,23 +141,12 @@ export class QueueWorkerLauncher {
 
   /** `clientSource`: bundle against another copy of @tributary/client (its src/index.ts), e.g. a proposed patch. */
   static async build(clientSource?: string): Promise<QueueWorkerLauncher> {
-    const { build } = await import("esbuild");
     const dir = mkdtempSync(join(tmpdir(), "tributary-bench-queue-"));
     const script = join(dir, "queue-worker-child.mjs");
-    await build({
-      entryPoints: [fileURLToPath(new URL("./queue-worker-child.ts", import.meta.url))],
-      outfile: script,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      external: ["pg-native", "@opentelemetry/api"],
-      // CommonJS dependencies call require() inside the ESM bundle.
-      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-      logLevel: "error",
-      absWorkingDir: repoRoot,
-      ...(clientSource ? { alias: { "@tributary/client": clientSource }, nodePaths: [join(repoRoot, "node_modules")] } : {}),
-    });
+    await bundleChild(
+      { entryPoints: [fileURLToPath(new URL("./queue-worker-child.ts", import.meta.url))], outfile: script, external: ["@opentelemetry/api"] },
+      clientSource ? { "@tributary/client": clientSource } : {},
+    );
     return new QueueWorkerLauncher(dir, script);
   }
 
