@@ -7,11 +7,11 @@
  * wall time of its fetch and commit queries (rows fetched per row handled
  * shows refetching).
  */
-import { mkdtempSync, readdirSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import type { Sql } from "postgres";
 import { cpuBetween, cpuSnapshot, processCpuSeconds, type CpuUse } from "./cpu-accounting.ts";
-import { summarizeConsumerProfile, type ProfileSummary } from "./consumer-profile.ts";
+import { onlyProfile, summarizeConsumerProfile, type ProfileSummary } from "./consumer-profile.ts";
 import type { CatchupDone, Joined, MemberLauncher } from "./consumer-process.ts";
 import { fmt, progress } from "./report-table.ts";
 
@@ -99,12 +99,6 @@ export async function catchUp(launcher: MemberLauncher, sql: Sql, postmasterPid:
   } finally {
     await member.kill();
   }
-}
-
-function onlyProfile(dir: string): string {
-  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"));
-  if (files.length !== 1) throw new Error(`expected one .cpuprofile in ${dir}, found ${files.length}`);
-  return join(dir, files[0]!);
 }
 
 /** Table rows for one catch-up run. */
