@@ -11,38 +11,13 @@
  *
  * None of this depends on the WAL decoder: it runs once per server (pgoutput).
  */
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendBatch, commitOffsets, createStream, partitionFor, StaleGenerationError } from "@tributary/client";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { waitForCount } from "./support/streams.ts";
+import { runCli as run } from "./support/cli.ts";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const bin = "packages/cli/bin/tributary.js";
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI like a user without DATABASE_URL set; `env` adds to the environment. */
-function run(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
-  const { DATABASE_URL: _unset, ...rest } = process.env;
-  const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: { ...rest, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  const output = { stdout: "", stderr: "" };
-  child.stdout.on("data", (chunk: Buffer) => (output.stdout += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (output.stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  return new Promise((resolve) => {
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      setImmediate(() => resolve({ code, ...output }));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

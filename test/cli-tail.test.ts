@@ -4,63 +4,17 @@
  * events from --from earliest and then new ones; SIGTERM exits 0 well within
  * a deploy's grace period; bad input exits 2 saying what is wrong and what to do.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { appendBatch, createStream } from "@tributary/client";
 import { startRelay } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { eventually } from "./support/processes.ts";
 import { readAll, waitForCount } from "./support/streams.ts";
+import { runCli as run, startCli as start, killCliChildren } from "./support/cli.ts";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const bin = "packages/cli/bin/tributary.js";
 const backend = backends()[0]!;
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-const children = new Set<ChildProcess>();
-
-/** The environment of a user who has not set DATABASE_URL, plus `env`. */
-function environment(env: Record<string, string>): NodeJS.ProcessEnv {
-  const { DATABASE_URL: _unset, ...rest } = process.env;
-  return { ...rest, ...env };
-}
-
-function start(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: environment(env), stdio: ["ignore", "pipe", "pipe"] });
-  children.add(child);
-  const output = { stdout: "", stderr: "" };
-  child.stdout!.on("data", (chunk: Buffer) => (output.stdout += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (output.stderr += chunk.toString()));
-  const exited = new Promise<Run>((resolve) => {
-    child.on("exit", (code, signal) => {
-      children.delete(child);
-      setImmediate(() => resolve({ code, signal, ...output })); // let the pipes drain
-    });
-  });
-  return { child, output, exited };
-}
-
-async function run(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
-  const { child, exited } = start(args, env);
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  try {
-    return await exited;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-afterEach(() => {
-  for (const child of children) child.kill("SIGKILL");
-  children.clear();
-});
+afterEach(() => killCliChildren());
 
 interface Line {
   stream: string;

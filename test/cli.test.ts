@@ -5,59 +5,15 @@
  * summary; `status --json` is one JSON object for programs; `relay` relays
  * and stops cleanly on SIGTERM (exit 0) well within a deploy's grace period.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { append, createStream } from "@tributary/client";
 import { readMigrations } from "@tributary/migrate";
 import { startRelay } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { waitForCount } from "./support/streams.ts";
+import { runCli as run, startCli as start, killCliChildren } from "./support/cli.ts";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const bin = "packages/cli/bin/tributary.js";
 const backend = backends()[0]!;
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-const children = new Set<ChildProcess>();
-
-/** The environment of a user who has not set DATABASE_URL, plus `env`. */
-function environment(env: Record<string, string>): NodeJS.ProcessEnv {
-  const { DATABASE_URL: _unset, ...rest } = process.env;
-  return { ...rest, ...env };
-}
-
-function start(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: environment(env), stdio: ["ignore", "pipe", "pipe"] });
-  children.add(child);
-  const output = { stdout: "", stderr: "" };
-  child.stdout!.on("data", (chunk: Buffer) => (output.stdout += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (output.stderr += chunk.toString()));
-  const exited = new Promise<Run>((resolve) => {
-    child.on("exit", (code, signal) => {
-      children.delete(child);
-      // Let the pipes drain before reading the output.
-      setImmediate(() => resolve({ code, signal, ...output }));
-    });
-  });
-  return { child, output, exited };
-}
-
-async function run(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Run> {
-  const { child, exited } = start(args, env);
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  try {
-    return await exited;
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -67,10 +23,7 @@ async function until(condition: () => boolean | Promise<boolean>, what: string, 
   }
 }
 
-afterEach(() => {
-  for (const child of children) child.kill("SIGKILL");
-  children.clear();
-});
+afterEach(() => killCliChildren());
 
 describe("tributary CLI", () => {
   // Each run boots the CLI (tsx + its dependencies, about a second of CPU): few runs, in parallel.
