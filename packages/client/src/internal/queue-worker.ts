@@ -127,13 +127,17 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   }, 5_000);
   heartbeat.unref();
 
-  const hold = (message: ClaimedMessage<Payload>): Held<Payload> => ({
-    message,
-    abort: new AbortController(),
-    keepAlive: setInterval(() => {
-      void extend(sql, queue, message.receipt, visibilitySeconds).catch(() => undefined);
-    }, extendEveryMs),
-  });
+  const hold = (message: ClaimedMessage<Payload>): Held<Payload> => ({ message, abort: new AbortController(), extendedAt: performance.now(), settled: false });
+  // Keeps the claims of held messages alive: one timer for all of them, not one per message.
+  const keepAlive = setInterval(() => {
+    const due = performance.now() - extendEveryMs;
+    for (const held of [...waiting, ...running.values()]) {
+      if (held.settled || held.extendedAt > due) continue;
+      held.extendedAt = performance.now();
+      void extend(sql, queue, held.message.receipt, visibilitySeconds).catch(() => undefined);
+    }
+  }, Math.max(50, Math.floor(extendEveryMs / 4)));
+  keepAlive.unref();
 
   // Acks of handlers that finished while an ack was on the wire go out together in the next one.
   let ackQueue: Array<{ receipt: string; done: (error?: unknown) => void }> = [];
@@ -173,7 +177,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     } catch (error) {
       failure = error ?? new Error("handler failed");
     }
-    clearInterval(held.keepAlive);
+    held.settled = true;
     running.delete(message.receipt);
     if (abort.signal.aborted) return; // given back by stop()
     // The handler is done: its slot takes the next held message while the ack is on the wire.
@@ -262,7 +266,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
       // Held but never started: back to the queue, not counted as a delivery.
       const unstarted = waiting;
       waiting = [];
-      for (const held of unstarted) clearInterval(held.keepAlive);
+      for (const held of unstarted) held.settled = true;
       if (unstarted.length > 0) {
         await release(sql, queue, unstarted.map((h) => h.message.receipt)).catch((error: unknown) => {
           log(`release of ${unstarted.length} unstarted messages failed (${(error as Error).message}); their claims will expire instead`);
@@ -273,10 +277,11 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
       // Still running after the grace period: give them back now rather than at expiry.
       await Promise.all([...running.values()].map(async (held) => {
         held.abort.abort();
-        clearInterval(held.keepAlive);
+        held.settled = true;
         await nack(sql, queue, held.message.receipt, { error: "worker stopped", delaySeconds: 0 }).catch(() => undefined);
       }));
       clearInterval(heartbeat);
+      clearInterval(keepAlive);
       await listener.unlisten().catch(() => undefined);
       await sql`delete from tributary.queue_workers where queue = ${queue} and worker = ${worker}`.catch(() => undefined);
     })();
@@ -290,5 +295,8 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
 interface Held<Payload> {
   readonly message: ClaimedMessage<Payload>;
   readonly abort: AbortController;
-  readonly keepAlive: ReturnType<typeof setInterval>;
+  /** When its claim was last made or extended (performance.now()). */
+  extendedAt: number;
+  /** Acked, nacked, released or given back: no more extends. */
+  settled: boolean;
 }
