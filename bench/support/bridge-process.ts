@@ -18,6 +18,7 @@ import { fileURLToPath } from "node:url";
 import type { Plugin } from "esbuild";
 import type { BridgeTimings } from "./bridge-timing.ts";
 import { bundleChild } from "./bundle-child.ts";
+import { ChildLines } from "./child-lines.ts";
 
 const timingModule = fileURLToPath(new URL("./bridge-timing.ts", import.meta.url));
 const readerModule = fileURLToPath(new URL("./bridge-reader-child.ts", import.meta.url));
@@ -50,7 +51,7 @@ export class BridgeProcess {
   readonly failed: Promise<never>;
   readonly exited: Promise<number | null>;
   private peak = 0;
-  private errors = "";
+  private readonly lines: ChildLines;
   private statsWaiters: Array<(t: BridgeTimings) => void> = [];
 
   constructor(private readonly child: ChildProcess) {
@@ -70,25 +71,13 @@ export class BridgeProcess {
       failReady(error);
       failRun(error);
     };
-    let buffer = "";
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      buffer += chunk;
-      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        const space = line.indexOf(" ");
-        const tag = line.slice(0, space);
-        const rest = line.slice(space + 1);
-        if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
-        else if (tag === "start") markStarted(JSON.parse(rest) as BridgeStart);
-        else if (tag === "ready") markReady((JSON.parse(rest) as { epochMs: number }).epochMs);
-        else if (tag === "stats") this.statsWaiters.shift()?.(JSON.parse(rest) as BridgeTimings);
-        else if (tag === "error") fail(new Error(`bridge child ${child.pid}: ${rest}\n${this.errors}`));
-      }
-    });
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.errors = (this.errors + chunk).slice(-8000)));
-    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
-    void this.exited.then((code) => fail(new Error(`bridge child ${child.pid} exited (${code}): ${this.errors.trim()}`)));
+    this.lines = new ChildLines(child, "bridge child", (tag, rest) => {
+      if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
+      else if (tag === "start") markStarted(JSON.parse(rest) as BridgeStart);
+      else if (tag === "ready") markReady((JSON.parse(rest) as { epochMs: number }).epochMs);
+      else if (tag === "stats") this.statsWaiters.shift()?.(JSON.parse(rest) as BridgeTimings);
+    }, fail);
+    this.exited = this.lines.exited;
   }
 
   get pid(): number {
@@ -119,22 +108,16 @@ export class BridgeProcess {
   }
 
   stderr(): string {
-    return this.errors;
+    return this.lines.stderr();
   }
 
   /** SIGTERM (the bridge finishes its batches, commits, leaves), SIGKILL after `graceMs`. */
   async stop(graceMs = 15_000): Promise<number | null> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
-    this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
-    const code = await this.exited;
-    clearTimeout(timer);
-    return code;
+    return this.lines.stop(graceMs);
   }
 
   async kill(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
-    await this.exited;
+    await this.lines.kill();
   }
 }
 
@@ -221,10 +204,9 @@ export interface ReaderRecord {
 export class ReaderProcess {
   /** Resolves once the reader is in its group; rejects if it exits first. */
   readonly joined: Promise<void>;
-  private readonly exited: Promise<number | null>;
-  private errors = "";
+  private readonly lines: ChildLines;
 
-  constructor(private readonly child: ChildProcess, onRecords: (records: ReaderRecord[]) => void) {
+  constructor(child: ChildProcess, onRecords: (records: ReaderRecord[]) => void) {
     let markJoined: () => void = () => {};
     let fail: (error: Error) => void = () => {};
     this.joined = new Promise((resolve, reject) => {
@@ -232,27 +214,14 @@ export class ReaderProcess {
       fail = reject;
     });
     this.joined.catch(() => undefined);
-    let buffer = "";
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      buffer += chunk;
-      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        if (line === "joined") markJoined();
-        else if (line.startsWith("records ")) onRecords(line.slice(8).split(";").map(parseRecord));
-      }
-    });
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.errors = (this.errors + chunk).slice(-8000)));
-    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
-    void this.exited.then((code) => fail(new Error(`reader child ${child.pid} exited (${code}): ${this.errors.trim()}`)));
+    this.lines = new ChildLines(child, "reader child", (tag, rest) => {
+      if (tag === "joined") markJoined();
+      else if (tag === "records") onRecords(rest.split(";").map(parseRecord));
+    }, (error) => fail(error));
   }
 
   async stop(graceMs = 5_000): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
-    await this.exited;
-    clearTimeout(timer);
+    await this.lines.stop(graceMs);
   }
 }
 

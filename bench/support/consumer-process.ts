@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bundleChild } from "./bundle-child.ts";
+import { ChildLines } from "./child-lines.ts";
 
 
 export interface HandledEvent {
@@ -74,7 +75,7 @@ export class MemberProcess {
   readonly done: Promise<CatchupDone>;
   readonly exited: Promise<number | null>;
   private peak = 0;
-  private errors = "";
+  private readonly lines: ChildLines;
 
   constructor(private readonly child: ChildProcess, options: MemberOptions) {
     let markJoined: (j: Joined) => void = () => {};
@@ -95,26 +96,14 @@ export class MemberProcess {
     };
     this.joined.catch(() => undefined);
     this.done.catch(() => undefined);
-    let buffer = "";
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      buffer += chunk;
-      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        const space = line.indexOf(" ");
-        const tag = line.slice(0, space);
-        const rest = line.slice(space + 1);
-        if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
-        else if (tag === "events") options.onEvents?.(rest.split(";").map(parseEvent));
-        else if (tag === "progress") options.onProgress?.(Number(rest));
-        else if (tag === "joined") markJoined(JSON.parse(rest) as Joined);
-        else if (tag === "done") markDone(JSON.parse(rest) as CatchupDone);
-        else if (tag === "error") fail(new Error(`consumer child ${child.pid}: ${rest}\n${this.errors}`));
-      }
-    });
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.errors = (this.errors + chunk).slice(-8000)));
-    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
-    void this.exited.then((code) => fail(new Error(`consumer child ${child.pid} exited (${code}): ${this.errors.trim()}`)));
+    this.lines = new ChildLines(child, "consumer child", (tag, rest) => {
+      if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
+      else if (tag === "events") options.onEvents?.(rest.split(";").map(parseEvent));
+      else if (tag === "progress") options.onProgress?.(Number(rest));
+      else if (tag === "joined") markJoined(JSON.parse(rest) as Joined);
+      else if (tag === "done") markDone(JSON.parse(rest) as CatchupDone);
+    }, fail);
+    this.exited = this.lines.exited;
   }
 
   get pid(): number {
@@ -127,23 +116,17 @@ export class MemberProcess {
   }
 
   stderr(): string {
-    return this.errors;
+    return this.lines.stderr();
   }
 
   /** kill -9, now. Resolves when the process is gone. */
   async kill(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
-    await this.exited;
+    await this.lines.kill();
   }
 
   /** SIGTERM (the member finishes its batches, commits, leaves), SIGKILL after `graceMs`. */
   async stop(graceMs = 15_000): Promise<number | null> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
-    this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
-    const code = await this.exited;
-    clearTimeout(timer);
-    return code;
+    return this.lines.stop(graceMs);
   }
 }
 

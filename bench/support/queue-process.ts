@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bundleChild } from "./bundle-child.ts";
+import { ChildLines } from "./child-lines.ts";
 
 
 export type QueueSystemName = "tributary" | "pgboss" | "graphile";
@@ -60,7 +61,7 @@ export class QueueWorkerProcess {
   cpuSeconds = 0;
   peakRss = 0;
   private startedAt = 0;
-  private errors = "";
+  private readonly lines: ChildLines;
   private failure: Error | null = null;
 
   constructor(private readonly child: ChildProcess, options: WorkerProcessOptions) {
@@ -75,37 +76,25 @@ export class QueueWorkerProcess {
       this.failure ??= error;
       failReady(error);
     };
-    let buffer = "";
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      buffer += chunk;
-      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        const space = line.indexOf(" ");
-        const tag = space < 0 ? line : line.slice(0, space);
-        const rest = line.slice(space + 1);
-        if (tag === "progress") {
-          const [handled, duplicates, cpu, rss] = rest.split(" ").map(Number);
-          this.handled = handled!;
-          this.duplicates = duplicates!;
-          this.cpuSeconds = cpu!;
-          this.peakRss = Math.max(this.peakRss, rss!);
-        } else if (tag === "seen") {
-          for (const item of rest.split(";")) {
-            const bar = item.indexOf("|");
-            options.onSeen?.(Number(item.slice(0, bar)), Number(item.slice(bar + 1)));
-          }
-        } else if (tag === "claims") {
-          const [count, p50, p99, max, rows] = rest.split(" ").map(Number);
-          options.onClaims?.({ at: Date.now(), count: count!, p50Ms: p50!, p99Ms: p99!, maxMs: max!, rows: rows! });
-        } else if (tag === "started") this.startedAt = Number(rest);
-        else if (tag === "ready") markReady({ startedAt: this.startedAt, readyAt: Number(rest) });
-        else if (tag === "error") fail(new Error(`${options.system} worker ${child.pid}: ${rest}\n${this.errors}`));
-      }
-    });
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.errors = (this.errors + chunk).slice(-8000)));
-    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
-    void this.exited.then((code) => fail(new Error(`${options.system} worker ${child.pid} exited (${code}): ${this.errors.trim()}`)));
+    this.lines = new ChildLines(child, `${options.system} worker`, (tag, rest) => {
+      if (tag === "progress") {
+        const [handled, duplicates, cpu, rss] = rest.split(" ").map(Number);
+        this.handled = handled!;
+        this.duplicates = duplicates!;
+        this.cpuSeconds = cpu!;
+        this.peakRss = Math.max(this.peakRss, rss!);
+      } else if (tag === "seen") {
+        for (const item of rest.split(";")) {
+          const bar = item.indexOf("|");
+          options.onSeen?.(Number(item.slice(0, bar)), Number(item.slice(bar + 1)));
+        }
+      } else if (tag === "claims") {
+        const [count, p50, p99, max, rows] = rest.split(" ").map(Number);
+        options.onClaims?.({ at: Date.now(), count: count!, p50Ms: p50!, p99Ms: p99!, maxMs: max!, rows: rows! });
+      } else if (tag === "started") this.startedAt = Number(rest);
+      else if (tag === "ready") markReady({ startedAt: this.startedAt, readyAt: Number(rest) });
+    }, fail);
+    this.exited = this.lines.exited;
   }
 
   get pid(): number {
@@ -118,17 +107,12 @@ export class QueueWorkerProcess {
   }
 
   stderr(): string {
-    return this.errors;
+    return this.lines.stderr();
   }
 
   /** SIGTERM (the worker stops cleanly), SIGKILL after `graceMs`. */
   async stop(graceMs = 20_000): Promise<number | null> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exited;
-    this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
-    const code = await this.exited;
-    clearTimeout(timer);
-    return code;
+    return this.lines.stop(graceMs);
   }
 }
 
