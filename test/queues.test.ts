@@ -6,7 +6,7 @@
  * database's. Queues do not depend on the decoder: once per server.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 import { ack, ackBatch, claim as claimMessages, createQueue, deadLetters, nack, redrive, release, send, TributaryQueueError } from "@tributary/client";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 
@@ -22,6 +22,12 @@ interface Claimed {
 
 const claim = (sql: Sql, queue: string, worker = "w", max = 1, visibility: string | null = null) =>
   sql<Claimed[]>`select * from tributary.claim(${queue}, ${worker}, ${max}, ${visibility}::interval)`;
+
+/** The database's clock now (not the transaction's start). */
+async function databaseClock(sql: Sql | TransactionSql): Promise<Date> {
+  const [row] = await sql<{ at: Date }[]>`select clock_timestamp() as at`;
+  return row!.at;
+}
 
 async function sqlError(run: () => Promise<unknown>): Promise<{ message: string; constraint_name?: string; hint?: string }> {
   const error = await run().then(() => null, (e: unknown) => e);
@@ -374,14 +380,14 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         const [a] = await tx<Claimed[]>`select * from tributary.claim('fifo', 'a')`;
         signalHeld();
         await tx`select pg_sleep(${holdMs / 1000})`;
-        [{ releasedAt }] = await tx<{ releasedAt: Date }[]>`select clock_timestamp() as "releasedAt"`;
+        releasedAt = await databaseClock(tx);
         return a!;
       });
       await held;
       // Worker B's claim starts now and must wait for A's commit.
-      const [{ started }] = await db.sql<{ started: Date }[]>`select clock_timestamp() as started`;
+      const started = await databaseClock(db.sql);
       const [b] = await db.sql<Array<Claimed & { visible_until: Date }>>`select * from tributary.claim('fifo', 'b')`;
-      const [{ returned }] = await db.sql<{ returned: Date }[]>`select clock_timestamp() as returned`;
+      const returned = await databaseClock(db.sql);
       const a = await first;
       expect([a.payload.n, b!.payload.n]).toEqual([1, 2]);
       const waitedMs = returned.getTime() - started.getTime();
@@ -398,9 +404,9 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       // extend() and nack() count from when they run too (not from their transaction's start).
       const extended = await db.sql.begin(async (tx) => {
         await tx`select pg_sleep(${holdMs / 1000})`;
-        const [{ before }] = await tx<{ before: Date }[]>`select clock_timestamp() as before`;
-        const [{ until }] = await tx<{ until: Date }[]>`select tributary.extend('fifo', ${b!.receipt}, ${`${visibilitySeconds} seconds`}::interval) as until`;
-        return { before, until };
+        const before = await databaseClock(tx);
+        const [row] = await tx<{ until: Date }[]>`select tributary.extend('fifo', ${b!.receipt}, ${`${visibilitySeconds} seconds`}::interval) as until`;
+        return { before, until: row!.until };
       });
       expect(extended.until.getTime()).toBeGreaterThanOrEqual(extended.before.getTime() + visibilitySeconds * 1000);
     });
