@@ -32,11 +32,12 @@ describe("tributary tail", () => {
   // Each run boots the CLI (tsx + its dependencies, about a second of CPU): few runs, in parallel.
   it("--help documents the start positions; bad input exits 2 saying what is wrong and how to fix it", async () => {
     const noDatabase = { DATABASE_URL: "postgres://127.0.0.1:1/none" }; // never reached: these fail before connecting
-    const [help, badFrom, offsetWithoutPartition, group] = await Promise.all([
+    const [help, badFrom, offsetWithoutPartition, group, badGroup] = await Promise.all([
       run(["tail", "--help"]),
       run(["tail", "orders", "--from", "yesterday"], noDatabase),
       run(["tail", "orders", "--from", "12"], noDatabase),
       run(["tail", "orders", "--group", "billing", "--from", "12"], noDatabase),
+      run(["tail", "orders", "--group", "bad group!"], noDatabase),
     ]);
     expect([help.code, help.stderr]).toEqual([0, ""]);
     expect(help.stdout).toMatch(/^Usage: tributary tail STREAM \[--from earliest\|latest\|OFFSET\|TIME\] \[--partition N\]/);
@@ -48,6 +49,9 @@ describe("tributary tail", () => {
     expect(offsetWithoutPartition.stderr).toMatch(/--from 12 is an offset, and offsets are per partition: add --partition N/);
     expect(group.code, group.stderr).toBe(2);
     expect(group.stderr).toMatch(/--from 12: a group starts new partitions at earliest, latest or a time; to move a group to an offset use tributary groups reset/);
+    // The consumer_groups rule, checked before connecting: one clear line, not a check-constraint error retried for ever.
+    expect(badGroup.code, badGroup.stderr).toBe(2);
+    expect(badGroup.stderr).toBe("tributary tail: --group: invalid group name 'bad group!': a group name is 1 to 200 characters of A-Z a-z 0-9 . _ -\n");
   });
 
   describe("against a database", () => {
@@ -115,15 +119,42 @@ describe("tributary tail", () => {
     it("an unknown stream or partition exits 2 and says how to find the right one", async () => {
       db = await createTestDatabase(backend);
       await createStream(db.sql, "orders", 3);
-      const [stream, partition] = await Promise.all([
+      const [stream, groupStream, partition] = await Promise.all([
         run(["tail", "ordres", "--database-url", db.url]),
+        run(["tail", "ordres", "--group", "g1", "--database-url", db.url]),
         run(["tail", "orders", "--partition", "3", "--from", "earliest"], { DATABASE_URL: db.url }),
       ]);
       expect(stream.code, stream.stderr).toBe(2);
       expect(stream.stderr).toMatch(/^tributary tail: stream 'ordres' does not exist: .*`tributary status` lists the streams/m);
+      // With --group the same: told, not silently created.
+      expect(groupStream.code, groupStream.stderr).toBe(2);
+      expect(groupStream.stderr).toBe(stream.stderr);
+      expect(await db.sql`select name from tributary.streams`).toEqual([{ name: "orders" }]);
+      expect(await db.sql`select 1 from tributary.consumer_groups`).toHaveLength(0);
       expect(partition.code, partition.stderr).toBe(2);
       expect(partition.stderr).toMatch(/^tributary tail: partition 3 does not exist: stream 'orders' has 3 partitions \(0 to 2\)/m);
     });
+    it("--group: an error that cannot heal (permission denied) stops the member with exit 1 after one attempt, not a retry loop", async () => {
+      db = await createTestDatabase(backend);
+      await createStream(db.sql, "orders", 2);
+      const role = `tail_${db.slotName}`;
+      await db.sql.unsafe(`create role ${role} login`);
+      try {
+        // It may look the stream up, nothing more: joining the group is refused.
+        await db.sql.unsafe(`grant usage on schema tributary to ${role}; grant select on tributary.streams to ${role}`);
+        const url = new URL(db.url);
+        url.username = role;
+        const member = await run(["tail", "orders", "--group", "g1"], { DATABASE_URL: url.toString() }, 20_000);
+        expect(member.signal, "still retrying after 20 s").toBeNull();
+        expect(member.code, member.stderr).toBe(1);
+        expect(member.stderr).toMatch(/^tributary tail: permission denied for (table|function|sequence) /m);
+        expect(member.stderr.match(/heartbeat failed/g)).toHaveLength(1);
+        expect(member.stderr).toMatch(/not retrying/);
+      } finally {
+        await db.sql.unsafe(`drop owned by ${role}; drop role ${role}`);
+      }
+    });
+
     it("--group: two members share the partitions, commit after printing, and a restart resumes after the commits", async () => {
       db = await createTestDatabase(backend);
       const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });

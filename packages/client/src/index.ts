@@ -16,7 +16,7 @@ export type { AppendErrorCode } from "./internal/errors.ts";
 export { murmur2, partitionFor } from "./internal/partitioner.ts";
 export { decodeRawEvent, readPartition, readRawPartition } from "./internal/events.ts";
 export type { RawStreamEvent, StreamEvent } from "./internal/events.ts";
-export { parseStartPosition, readKey, tailPartition, tailStream, TributaryReadError } from "./internal/reader.ts";
+export { parseStartPosition, readKey, streamPartitions, tailPartition, tailStream, TributaryReadError } from "./internal/reader.ts";
 export type { ReadErrorCode, StartPosition, TailOptions } from "./internal/reader.ts";
 export { describeGroups, resetGroupOffsets, GroupAdminError } from "./internal/group-admin.ts";
 export type { GroupAdminErrorCode, GroupDescription, GroupMemberDescription, GroupPartitionDescription, GroupReset, PartitionReset, ResetTarget } from "./internal/group-admin.ts";

@@ -4,7 +4,7 @@
  * Without --group it is a plain reader (nothing committed); see reader.ts.
  */
 import postgres from "postgres";
-import { consumer, parseStartPosition, tailPartition, tailStream, TributaryReadError, type StreamEvent } from "@tributary/client";
+import { consumer, parseStartPosition, streamPartitions, tailPartition, tailStream, TributaryReadError, type StreamEvent } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { onShutdown } from "./shutdown.ts";
 
@@ -56,6 +56,9 @@ export async function tailCommand(argv: string[]): Promise<void> {
     throw new UsageError(`--partition must be a partition number (0, 1, …), not '${values.partition}'`);
   }
   if (values.group !== undefined) {
+    if (!/^[A-Za-z0-9._-]{1,200}$/.test(values.group)) {
+      throw new UsageError(`--group: invalid group name '${values.group}': a group name is 1 to 200 characters of A-Z a-z 0-9 . _ -`);
+    }
     if (partition !== undefined) throw new UsageError("--partition and --group do not mix: a group member reads the partitions the group assigns it");
     if (typeof from === "number") throw new UsageError(`--from ${from}: a group starts new partitions at earliest, latest or a time; to move a group to an offset use tributary groups reset`);
     return tailAsGroupMember(databaseUrl(values), stream, values.group, from);
@@ -86,6 +89,14 @@ export async function tailCommand(argv: string[]): Promise<void> {
 /** A consumer group member that prints each batch, then lets the consumer commit it (at-least-once). */
 async function tailAsGroupMember(url: string, stream: string, group: string, from: "earliest" | "latest" | Date): Promise<void> {
   const sql = postgres(url, { max: 4, onnotice: () => {} });
+  // As without --group: an unknown stream is a mistake to report, not a stream to create.
+  try {
+    await streamPartitions(sql, stream);
+  } catch (error) {
+    await sql.end({ timeout: 1 });
+    if (error instanceof TributaryReadError) throw new UsageError(error.message);
+    throw error;
+  }
   exitOnClosedStdout();
   // A signal while joining still leaves the group: stop once the join is in.
   const joining = consumer(sql, {

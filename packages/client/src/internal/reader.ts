@@ -182,7 +182,7 @@ async function listenForEvents(sql: Sql, signal: AbortSignal | undefined): Promi
 }
 
 /** The partition count of a stream; UNKNOWN_STREAM if it does not exist. */
-async function streamPartitions(sql: Sql | TransactionSql, stream: string): Promise<number> {
+export async function streamPartitions(sql: Sql | TransactionSql, stream: string): Promise<number> {
   const [row] = await sql<{ partitions: number }[]>`select partitions from tributary.streams where name = ${stream}`;
   if (!row) {
     throw new TributaryReadError(
