@@ -116,6 +116,67 @@ describe("tributary tail", () => {
       }
     });
 
+    it("a dropped connection (pg_terminate_backend mid-read and idle) is retried: the tail resumes with every event exactly once, in order; a missing database exits 1 at once", async () => {
+      db = await createTestDatabase(backend);
+      const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+      const tailPollMs = 2_000; // reader.ts's default fallback poll: a caught-up tail reads again at least this often
+      try {
+        await createStream(db.sql, "orders", 3);
+        const appendEvents = (from: number, n: number) =>
+          appendBatch(db.sql, Array.from({ length: n }, (_, i) => ({ stream: "orders", key: `o${from + i}`, type: "T", data: { i: from + i } })));
+        await appendEvents(0, 6);
+        await waitForCount(db.sql, 6, 30_000);
+        const tail = start(["tail", "orders", "--from", "earliest"], { DATABASE_URL: db.url });
+        const lines = () => tail.output.stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Line);
+        await eventually("6 JSON lines from tail", () => lines().length >= 6, 30_000);
+
+        // Mid-read: the stream table is locked, so tail's next read (within a poll interval) waits; then its backends are terminated.
+        const locker = await db.sql.reserve();
+        try {
+          await locker`begin`;
+          await locker`lock table tributary.events in access exclusive mode`;
+          await eventually("tail's read waiting for the lock", async () => {
+            const [row] = await db.sql`select count(*)::int as n from pg_stat_activity where application_name = 'tributary tail' and wait_event_type = 'Lock'`;
+            return row!.n >= 1;
+          }, tailPollMs * 5);
+          const terminated = await db.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'tributary tail'`;
+          expect(terminated.length).toBeGreaterThanOrEqual(1);
+          await locker`rollback`;
+        } finally {
+          locker.release();
+        }
+        await appendEvents(6, 4);
+        await eventually("the 4 events appended after the drop", () => lines().length >= 10, 30_000);
+
+        // Idle: terminated while waiting for events.
+        await db.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'tributary tail'`;
+        await appendEvents(10, 3);
+        await eventually("the 3 events appended after the second drop", () => lines().length >= 13, 30_000);
+        await new Promise((r) => setTimeout(r, tailPollMs)); // a duplicate would be printed within a poll
+
+        const stored = await readAll(db.sql, "orders");
+        expect(stored).toHaveLength(13);
+        const printed = lines();
+        expect(printed.map((l) => l.id).sort()).toEqual(stored.map((e) => e.id).sort()); // each exactly once
+        for (let p = 0; p < 3; p++) {
+          expect(printed.filter((l) => l.partition === p).map((l) => l.offset), `partition ${p}`).toEqual(stored.filter((e) => e.partition === p).map((e) => e.offset));
+        }
+        expect(tail.output.stderr).toMatch(/connection lost \(.*\); reconnecting in \d+ ms \(attempt 1\)/);
+        tail.child.kill("SIGTERM");
+        const exit = await tail.exited;
+        expect([exit.code, exit.signal], exit.stderr).toEqual([0, null]);
+
+        // What cannot heal is not retried.
+        const missing = new URL(db.url);
+        missing.pathname = "/no_such_database";
+        const gone = await run(["tail", "orders", "--database-url", missing.toString()], {}, 20_000);
+        expect(gone.code, gone.stderr).toBe(1);
+        expect(gone.stderr).toMatch(/^tributary tail: database "no_such_database" does not exist\n$/);
+      } finally {
+        await relay.stop();
+      }
+    });
+
     it("an unknown stream or partition exits 2 and says how to find the right one", async () => {
       db = await createTestDatabase(backend);
       await createStream(db.sql, "orders", 3);

@@ -5,8 +5,8 @@
  * this connection (an administrator's pg_terminate_backend, a failover, a
  * network reset). Stop on what cannot: wrong credentials, a database or
  * table that does not exist, missing privileges, input the schema refuses.
- * An error that is neither (a statement timeout, a serialization failure) is
- * treated as transient by callers that read, since reading again is harmless.
+ * Anything else is neither: callers decide (a reader stops on it rather than
+ * guess).
  */
 
 /** Network-level errors (Node's errno codes and postgres.js's own connection codes). */
