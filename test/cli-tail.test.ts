@@ -177,6 +177,43 @@ describe("tributary tail", () => {
       }
     });
 
+    it("data nested 5,000 deep (accepted by append) is printed by tail and tail --group, which go on to the next event", async () => {
+      db = await createTestDatabase(backend);
+      const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+      const depth = 5_000;
+      try {
+        await createStream(db.sql, "deep", 1);
+        await appendBatch(db.sql, [{ stream: "deep", key: "k", type: "Before", data: { n: 1 } }]);
+        // Through Tributary's own append, as a user would: {"a": {"a": … 1 …}}.
+        await db.sql`select tributary.append('deep', 'k', 'Deep', ${'{"a":'.repeat(depth) + "1" + "}".repeat(depth)}::text::jsonb)`;
+        await appendBatch(db.sql, [{ stream: "deep", key: "k", type: "After", data: { n: 3 } }]);
+        await waitForCount(db.sql, 3, 30_000);
+
+        const env = { DATABASE_URL: db.url };
+        const parse = (out: string) => out.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Line);
+        const plain = start(["tail", "deep", "--from", "earliest"], env);
+        const member = start(["tail", "deep", "--group", "gdeep", "--from", "earliest"], env);
+        await eventually("3 lines from tail", () => parse(plain.output.stdout).length >= 3 || plain.child.exitCode !== null, 30_000);
+        await eventually("3 lines from tail --group", () => parse(member.output.stdout).length >= 3 || member.child.exitCode !== null, 30_000);
+        await eventually("gdeep committed past the deep event", async () => {
+          const [row] = await db.sql`select coalesce(sum(lag), -1)::int as lag from tributary.group_lag where group_name = 'gdeep'`;
+          return row?.lag === 0;
+        }, 20_000);
+        for (const [name, run] of [["tail", plain], ["tail --group", member]] as const) {
+          const lines = parse(run.output.stdout);
+          expect(lines.map((l) => [l.offset, l.type]), `${name}: ${run.output.stderr}`).toEqual([[0, "Before"], [1, "Deep"], [2, "After"]]);
+          let data = lines[1]!.data as { a: unknown };
+          for (let i = 0; i < depth; i++) data = data.a as { a: unknown };
+          expect(data, name).toBe(1);
+          expect(run.output.stderr, name).not.toMatch(/call stack|paus/i);
+          run.child.kill("SIGTERM");
+          expect((await run.exited).code, name).toBe(0);
+        }
+      } finally {
+        await relay.stop();
+      }
+    });
+
     it("an unknown stream or partition exits 2 and says how to find the right one", async () => {
       db = await createTestDatabase(backend);
       await createStream(db.sql, "orders", 3);

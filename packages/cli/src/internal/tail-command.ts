@@ -7,7 +7,7 @@
  * permission denied) exits 1 with the server's message.
  */
 import postgres from "postgres";
-import { consumer, parseStartPosition, streamPartitions, tailPartition, tailStream, TributaryReadError, type StreamEvent } from "@tributary/client";
+import { consumer, jsonText, parseStartPosition, streamPartitions, tailPartition, tailStream, TributaryReadError, type StreamEvent } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { onShutdown } from "./shutdown.ts";
 
@@ -147,7 +147,8 @@ async function printEvents(events: AsyncIterable<StreamEvent>): Promise<void> {
 }
 
 async function printLine(e: StreamEvent): Promise<void> {
-  const line = JSON.stringify({
+  // jsonText, not JSON.stringify: data nested thousands deep overflowed the stack and ended the tail.
+  const line = jsonText({
     stream: e.stream,
     partition: e.partition,
     offset: e.offset,
