@@ -32,13 +32,13 @@ describe("tributary tail", () => {
   // Each run boots the CLI (tsx + its dependencies, about a second of CPU): few runs, in parallel.
   it("--help documents the start positions; bad input exits 2 saying what is wrong and how to fix it", async () => {
     const noDatabase = { DATABASE_URL: "postgres://127.0.0.1:1/none" }; // never reached: these fail before connecting
-    const [help, badFrom, offsetWithoutPartition, group, badGroup] = await Promise.all([
+    const [help, badFrom, offsetWithoutPartition, group] = await Promise.all([
       run(["tail", "--help"]),
       run(["tail", "orders", "--from", "yesterday"], noDatabase),
       run(["tail", "orders", "--from", "12"], noDatabase),
       run(["tail", "orders", "--group", "billing", "--from", "12"], noDatabase),
-      run(["tail", "orders", "--group", "bad group!"], noDatabase),
     ]);
+    const badGroup = await run(["tail", "orders", "--group", "bad group!"], noDatabase); // after: four boots at once are enough on a small machine
     expect([help.code, help.stderr]).toEqual([0, ""]);
     expect(help.stdout).toMatch(/^Usage: tributary tail STREAM \[--from earliest\|latest\|OFFSET\|TIME\] \[--partition N\]/);
     expect(help.stdout).toMatch(/--from POSITION +where each partition starts \(default: latest\)/);
