@@ -38,6 +38,7 @@ describe("tributary tail", () => {
       run(["tail", "orders", "--from", "12"], noDatabase),
       run(["tail", "orders", "--group", "billing", "--from", "12"], noDatabase),
     ]);
+    const badGroup = await run(["tail", "orders", "--group", "bad group!"], noDatabase); // after: four boots at once are enough on a small machine
     expect([help.code, help.stderr]).toEqual([0, ""]);
     expect(help.stdout).toMatch(/^Usage: tributary tail STREAM \[--from earliest\|latest\|OFFSET\|TIME\] \[--partition N\]/);
     expect(help.stdout).toMatch(/--from POSITION +where each partition starts \(default: latest\)/);
@@ -48,6 +49,9 @@ describe("tributary tail", () => {
     expect(offsetWithoutPartition.stderr).toMatch(/--from 12 is an offset, and offsets are per partition: add --partition N/);
     expect(group.code, group.stderr).toBe(2);
     expect(group.stderr).toMatch(/--from 12: a group starts new partitions at earliest, latest or a time; to move a group to an offset use tributary groups reset/);
+    // The consumer_groups rule, checked before connecting: one clear line, not a check-constraint error retried for ever.
+    expect(badGroup.code, badGroup.stderr).toBe(2);
+    expect(badGroup.stderr).toBe("tributary tail: --group: invalid group name 'bad group!': a group name is 1 to 200 characters of A-Z a-z 0-9 . _ -\n");
   });
 
   describe("against a database", () => {
@@ -112,18 +116,143 @@ describe("tributary tail", () => {
       }
     });
 
+    it("a dropped connection (pg_terminate_backend mid-read and idle) is retried: the tail resumes with every event exactly once, in order; a missing database exits 1 at once", async () => {
+      db = await createTestDatabase(backend);
+      const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+      const tailPollMs = 2_000; // reader.ts's default fallback poll: a caught-up tail reads again at least this often
+      try {
+        await createStream(db.sql, "orders", 3);
+        const appendEvents = (from: number, n: number) =>
+          appendBatch(db.sql, Array.from({ length: n }, (_, i) => ({ stream: "orders", key: `o${from + i}`, type: "T", data: { i: from + i } })));
+        await appendEvents(0, 6);
+        await waitForCount(db.sql, 6, 30_000);
+        const tail = start(["tail", "orders", "--from", "earliest"], { DATABASE_URL: db.url });
+        const lines = () => tail.output.stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Line);
+        await eventually("6 JSON lines from tail", () => lines().length >= 6, 30_000);
+
+        // Mid-read: the stream table is locked, so tail's next read (within a poll interval) waits; then its backends are terminated.
+        const locker = await db.sql.reserve();
+        try {
+          await locker`begin`;
+          await locker`lock table tributary.events in access exclusive mode`;
+          await eventually("tail's read waiting for the lock", async () => {
+            const [row] = await db.sql`select count(*)::int as n from pg_stat_activity where application_name = 'tributary tail' and wait_event_type = 'Lock'`;
+            return row!.n >= 1;
+          }, tailPollMs * 5);
+          const terminated = await db.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'tributary tail'`;
+          expect(terminated.length).toBeGreaterThanOrEqual(1);
+          await locker`rollback`;
+        } finally {
+          locker.release();
+        }
+        await appendEvents(6, 4);
+        await eventually("the 4 events appended after the drop", () => lines().length >= 10, 30_000);
+
+        // Idle: terminated while waiting for events.
+        await db.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'tributary tail'`;
+        await appendEvents(10, 3);
+        await eventually("the 3 events appended after the second drop", () => lines().length >= 13, 30_000);
+        await new Promise((r) => setTimeout(r, tailPollMs)); // a duplicate would be printed within a poll
+
+        const stored = await readAll(db.sql, "orders");
+        expect(stored).toHaveLength(13);
+        const printed = lines();
+        expect(printed.map((l) => l.id).sort()).toEqual(stored.map((e) => e.id).sort()); // each exactly once
+        for (let p = 0; p < 3; p++) {
+          expect(printed.filter((l) => l.partition === p).map((l) => l.offset), `partition ${p}`).toEqual(stored.filter((e) => e.partition === p).map((e) => e.offset));
+        }
+        expect(tail.output.stderr).toMatch(/connection lost \(.*\); reconnecting in \d+ ms \(attempt 1\)/);
+        tail.child.kill("SIGTERM");
+        const exit = await tail.exited;
+        expect([exit.code, exit.signal], exit.stderr).toEqual([0, null]);
+
+        // What cannot heal is not retried.
+        const missing = new URL(db.url);
+        missing.pathname = "/no_such_database";
+        const gone = await run(["tail", "orders", "--database-url", missing.toString()], {}, 20_000);
+        expect(gone.code, gone.stderr).toBe(1);
+        expect(gone.stderr).toMatch(/^tributary tail: database "no_such_database" does not exist\n$/);
+      } finally {
+        await relay.stop();
+      }
+    });
+
+    it("data nested 5,000 deep (accepted by append) is printed by tail and tail --group, which go on to the next event", async () => {
+      db = await createTestDatabase(backend);
+      const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+      const depth = 5_000;
+      try {
+        await createStream(db.sql, "deep", 1);
+        await appendBatch(db.sql, [{ stream: "deep", key: "k", type: "Before", data: { n: 1 } }]);
+        // Through Tributary's own append, as a user would: {"a": {"a": … 1 …}}.
+        await db.sql`select tributary.append('deep', 'k', 'Deep', ${'{"a":'.repeat(depth) + "1" + "}".repeat(depth)}::text::jsonb)`;
+        await appendBatch(db.sql, [{ stream: "deep", key: "k", type: "After", data: { n: 3 } }]);
+        await waitForCount(db.sql, 3, 30_000);
+
+        const env = { DATABASE_URL: db.url };
+        const parse = (out: string) => out.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Line);
+        const plain = start(["tail", "deep", "--from", "earliest"], env);
+        const member = start(["tail", "deep", "--group", "gdeep", "--from", "earliest"], env);
+        await eventually("3 lines from tail", () => parse(plain.output.stdout).length >= 3 || plain.child.exitCode !== null, 30_000);
+        await eventually("3 lines from tail --group", () => parse(member.output.stdout).length >= 3 || member.child.exitCode !== null, 30_000);
+        await eventually("gdeep committed past the deep event", async () => {
+          const [row] = await db.sql`select coalesce(sum(lag), -1)::int as lag from tributary.group_lag where group_name = 'gdeep'`;
+          return row?.lag === 0;
+        }, 20_000);
+        for (const [name, run] of [["tail", plain], ["tail --group", member]] as const) {
+          const lines = parse(run.output.stdout);
+          expect(lines.map((l) => [l.offset, l.type]), `${name}: ${run.output.stderr}`).toEqual([[0, "Before"], [1, "Deep"], [2, "After"]]);
+          let data = lines[1]!.data as { a: unknown };
+          for (let i = 0; i < depth; i++) data = data.a as { a: unknown };
+          expect(data, name).toBe(1);
+          expect(run.output.stderr, name).not.toMatch(/call stack|paus/i);
+          run.child.kill("SIGTERM");
+          expect((await run.exited).code, name).toBe(0);
+        }
+      } finally {
+        await relay.stop();
+      }
+    });
+
     it("an unknown stream or partition exits 2 and says how to find the right one", async () => {
       db = await createTestDatabase(backend);
       await createStream(db.sql, "orders", 3);
-      const [stream, partition] = await Promise.all([
+      const [stream, groupStream, partition] = await Promise.all([
         run(["tail", "ordres", "--database-url", db.url]),
+        run(["tail", "ordres", "--group", "g1", "--database-url", db.url]),
         run(["tail", "orders", "--partition", "3", "--from", "earliest"], { DATABASE_URL: db.url }),
       ]);
       expect(stream.code, stream.stderr).toBe(2);
       expect(stream.stderr).toMatch(/^tributary tail: stream 'ordres' does not exist: .*`tributary status` lists the streams/m);
+      // With --group the same: told, not silently created.
+      expect(groupStream.code, groupStream.stderr).toBe(2);
+      expect(groupStream.stderr).toBe(stream.stderr);
+      expect(await db.sql`select name from tributary.streams`).toEqual([{ name: "orders" }]);
+      expect(await db.sql`select 1 from tributary.consumer_groups`).toHaveLength(0);
       expect(partition.code, partition.stderr).toBe(2);
       expect(partition.stderr).toMatch(/^tributary tail: partition 3 does not exist: stream 'orders' has 3 partitions \(0 to 2\)/m);
     });
+    it("--group: an error that cannot heal (permission denied) stops the member with exit 1 after one attempt, not a retry loop", async () => {
+      db = await createTestDatabase(backend);
+      await createStream(db.sql, "orders", 2);
+      const role = `tail_${db.slotName}`;
+      await db.sql.unsafe(`create role ${role} login`);
+      try {
+        // It may look the stream up, nothing more: joining the group is refused.
+        await db.sql.unsafe(`grant usage on schema tributary to ${role}; grant select on tributary.streams to ${role}`);
+        const url = new URL(db.url);
+        url.username = role;
+        const member = await run(["tail", "orders", "--group", "g1"], { DATABASE_URL: url.toString() }, 20_000);
+        expect(member.signal, "still retrying after 20 s").toBeNull();
+        expect(member.code, member.stderr).toBe(1);
+        expect(member.stderr).toMatch(/^tributary tail: permission denied for (table|function|sequence) /m);
+        expect(member.stderr.match(/heartbeat failed/g)).toHaveLength(1);
+        expect(member.stderr).toMatch(/not retrying/);
+      } finally {
+        await db.sql.unsafe(`drop owned by ${role}; drop role ${role}`);
+      }
+    });
+
     it("--group: two members share the partitions, commit after printing, and a restart resumes after the commits", async () => {
       db = await createTestDatabase(backend);
       const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });

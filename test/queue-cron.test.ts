@@ -45,6 +45,15 @@ describe(`queue cron [${backend.name}]`, () => {
     expect((await error("61 * * * *"))?.message).toMatch(/invalid cron minute field '61': values must be 0 to 59/);
     expect((await error("* * * * mon"))?.message).toMatch(/invalid cron day-of-week field 'mon'/);
     expect((await error("*/0 * * * *"))?.message).toMatch(/a step is a positive number/);
+    // Numbers too large for an integer are out of the field's range, not an integer overflow.
+    for (const [cron, message] of [
+      ["*/99999999999 * * * *", /^invalid cron minute field '\*\/99999999999': a step is a positive number, at most 60$/],
+      ["* 99999999999 * * *", /^invalid cron hour field '99999999999': values must be 0 to 23$/],
+      ["* * 1-99999999999 * *", /^invalid cron day-of-month field '1-99999999999': values must be 1 to 31$/],
+      ["* * * */13 *", /^invalid cron month field '\*\/13': a step is a positive number, at most 12$/],
+    ] as const) {
+      expect(await error(cron), cron).toMatchObject({ code: "22023", constraint_name: "tributary_queue_cron", message: expect.stringMatching(message) });
+    }
     expect((await db.sql`select tributary.schedule('s', '* * * * *', 'nope', '{}')`.then(() => null, (e: { message: string }) => e))?.message).toMatch(/queue 'nope' does not exist/);
   });
 

@@ -6,7 +6,7 @@
  * database's. Queues do not depend on the decoder: once per server.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 import { ack, ackBatch, claim as claimMessages, createQueue, deadLetters, nack, redrive, release, send, TributaryQueueError } from "@tributary/client";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 
@@ -22,6 +22,12 @@ interface Claimed {
 
 const claim = (sql: Sql, queue: string, worker = "w", max = 1, visibility: string | null = null) =>
   sql<Claimed[]>`select * from tributary.claim(${queue}, ${worker}, ${max}, ${visibility}::interval)`;
+
+/** The database's clock now (not the transaction's start). */
+async function databaseClock(sql: Sql | TransactionSql): Promise<Date> {
+  const [row] = await sql<{ at: Date }[]>`select clock_timestamp() as at`;
+  return row!.at;
+}
 
 async function sqlError(run: () => Promise<unknown>): Promise<{ message: string; constraint_name?: string; hint?: string }> {
   const error = await run().then(() => null, (e: unknown) => e);
@@ -310,6 +316,99 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       await db.sql`select tributary.create_queue('fifo', '{"fifo": true}')`;
       expect((await sqlError(() => db.sql`select tributary.send('fifo', '{}')`)).message).toMatch(/queue 'fifo' is FIFO: give every message a key/);
       expect(await db.sql`select 1 from tributary.queue_messages`).toHaveLength(0); // nothing half-sent
+    });
+
+    it("options of the wrong JSON type, out of range or unknown (also inside backoff) are refused, naming the option, the value and what is allowed", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs')`;
+      const createWith = (options: string) => () => db.sql`select tributary.create_queue('q', ${options}::text::jsonb)`;
+      const sendWith = (options: string) => () => db.sql`select tributary.send('jobs', '{}', ${options}::text::jsonb)`;
+      const cases: Array<[() => Promise<unknown>, RegExp]> = [
+        [createWith('{"max_deliveries": "abc"}'), /^option max_deliveries: "abc" is not a whole number from 1 to 1000000$/],
+        [createWith('{"max_deliveries": 1.7}'), /^option max_deliveries: 1\.7 is not a whole number from 1 to 1000000$/],
+        [createWith('{"max_deliveries": 0}'), /^option max_deliveries: 0 is not a whole number from 1 to 1000000$/],
+        [createWith('{"fifo": "maybe"}'), /^option fifo: "maybe" is not a boolean \(true or false\)$/],
+        [createWith('{"notify_states": 1}'), /^option notify_states: 1 is not a boolean/],
+        [createWith('{"backoff": {"jitter": "lots"}}'), /^option backoff\.jitter: "lots" is not a number from 0 to 1/],
+        [createWith('{"backoff": {"jitter": 1.5}}'), /^option backoff\.jitter: 1\.5 is not a number from 0 to 1/],
+        [createWith('{"backoff": "fast"}'), /^option backoff: "fast" is not an object: \{"base": seconds, "max": seconds, "jitter": 0 to 1\}$/],
+        [createWith('{"backoff": {"bogus": 1}}'), /^unknown backoff option 'bogus': the options are base, max, jitter$/],
+        [createWith('{"backoff": {"base": true}}'), /^option base: true is not a duration/],
+        [createWith('{"visibility_timeout": [30]}'), /^option visibility_timeout: \[30\] is not a duration \(seconds, e\.g\. 30, or an interval/],
+        [createWith('{"visibility_timeout": "1000 years"}'), /^option visibility_timeout: "1000 years" is not a duration .*at most 100 years/],
+        [createWith('{"stream": 5}'), /^option stream: 5 is not a stream name \(a string\)$/],
+        [createWith('{"bogus": null}'), /^unknown queue option 'bogus'/],
+        [sendWith('{"run_at": "infinity"}'), /^option run_at: "infinity" is not a finite timestamp within 100 years of now$/],
+        [sendWith('{"run_at": "-infinity"}'), /^option run_at: "-infinity" is not a finite timestamp/],
+        [sendWith('{"run_at": "294277-01-01"}'), /^option run_at: "294277-01-01" is not a timestamp \(ISO 8601 text/],
+        [sendWith('{"run_at": 1700000000}'), /^option run_at: 1700000000 is not a timestamp \(ISO 8601 text/],
+        [sendWith('{"delay": {"s": 1}}'), /^option delay: \{"s": 1\} is not a duration/],
+        [sendWith('{"delay": 1e300}'), /^option delay: 1e\+?300|^option delay: 1000000000000000000000000000000.* is not a duration/],
+        [sendWith('{"key": 5}'), /^option key: 5 is not a non-empty string of at most 1024 bytes$/],
+        [sendWith('{"key": ""}'), /^option key: "" is not a non-empty string/],
+        [sendWith('{"dedupe_key": {"a": 1}}'), /^option dedupe_key: \{"a": 1\} is not a non-empty string of at most 1024 bytes$/],
+        [() => db.sql`select tributary.send('jobs', '{}', jsonb_build_object('key', repeat('k', 3000)))`, /^option key: "k{50,}.* is not a non-empty string of at most 1024 bytes$/],
+      ];
+      for (const [run, message] of cases) {
+        const error = await sqlError(run);
+        expect({ code: (error as { code?: string }).code, constraint: error.constraint_name }, error.message).toEqual({ code: "22023", constraint: "tributary_queue_option" });
+        expect(error.message).toMatch(message);
+      }
+      expect(await db.sql`select name from tributary.queues`).toEqual([{ name: "jobs" }]); // nothing half-created
+      expect(await db.sql`select 1 from tributary.queue_messages`).toHaveLength(0);
+      // JSON null still means the default; good values still work.
+      await db.sql`select tributary.create_queue('q', '{"max_deliveries": 3, "fifo": null, "backoff": {"base": 0.5, "max": "1 minute", "jitter": 0}}')`;
+      const [q] = await db.sql`select max_deliveries, fifo, backoff_base::text, backoff_jitter from tributary.queues where name = 'q'`;
+      expect(q).toEqual({ max_deliveries: 3, fifo: false, backoff_base: "00:00:00.5", backoff_jitter: 0 });
+      await db.sql`select tributary.send('jobs', '{}', '{"run_at": "2000-01-01T00:00:00Z", "key": "k", "dedupe_key": null}')`;
+      expect(await claim(db.sql, "jobs")).toHaveLength(1); // a past run_at is due at once
+    });
+
+    it("a FIFO claim that waited for the queue's claim lock still gets its whole visibility timeout, counted from when it took effect", async () => {
+      db = await createTestDatabase(backend);
+      const visibilitySeconds = 2;
+      const holdMs = 600; // how long the first claim's transaction keeps the FIFO claim lock
+      await db.sql`select tributary.create_queue('fifo', ${JSON.stringify({ fifo: true, visibility_timeout: visibilitySeconds })}::text::jsonb)`;
+      await db.sql`select tributary.send('fifo', '{"n": 1}', '{"key": "a"}')`;
+      await db.sql`select tributary.send('fifo', '{"n": 2}', '{"key": "b"}')`;
+
+      // Worker A claims inside a transaction that stays open for holdMs, holding the queue's FIFO lock.
+      let releasedAt!: Date;
+      let signalHeld!: () => void;
+      const held = new Promise<void>((r) => (signalHeld = r));
+      const first = db.sql.begin(async (tx) => {
+        const [a] = await tx<Claimed[]>`select * from tributary.claim('fifo', 'a')`;
+        signalHeld();
+        await tx`select pg_sleep(${holdMs / 1000})`;
+        releasedAt = await databaseClock(tx);
+        return a!;
+      });
+      await held;
+      // Worker B's claim starts now and must wait for A's commit.
+      const started = await databaseClock(db.sql);
+      const [b] = await db.sql<Array<Claimed & { visible_until: Date }>>`select * from tributary.claim('fifo', 'b')`;
+      const returned = await databaseClock(db.sql);
+      const a = await first;
+      expect([a.payload.n, b!.payload.n]).toEqual([1, 2]);
+      const waitedMs = returned.getTime() - started.getTime();
+      expect(waitedMs, "B's claim did not wait for A's lock").toBeGreaterThanOrEqual(holdMs * 0.8);
+
+      // The claim took effect after A released the lock: its expiry is at least visibility past that, at most visibility past B's return.
+      const [row] = await db.sql<{ claimed_at: Date; locked_until: Date }[]>`select claimed_at, locked_until from tributary.queue_messages where key = 'b'`;
+      expect(row!.locked_until.getTime()).toBe(b!.visible_until.getTime());
+      expect(row!.claimed_at.getTime()).toBeGreaterThanOrEqual(releasedAt.getTime());
+      expect(row!.locked_until.getTime()).toBeGreaterThanOrEqual(releasedAt.getTime() + visibilitySeconds * 1000);
+      expect(row!.locked_until.getTime()).toBeLessThanOrEqual(returned.getTime() + visibilitySeconds * 1000);
+      expect(row!.locked_until.getTime() - row!.claimed_at.getTime()).toBe(visibilitySeconds * 1000);
+
+      // extend() and nack() count from when they run too (not from their transaction's start).
+      const extended = await db.sql.begin(async (tx) => {
+        await tx`select pg_sleep(${holdMs / 1000})`;
+        const before = await databaseClock(tx);
+        const [row] = await tx<{ until: Date }[]>`select tributary.extend('fifo', ${b!.receipt}, ${`${visibilitySeconds} seconds`}::interval) as until`;
+        return { before, until: row!.until };
+      });
+      expect(extended.until.getTime()).toBeGreaterThanOrEqual(extended.before.getTime() + visibilitySeconds * 1000);
     });
   });
 }

@@ -2,9 +2,12 @@
  * `tributary tail STREAM`: print a stream's events as JSON lines, from a start
  * position, then new ones as the relay writes them, until SIGTERM/SIGINT.
  * Without --group it is a plain reader (nothing committed); see reader.ts.
+ * A dropped connection is retried with backoff and the tail resumes where it
+ * was; an error that cannot heal (authentication, unknown database,
+ * permission denied) exits 1 with the server's message.
  */
 import postgres from "postgres";
-import { consumer, parseStartPosition, tailPartition, tailStream, TributaryReadError, type StreamEvent } from "@tributary/client";
+import { consumer, jsonText, parseStartPosition, streamPartitions, tailPartition, tailStream, TributaryReadError, type StreamEvent } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { onShutdown } from "./shutdown.ts";
 
@@ -15,7 +18,9 @@ Prints the events of STREAM as they arrive, one JSON object per line on stdout:
 stream, partition, offset, id, key, type, data, headers, committed_at (ISO).
 Each partition is printed in offset order. Runs until SIGTERM/SIGINT (Ctrl-C),
 then exits 0. Without --group nothing is committed: run it again and it starts
-from --from again.
+from --from again. A lost connection is retried with backoff (reported on
+stderr) and the tail resumes at the next event of each partition; errors that
+cannot heal (authentication, no such database, permission denied) exit 1.
 
   --group G            read as a member of consumer group G: share the stream's
                        partitions with G's other members, commit the offsets after
@@ -56,6 +61,9 @@ export async function tailCommand(argv: string[]): Promise<void> {
     throw new UsageError(`--partition must be a partition number (0, 1, …), not '${values.partition}'`);
   }
   if (values.group !== undefined) {
+    if (!/^[A-Za-z0-9._-]{1,200}$/.test(values.group)) {
+      throw new UsageError(`--group: invalid group name '${values.group}': a group name is 1 to 200 characters of A-Z a-z 0-9 . _ -`);
+    }
     if (partition !== undefined) throw new UsageError("--partition and --group do not mix: a group member reads the partitions the group assigns it");
     if (typeof from === "number") throw new UsageError(`--from ${from}: a group starts new partitions at earliest, latest or a time; to move a group to an offset use tributary groups reset`);
     return tailAsGroupMember(databaseUrl(values), stream, values.group, from);
@@ -64,12 +72,15 @@ export async function tailCommand(argv: string[]): Promise<void> {
     throw new UsageError(`--from ${from} is an offset, and offsets are per partition: add --partition N, or use earliest, latest or a time`);
   }
 
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {}, connection: { application_name: "tributary tail" } });
   const stop = new AbortController();
+  // A dropped connection is retried with backoff and resumes at each partition's next offset (reader.ts).
+  const onReconnect = (error: unknown, attempt: number, delayMs: number) =>
+    process.stderr.write(`[tributary tail] connection lost (${(error as Error)?.message ?? String(error)}); reconnecting in ${delayMs} ms (attempt ${attempt})\n`);
   const events =
     partition === undefined
-      ? tailStream(sql, { stream, from, signal: stop.signal })
-      : tailPartition(sql, { stream, partition, from, signal: stop.signal });
+      ? tailStream(sql, { stream, from, signal: stop.signal, onReconnect })
+      : tailPartition(sql, { stream, partition, from, signal: stop.signal, onReconnect });
   const printing = printEvents(events).finally(() => sql.end({ timeout: 1 }));
   onShutdown(async () => {
     stop.abort();
@@ -85,7 +96,15 @@ export async function tailCommand(argv: string[]): Promise<void> {
 
 /** A consumer group member that prints each batch, then lets the consumer commit it (at-least-once). */
 async function tailAsGroupMember(url: string, stream: string, group: string, from: "earliest" | "latest" | Date): Promise<void> {
-  const sql = postgres(url, { max: 4, onnotice: () => {} });
+  const sql = postgres(url, { max: 4, onnotice: () => {}, connection: { application_name: "tributary tail" } });
+  // As without --group: an unknown stream is a mistake to report, not a stream to create.
+  try {
+    await streamPartitions(sql, stream);
+  } catch (error) {
+    await sql.end({ timeout: 1 });
+    if (error instanceof TributaryReadError) throw new UsageError(error.message);
+    throw error;
+  }
   exitOnClosedStdout();
   // A signal while joining still leaves the group: stop once the join is in.
   const joining = consumer(sql, {
@@ -128,7 +147,8 @@ async function printEvents(events: AsyncIterable<StreamEvent>): Promise<void> {
 }
 
 async function printLine(e: StreamEvent): Promise<void> {
-  const line = JSON.stringify({
+  // jsonText, not JSON.stringify: data nested thousands deep overflowed the stack and ended the tail.
+  const line = jsonText({
     stream: e.stream,
     partition: e.partition,
     offset: e.offset,

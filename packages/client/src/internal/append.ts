@@ -6,6 +6,7 @@
  */
 import type { Sql, TransactionSql } from "postgres";
 import { TributaryInputError, translateError } from "./errors.ts";
+import { jsonText } from "./json-text.ts";
 
 export interface AppendEvent {
   readonly stream: string;
@@ -45,7 +46,7 @@ export async function append(tx: Executor, event: AppendEvent): Promise<string> 
     const [row] = await tx<{ id: string }[]>`
       select tributary.append(
         ${event.stream}, ${event.key}, ${event.type},
-        ${JSON.stringify(event.data)}::text::jsonb, ${JSON.stringify(event.headers ?? {})}::text::jsonb) as id`;
+        ${jsonText(event.data)}::text::jsonb, ${jsonText(event.headers ?? {})}::text::jsonb) as id`;
     return row!.id;
   } catch (error) {
     throw translateError(error);
@@ -62,8 +63,8 @@ export async function appendBatch(tx: Executor, events: readonly AppendEvent[]):
         ${events.map((e) => e.stream)}::text[],
         ${events.map((e) => e.key)}::text[],
         ${events.map((e) => e.type)}::text[],
-        ${events.map((e) => JSON.stringify(e.data))}::text[]::jsonb[],
-        ${events.map((e) => JSON.stringify(e.headers ?? {}))}::text[]::jsonb[]) as ids`;
+        ${events.map((e) => jsonText(e.data))}::text[]::jsonb[],
+        ${events.map((e) => jsonText(e.headers ?? {}))}::text[]::jsonb[]) as ids`;
     return row!.ids;
   } catch (error) {
     throw translateError(error);

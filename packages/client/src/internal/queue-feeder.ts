@@ -12,6 +12,7 @@
  */
 import type { Sql } from "postgres";
 import { consumer, type Consumer } from "./consumer/consumer.ts";
+import { jsonText } from "./json-text.ts";
 
 export const feederGroup = (queue: string): string => `tributary.queue.${queue}`;
 
@@ -25,7 +26,7 @@ export async function feedQueue(sql: Sql, queue: string, stream: string, options
       await tx!`
         insert into tributary.queue_messages (queue, key, payload, visible_at)
         select ${queue}, e.key, e.event, now()
-          from jsonb_to_recordset(${JSON.stringify(events.map((e) => ({
+          from jsonb_to_recordset(${jsonText(events.map((e) => ({
             key: e.key,
             event: { id: e.id, stream: e.stream, partition: e.partition, offset: e.offset, key: e.key, type: e.type, data: e.data, headers: e.headers, committed_at: e.committedAt },
           })))}::text::jsonb) as e(key text, event jsonb)

@@ -6,6 +6,7 @@
  * and names it; errors come back as TributaryQueueError with a stable code.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { jsonText } from "./json-text.ts";
 
 export type QueueExecutor = Sql | TransactionSql;
 
@@ -107,7 +108,7 @@ export async function send(sql: QueueExecutor, queue: string, payload: unknown, 
   if (options.key !== undefined) json.key = options.key;
   if (options.dedupeKey !== undefined) json.dedupe_key = options.dedupeKey;
   const [row] = await call(() => sql<{ id: string }[]>`
-    select tributary.send(${queue}, ${JSON.stringify(payload ?? null)}::text::jsonb, ${JSON.stringify(json)}::text::jsonb)::text as id`);
+    select tributary.send(${queue}, ${jsonText(payload ?? null)}::text::jsonb, ${JSON.stringify(json)}::text::jsonb)::text as id`);
   return row!.id;
 }
 

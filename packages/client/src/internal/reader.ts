@@ -22,8 +22,18 @@
  * Stopping: the AbortSignal or a `break` out of `for await` ends the
  * generator, which removes its listener (UNLISTEN when it was the last one on
  * the connection) and leaves no timer behind.
+ * Lost connections: a connection error that can heal (connection-errors.ts:
+ * refused, reset, terminated by an administrator, server restarting) does
+ * not end the tail. It waits a capped, jittered exponential backoff
+ * (`reconnect`), listens again and reads on from each partition's position:
+ * a round's events are yielded only after the whole round was read, and a
+ * position moves only past a yielded event, so after a reconnect nothing is
+ * yielded twice and nothing is skipped. Any other error (authentication,
+ * unknown database, permission denied, Tributary not migrated) ends the
+ * iteration with that error: retrying would not fix it.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { isConnectionError } from "./connection-errors.ts";
 import { toStreamEvent, type EventRow, type StreamEvent } from "./events.ts";
 
 /** The relay's notification channel (services/relay stream-writer). Payload: the slot name, unused here. */
@@ -59,6 +69,15 @@ export interface TailOptions {
   readonly pollIntervalMs?: number;
   /** Aborting ends the iteration (the pending `next()` returns done). */
   readonly signal?: AbortSignal;
+  /**
+   * Backoff between reconnect attempts after a lost connection: from
+   * `initialDelayMs` (default 100), doubling, capped at `maxDelayMs`
+   * (default 10,000), each delay jittered down by up to half. `false`: a lost
+   * connection ends the iteration with its error.
+   */
+  readonly reconnect?: false | { readonly initialDelayMs?: number; readonly maxDelayMs?: number };
+  /** Told before each reconnect attempt (1, 2, …) with the error and the delay. */
+  readonly onReconnect?: (error: unknown, attempt: number, delayMs: number) => void;
 }
 
 /** Every event of one partition from `from` on, in offset order, then new ones as the relay writes them. */
@@ -77,9 +96,48 @@ async function* tail(sql: Sql, options: TailOptions, which: number[] | "all"): A
   const pollIntervalMs = options.pollIntervalMs ?? 2000;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, not ${batchSize}`);
   if (!(pollIntervalMs > 0)) throw new RangeError(`pollIntervalMs must be positive, not ${pollIntervalMs}`);
+  const backoff = reconnectBackoff(options.reconnect);
   checkStart(from);
   if (signal?.aborted) return;
 
+  let partitions: number[] | undefined;
+  // Each partition's next offset: set once, then moved only past yielded events.
+  let positions: Map<number, number> | undefined;
+  let failures = 0;
+  while (!signal?.aborted) {
+    let wakeUps: WakeUps | undefined;
+    try {
+      partitions ??= await partitionsToRead(sql, stream, which);
+      wakeUps = await listenForEvents(sql, signal);
+      positions ??= await resolveStarts(sql, stream, partitions, from);
+      while (!signal?.aborted) {
+        wakeUps.clear();
+        const events = await readRound(sql, stream, positions, batchSize);
+        failures = 0;
+        const read = new Map<number, number>();
+        for (const event of events) {
+          if (signal?.aborted) return;
+          read.set(event.partition, (read.get(event.partition) ?? 0) + 1);
+          positions.set(event.partition, event.offset + 1);
+          yield event;
+        }
+        const caughtUp = [...read.values()].every((n) => n < batchSize);
+        if (caughtUp) await wakeUps.sleep(pollIntervalMs);
+      }
+    } catch (error) {
+      if (!backoff || !isConnectionError(error) || signal?.aborted) throw error;
+      failures++;
+      const delayMs = backoff(failures);
+      options.onReconnect?.(error, failures, delayMs);
+      await abortableSleep(delayMs, signal);
+    } finally {
+      await wakeUps?.close();
+    }
+  }
+}
+
+/** The partitions a tail reads, checked against the stream's partition count. */
+async function partitionsToRead(sql: Sql, stream: string, which: number[] | "all"): Promise<number[]> {
   const count = await streamPartitions(sql, stream);
   const partitions = which === "all" ? Array.from({ length: count }, (_, p) => p) : which;
   for (const p of partitions) {
@@ -90,26 +148,34 @@ async function* tail(sql: Sql, options: TailOptions, which: number[] | "all"): A
       );
     }
   }
+  return partitions;
+}
 
-  const wakeUps = await listenForEvents(sql, signal);
-  try {
-    const positions = await resolveStarts(sql, stream, partitions, from);
-    while (!signal?.aborted) {
-      wakeUps.clear();
-      const events = await readRound(sql, stream, positions, batchSize);
-      const read = new Map<number, number>();
-      for (const event of events) {
-        if (signal?.aborted) return;
-        read.set(event.partition, (read.get(event.partition) ?? 0) + 1);
-        positions.set(event.partition, event.offset + 1);
-        yield event;
-      }
-      const caughtUp = [...read.values()].every((n) => n < batchSize);
-      if (caughtUp) await wakeUps.sleep(pollIntervalMs);
-    }
-  } finally {
-    await wakeUps.close();
+/** The delay before reconnect attempt n (1, 2, …): exponential, capped, jittered down by up to half; null when off. */
+function reconnectBackoff(option: TailOptions["reconnect"]): ((attempt: number) => number) | null {
+  if (option === false) return null;
+  const initialDelayMs = option?.initialDelayMs ?? 100;
+  const maxDelayMs = option?.maxDelayMs ?? 10_000;
+  if (!(initialDelayMs > 0) || !(maxDelayMs >= initialDelayMs)) {
+    throw new RangeError(`reconnect: need 0 < initialDelayMs <= maxDelayMs, not ${initialDelayMs} and ${maxDelayMs}`);
   }
+  return (attempt) => {
+    const capped = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(attempt - 1, 30));
+    return Math.round(capped * (0.5 + Math.random() / 2));
+  };
+}
+
+function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done);
+  });
 }
 
 /** One round: up to `limit` events of each partition from its position, one index range scan per partition. */
@@ -182,7 +248,7 @@ async function listenForEvents(sql: Sql, signal: AbortSignal | undefined): Promi
 }
 
 /** The partition count of a stream; UNKNOWN_STREAM if it does not exist. */
-async function streamPartitions(sql: Sql | TransactionSql, stream: string): Promise<number> {
+export async function streamPartitions(sql: Sql | TransactionSql, stream: string): Promise<number> {
   const [row] = await sql<{ partitions: number }[]>`select partitions from tributary.streams where name = ${stream}`;
   if (!row) {
     throw new TributaryReadError(

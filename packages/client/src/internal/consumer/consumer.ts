@@ -32,6 +32,10 @@ import { fetchPartitions, fetchRawPartitions } from "./fetch.ts";
 import { GROUPS_CHANNEL, heartbeat, leave, release, type HeartbeatResult } from "./membership.ts";
 import { commitOffsets, committedOffsets } from "./offsets.ts";
 import { partitionKey } from "./assignor.ts";
+import { isPermanentDatabaseError } from "../connection-errors.ts";
+
+/** The consumer_groups check (migration 0002): refused before any round trip. */
+const groupNamePattern = /^[A-Za-z0-9._-]{1,200}$/;
 
 export interface ConsumerOptions {
   readonly group: string;
@@ -145,6 +149,9 @@ class GroupMember implements Consumer {
       throw new TypeError("consumer: give exactly one of handler, batchHandler or rawBatchHandler");
     }
     if (options.streams.length === 0) throw new TypeError("consumer: streams must name at least one stream");
+    if (typeof options.group !== "string" || !groupNamePattern.test(options.group)) {
+      throw new TypeError(`consumer: invalid group name ${JSON.stringify(options.group)}: a group name is 1 to 200 characters of A-Z a-z 0-9 . _ -`);
+    }
     this.memberId = options.memberId ?? `${options.group}-${randomUUID()}`;
     this.log = options.log ?? ((m) => console.error(`[tributary consumer ${options.group}] ${m}`));
     const sessionTimeoutMs = options.sessionTimeoutMs ?? 10_000;
@@ -270,10 +277,14 @@ class GroupMember implements Consumer {
           if (result.nextCheckMs !== null) next = Math.min(next, Math.max(10, Math.ceil(result.nextCheckMs) + 20));
         } catch (error) {
           if (this.stopping) return;
+          if (this.isFatal(error)) {
+            this.log(`heartbeat failed (${describe(error)}); not retrying: this will not fix itself`);
+            this.suspend();
+            throw error;
+          }
           this.log(`heartbeat failed (${describe(error)}); retrying`);
           if (Date.now() - this.lastHeartbeatOk > this.opts.sessionTimeoutMs) this.suspend();
           next = Math.min(next, 500);
-          if (this.isFatal(error)) throw error;
         }
         if (!this.stopping && !this.heartbeatAgain) {
           this.heartbeatTimer = setTimeout(() => this.requestHeartbeat(), next);
@@ -285,13 +296,15 @@ class GroupMember implements Consumer {
     });
     return this.heartbeatRunning.catch((error: unknown) => {
       this.rejectDone(error);
+      void this.stop().catch(() => undefined); // no timers or fetches left behind a fatal error
       throw error;
     });
   }
 
   private isFatal(error: unknown): boolean {
-    // Bad input (e.g. an invalid stream name) will not fix itself.
-    return (error as { code?: string })?.code === "22023";
+    // Bad input (an invalid stream name), wrong credentials, a missing database,
+    // table or privilege will not fix themselves: fail `done` instead of retrying for ever.
+    return isPermanentDatabaseError(error);
   }
 
   /** Lost contact for a whole session: our partitions may have moved. Stop until a heartbeat says otherwise. */
