@@ -1,5 +1,4 @@
-import postgres from "postgres";
-import { describeGroups, GroupAdminError, resetGroupOffsets, type GroupDescription, type GroupReset, type ResetTarget } from "@tributary/client";
+import { describeGroups, GroupAdminError, resetGroupOffsets, type GroupDescription, type GroupReset, type ResetTarget, connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { columns } from "./text-columns.ts";
 
@@ -37,7 +36,7 @@ export async function groupsCommand(argv: string[]): Promise<void> {
   if (argv[0] === "reset") return resetCommand(argv.slice(1));
   const { values, positionals } = parse(argv, { ...databaseUrlOption, group: { type: "string" }, json: { type: "boolean" } }, listUsage);
   if (positionals.length > 0) throw new UsageError(`unknown subcommand '${positionals[0]}'\n\n${listUsage}`);
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
   try {
     const groups = await describeGroups(sql, values.group === undefined ? {} : { group: values.group }).catch(asUsageError);
     if (values.json) {
@@ -56,7 +55,7 @@ async function resetCommand(argv: string[]): Promise<void> {
   if (values.stream === undefined) throw new UsageError(`--stream is required\n\n${resetUsage}`);
   if (values.to === undefined) throw new UsageError(`--to is required\n\n${resetUsage}`);
   const to = parseTarget(values.to);
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
   try {
     const reset = await resetGroupOffsets(sql, { group: positionals[0]!, stream: values.stream, to }).catch(asUsageError);
     process.stdout.write(values.json ? JSON.stringify(reset) + "\n" : formatReset(reset, values.to));

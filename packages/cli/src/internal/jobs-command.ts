@@ -2,8 +2,7 @@
  * `tributary jobs [QUEUE] [--id N …]`: job state changes as JSON lines, as
  * they commit (queues created with notify_states), until SIGTERM/SIGINT.
  */
-import postgres from "postgres";
-import { watchJobs } from "@tributary/client";
+import { watchJobs, connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { onShutdown } from "./shutdown.ts";
 
@@ -25,7 +24,7 @@ export async function jobsCommand(argv: string[]): Promise<void> {
   if (positionals.length > 1) throw new UsageError(`one queue at a time, not ${positionals.join(" ")}\n\n${usage}`);
   const ids = values.id as string[] | undefined;
   for (const id of ids ?? []) if (!/^\d+$/.test(id)) throw new UsageError(`--id must be a job id (a number), not '${id}'`);
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
   const stop = new AbortController();
   const queue = positionals[0];
   if (queue !== undefined) {

@@ -3,7 +3,7 @@
  * `queues dead` lists a queue's dead letters; `queues redrive` puts them back
  * (tributary.redrive). Queries in queues-query.ts.
  */
-import postgres from "postgres";
+import { connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import {
   describeQueues, hasQueues, readDeadLetters, redriveDeadLetters, WORKER_ALIVE_SECONDS,
@@ -117,7 +117,7 @@ function oneQueue(positionals: string[], usage: string): string {
 }
 
 async function withDatabase(url: string, body: (sql: postgres.Sql) => Promise<void>): Promise<void> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  const sql = connectPostgres(url, { max: 1, onnotice: () => {} });
   try {
     if (!(await hasQueues(sql))) {
       throw new Error("this database has no queues schema (tributary.queues): run tributary migrate to bring the schema up to date");

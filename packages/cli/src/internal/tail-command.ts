@@ -3,8 +3,7 @@
  * position, then new ones as the relay writes them, until SIGTERM/SIGINT.
  * Without --group it is a plain reader (nothing committed); see reader.ts.
  */
-import postgres from "postgres";
-import { consumer, parseStartPosition, tailPartition, tailStream, TributaryReadError, type StreamEvent } from "@tributary/client";
+import { consumer, parseStartPosition, tailPartition, tailStream, TributaryReadError, type StreamEvent, connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { onShutdown } from "./shutdown.ts";
 
@@ -64,7 +63,7 @@ export async function tailCommand(argv: string[]): Promise<void> {
     throw new UsageError(`--from ${from} is an offset, and offsets are per partition: add --partition N, or use earliest, latest or a time`);
   }
 
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
   const stop = new AbortController();
   const events =
     partition === undefined
@@ -85,7 +84,7 @@ export async function tailCommand(argv: string[]): Promise<void> {
 
 /** A consumer group member that prints each batch, then lets the consumer commit it (at-least-once). */
 async function tailAsGroupMember(url: string, stream: string, group: string, from: "earliest" | "latest" | Date): Promise<void> {
-  const sql = postgres(url, { max: 4, onnotice: () => {} });
+  const sql = connectPostgres(url, { max: 4, onnotice: () => {} });
   exitOnClosedStdout();
   // A signal while joining still leaves the group: stop once the join is in.
   const joining = consumer(sql, {
