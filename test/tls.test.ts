@@ -3,14 +3,20 @@
  * with a CA of their own: the whole pipeline (migrate, relay with its
  * replication connection, append, tail) over sslmode=verify-full; and the two
  * drivers (postgres.js for SQL, node-postgres for replication) accepting and
- * refusing exactly the same servers for each sslmode.
+ * refusing exactly the same servers for each sslmode; and the Kafka bridge
+ * over a broker's SSL listener, verified with the broker's CA.
  */
+import { readFileSync } from "node:fs";
+import kafkajs, { logLevel } from "kafkajs";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { appendBatch, connectPostgres, pgClientConfig } from "@tributary/client";
+import { appendBatch, connectPostgres, createStream, pgClientConfig } from "@tributary/client";
+import { migrate } from "@tributary/migrate";
+import { startRelay } from "@tributary/relay";
 import { Cluster, findInstallation } from "@tributary/testkit";
 import { eventually } from "./support/processes.ts";
 import { killCliChildren, runCli, startCli } from "./support/cli.ts";
+import { dedicatedKafkaBroker, describeKafka } from "./support/kafka.ts";
 
 const installation = findInstallation("embedded18");
 if ("missing" in installation) throw new Error(installation.missing);
@@ -122,4 +128,47 @@ describe("PostgreSQL over verified TLS", () => {
     expect(badMode.code, badMode.stderr).toBe(1);
     expect(badMode.stderr).toMatch(/^tributary status: sslmode=verify-everything is not a TLS mode: use disable, allow, prefer, require, verify-ca or verify-full/m);
   });
+});
+
+describeKafka("the Kafka bridge over verified TLS", () => {
+  it("forwards over the broker's SSL listener verified with --ssl-ca; a broker the CA did not sign is refused, saying why", async (ctx) => {
+    const broker = await dedicatedKafkaBroker(ctx, { tls: true });
+    const admin = connectPostgres(a.url, { max: 1, onnotice: () => {} });
+    await admin`create database bridged`;
+    await admin.end();
+    const target = url(a, "localhost", { sslmode: "verify-full", sslrootcert: a.tls!.caFile }, "bridged");
+    const sql = connectPostgres(target, { max: 2, onnotice: () => {} });
+    await migrate(sql, { slotName: "bridged" });
+    const relay = startRelay({ databaseUrl: target, slotName: "bridged", log: () => {} });
+    try {
+      await createStream(sql, "payments", 2);
+      await appendBatch(sql, Array.from({ length: 4 }, (_, i) => ({ stream: "payments", key: `p${i}`, type: "Paid", data: { i } })));
+      const args = ["bridge", "--streams", "payments", "--brokers", broker.sslBrokers.join(","), "--create-topics"];
+
+      const wrongCa = startCli([...args, "--ssl-ca", a.tls!.caFile, "--group", "wrong-ca"], { DATABASE_URL: target });
+      await eventually("the TLS refusal in the log", () => /Kafka unreachable: its TLS certificate was not accepted \(.*(self[- ]signed certificate|unable to verify|unable to get).*\): check --ssl-ca .*; retrying with backoff/.test(wrongCa.output.stderr), 60_000, 100);
+      wrongCa.child.kill("SIGTERM");
+      expect((await wrongCa.exited).code).toBe(0);
+
+      const bridge = startCli([...args, "--ssl-ca", broker.tlsCaFile], { DATABASE_URL: target });
+      await eventually("forwarding", () => /payments → payments/.test(bridge.output.stderr), 60_000, 100);
+      const kafka = new kafkajs.Kafka({ clientId: "tls-reader", brokers: broker.sslBrokers, ssl: { ca: [readFileSync(broker.tlsCaFile, "utf8")], rejectUnauthorized: true }, logLevel: logLevel.NOTHING });
+      const consumer = kafka.consumer({ groupId: "tls-reader" });
+      const keys: string[] = [];
+      await consumer.connect();
+      try {
+        await consumer.subscribe({ topics: ["payments"], fromBeginning: true });
+        await consumer.run({ eachMessage: async ({ message }) => void keys.push(message.key!.toString()) });
+        await eventually("4 records read back over TLS", () => keys.length >= 4, 60_000, 100);
+      } finally {
+        await consumer.disconnect();
+      }
+      expect(keys.sort()).toEqual(["p0", "p1", "p2", "p3"]);
+      bridge.child.kill("SIGTERM");
+      expect((await bridge.exited).code).toBe(0);
+    } finally {
+      await relay.stop();
+      await sql.end({ timeout: 1 });
+    }
+  }, 180_000);
 });

@@ -10,6 +10,7 @@ timeout), and per partition the owner, the committed offset (the next offset
 the group will handle), the partition's end and the lag.
 
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --group NAME         only this group
   --json               one JSON object per group per line, for programs
 
@@ -30,6 +31,7 @@ consumers first (or wait for their session timeout).
   --to TIME            per partition, the first event committed at or after an
                        ISO 8601 time (e.g. 2026-01-31T12:00:00Z), else the end
   --database-url URL   PostgreSQL to change (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --json               print the result as one JSON object`;
 
 export async function groupsCommand(argv: string[]): Promise<void> {

@@ -17,7 +17,8 @@ Changes from before the command started are not shown. Runs until SIGTERM/SIGINT
 
   QUEUE                only this queue (default: every queue)
   --id N               only this job (repeat for several)
-  --database-url URL   PostgreSQL to watch (default: $DATABASE_URL)`;
+  --database-url URL   PostgreSQL to watch (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)`;
 
 export async function jobsCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { ...databaseUrlOption, id: { type: "string", multiple: true } }, usage);

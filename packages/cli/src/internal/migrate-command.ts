@@ -9,6 +9,7 @@ and creates the publication and the replication slot the relay reads, so events
 appended from now on are captured even before a relay runs.
 
   --database-url URL   PostgreSQL to migrate (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --slot NAME          replication slot name (default: ${defaultSlotName})
   --decoder NAME       output plugin of the slot: pgoutput (default) or wal2json`;
 

@@ -27,6 +27,7 @@ A worker is live with a heartbeat in the last ${WORKER_ALIVE_SECONDS} s; RATE is
 per second since it started.
 
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --queue NAME         only this queue
   --json               one JSON object per queue per line, for programs
 
@@ -39,6 +40,7 @@ deliveries of them) failed or expired, with the last error.
 
   --limit N            at most N dead letters (default 100)
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --json               one JSON object per dead letter per line, with its
                        payload and delivery history (at, worker, error)`;
 
@@ -51,6 +53,7 @@ reset (tributary.redrive), and prints how many.
   --id N               this dead letter (repeat for more; ids from \`tributary queues dead\`)
   --all                every dead letter of the queue
   --database-url URL   PostgreSQL to change (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --json               print the result as one JSON object`;
 
 export async function queuesCommand(argv: string[]): Promise<void> {

@@ -11,6 +11,7 @@ standbys and take over within seconds when it dies. SIGTERM/SIGINT stop it
 cleanly (exit 0).
 
   --database-url URL     PostgreSQL to relay (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --slot NAME            replication slot (default: ${defaultSlotName})
   --decoder NAME         expected output plugin (default: the slot's own)
   --max-batch-events N   events per stream write (default 5000)`;

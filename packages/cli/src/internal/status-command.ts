@@ -13,6 +13,7 @@ workers (a heartbeat in the last 15 s) with the rate they ack messages at
 (\`tributary queues\` has more).
 
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --json               one JSON object for programs`;
 
 export async function statusCommand(argv: string[]): Promise<void> {

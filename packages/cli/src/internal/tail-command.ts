@@ -29,7 +29,8 @@ from --from again.
                          TIME      from the first event committed at or after an ISO 8601 time,
                                    e.g. 2025-01-31T12:00:00Z (without a zone: local time)
   --partition N        only partition N (default: every partition)
-  --database-url URL   PostgreSQL to read (default: $DATABASE_URL)`;
+  --database-url URL   PostgreSQL to read (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)`;
 
 export async function tailCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, {
