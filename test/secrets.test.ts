@@ -85,7 +85,7 @@ describe("secrets", () => {
     writeFileSync(looseFile, `*:*:*:secretive:${PASSWORD}\n`);
     chmodSync(looseFile, 0o644);
     const [flagged, loose] = await Promise.all([
-      runCli(["status", "--database-url", at(PASSWORD)]),
+      runCli(["migrate", "--database-url", at(PASSWORD)], {}, 60_000),
       runCli(["status"], { DATABASE_URL: at(null), PGPASSFILE: looseFile }),
     ]);
     expect(flagged.code, flagged.stderr).toBe(0);
