@@ -3,6 +3,7 @@
  * `queues dead` lists a queue's dead letters; `queues redrive` puts them back
  * (tributary.redrive). Queries in queues-query.ts.
  */
+import type { Sql } from "postgres";
 import { connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import {
@@ -119,7 +120,7 @@ function oneQueue(positionals: string[], usage: string): string {
   return positionals[0]!;
 }
 
-async function withDatabase(url: string, body: (sql: postgres.Sql) => Promise<void>): Promise<void> {
+async function withDatabase(url: string, body: (sql: Sql) => Promise<void>): Promise<void> {
   const sql = connectPostgres(url, { max: 1, onnotice: () => {} });
   try {
     if (!(await hasQueues(sql))) {
