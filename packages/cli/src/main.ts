@@ -47,7 +47,7 @@ const usage = `Usage: tributary <command> [options]
 Commands:
 ${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`).join("\n")}
 
-Every command reads DATABASE_URL (or --database-url) and has --help.`;
+Every command reads DATABASE_URL (or DATABASE_URL_FILE, --database-url, --database-url-file) and has --help.`;
 
 const [name, ...argv] = process.argv.slice(2);
 if (!name) {

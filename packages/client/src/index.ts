@@ -35,3 +35,7 @@ export { runScheduler } from "./internal/queue-scheduler.ts";
 export type { Scheduler } from "./internal/queue-scheduler.ts";
 export { watchJobs } from "./internal/job-watch.ts";
 export type { JobState, JobStateChange, WatchOptions } from "./internal/job-watch.ts";
+export { connectPostgres, pgClientConfig, sessionUsesTls } from "./internal/connection/connect.ts";
+export type { PgClientConfig } from "./internal/connection/connect.ts";
+export { DatabaseUrlError, parseDatabaseUrl, redactDatabaseUrl } from "./internal/connection/database-url.ts";
+export type { DatabaseTarget, DatabaseUrlErrorCode, SslMode, TlsPolicy } from "./internal/connection/database-url.ts";

@@ -1,4 +1,10 @@
-/** Shared flag handling: every command reads DATABASE_URL or --database-url and has --help. */
+/**
+ * Shared flag handling: every command reads its database from --database-url,
+ * --database-url-file, DATABASE_URL or DATABASE_URL_FILE, and has --help.
+ * A password given on the command line is visible to every user of the
+ * machine (ps): we warn and say how to pass it instead.
+ */
+import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
 export class UsageError extends Error {
@@ -21,15 +27,50 @@ export function parse<O extends Options>(argv: string[], options: O, usage: stri
   return parsed;
 }
 
-export const databaseUrlOption = { "database-url": { type: "string" } } as const;
+export const databaseUrlOption = { "database-url": { type: "string" }, "database-url-file": { type: "string" } } as const;
 
-export function databaseUrl(values: { "database-url"?: string | boolean | undefined }): string {
-  const url = (values["database-url"] as string | undefined) ?? process.env.DATABASE_URL;
+
+export function databaseUrl(values: { "database-url"?: string | boolean | undefined; "database-url-file"?: string | boolean | undefined }): string {
+  const flagUrl = values["database-url"] as string | undefined;
+  const flagFile = values["database-url-file"] as string | undefined;
+  if (flagUrl !== undefined && flagFile !== undefined) throw new UsageError("give --database-url or --database-url-file, not both");
+  if (flagUrl !== undefined && hasPassword(flagUrl)) {
+    process.stderr.write(
+      "warning: --database-url carries a password, which any user of this machine can read (ps, /proc): " +
+        "set DATABASE_URL, use --database-url-file PATH (or DATABASE_URL_FILE), or leave the password out of the URL " +
+        "and set PGPASSWORD or a PGPASSFILE.\n",
+    );
+  }
+  const url = flagUrl ?? (flagFile !== undefined ? readUrlFile(flagFile, "--database-url-file") : undefined) ??
+    (process.env.DATABASE_URL || undefined) ??
+    (process.env.DATABASE_URL_FILE ? readUrlFile(process.env.DATABASE_URL_FILE, "DATABASE_URL_FILE") : undefined);
   if (!url) {
     throw new UsageError(
-      "no database given: set DATABASE_URL or pass --database-url postgres://user@host:5432/db " +
+      "no database given: set DATABASE_URL (or DATABASE_URL_FILE), or pass --database-url-file PATH or --database-url postgres://user@host:5432/db " +
         "(or run `tributary dev` for an embedded PostgreSQL).",
     );
   }
+  return url;
+}
+
+function hasPassword(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    return parsed.password !== "" || parsed.searchParams.has("password");
+  } catch {
+    return false;
+  }
+}
+
+/** A file holding the URL (a mounted secret): its first line, surrounding white space ignored. */
+function readUrlFile(path: string, source: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new UsageError(`${source} ${path}: cannot read the file (${(error as NodeJS.ErrnoException).code ?? "error"}); it should hold one postgres:// URL`);
+  }
+  const url = text.trim().split(/\r?\n/)[0]?.trim();
+  if (!url) throw new UsageError(`${source} ${path} is empty; it should hold one postgres:// URL`);
   return url;
 }

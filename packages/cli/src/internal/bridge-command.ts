@@ -28,16 +28,22 @@ cleanly (exit 0).
                              (default: a missing topic is an error)
   --group G                  consumer group of the bridges (default: ${DEFAULT_BRIDGE_GROUP})
   --client-id ID             Kafka client id (default: tributary-bridge) ($TRIBUTARY_KAFKA_CLIENT_ID)
-  --ssl                      connect with TLS                       ($TRIBUTARY_KAFKA_SSL=1)
+  --ssl                      connect with TLS, verified with the system's CAs ($TRIBUTARY_KAFKA_SSL=1)
+  --ssl-ca FILE              verify the brokers with this CA (PEM); implies --ssl ($TRIBUTARY_KAFKA_SSL_CA)
+  --ssl-cert FILE            client certificate (PEM) for brokers that ask one ($TRIBUTARY_KAFKA_SSL_CERT)
+  --ssl-key FILE             its key (PEM)                          ($TRIBUTARY_KAFKA_SSL_KEY)
   --sasl-mechanism M         plain | scram-sha-256 | scram-sha-512  ($TRIBUTARY_KAFKA_SASL_MECHANISM)
   --sasl-username U                                                 ($TRIBUTARY_KAFKA_SASL_USERNAME)
-  --sasl-password P          prefer the environment variable        ($TRIBUTARY_KAFKA_SASL_PASSWORD)
+  --sasl-password-file FILE  read the password from a file          ($TRIBUTARY_KAFKA_SASL_PASSWORD_FILE)
+  --sasl-password P          visible in ps: prefer the file or      ($TRIBUTARY_KAFKA_SASL_PASSWORD)
   --batch-size N             events per partition per send (default 500)
   --concurrency N            partitions sent at once (default 8)
   --config FILE              JSON with any of: streams, brokers, topicPrefix, topicMap,
-                             createTopics, group, clientId, ssl, sasl {mechanism, username, password},
+                             createTopics, group, clientId, ssl, sslCa, sslCert, sslKey,
+                             sasl {mechanism, username, password | passwordFile},
                              batchSize, concurrency
-  --database-url URL         PostgreSQL to read (default: $DATABASE_URL)`;
+  --database-url URL         PostgreSQL to read (default: $DATABASE_URL)
+  --database-url-file PATH   or read the URL from a file (default: $DATABASE_URL_FILE)`;
 
 interface FileConfig {
   streams?: string[];
@@ -48,7 +54,10 @@ interface FileConfig {
   group?: string;
   clientId?: string;
   ssl?: boolean;
-  sasl?: { mechanism: string; username: string; password: string };
+  sslCa?: string;
+  sslCert?: string;
+  sslKey?: string;
+  sasl?: { mechanism: string; username: string; password?: string; passwordFile?: string };
   batchSize?: number;
   concurrency?: number;
 }
@@ -63,6 +72,16 @@ function positive(text: string | undefined, flag: string): number | undefined {
   return n;
 }
 
+/** A secret or PEM file named by a flag, variable or config key; `trim` drops a trailing newline (a password). */
+function readNamedFile(path: string, source: string, what: string, trim = false): string {
+  try {
+    const text = readFileSync(path, "utf8");
+    return trim ? text.replace(/\r?\n$/, "") : text;
+  } catch (error) {
+    throw new UsageError(`${source} ${path}: cannot read the ${what} file (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+}
+
 function readConfigFile(path: string | undefined): FileConfig {
   if (path === undefined) return {};
   try {
@@ -70,6 +89,33 @@ function readConfigFile(path: string | undefined): FileConfig {
   } catch (error) {
     throw new UsageError(`--config ${path}: ${(error as Error).message} (expected a JSON object, see --help)`);
   }
+}
+
+/**
+ * kafkajs `ssl`: off, on with the system's CAs, or verified with a CA file
+ * (and a client certificate). Verification is never turned off.
+ */
+function kafkaTls(values: { ssl?: boolean | undefined; "ssl-ca"?: string | undefined; "ssl-cert"?: string | undefined; "ssl-key"?: string | undefined }, file: FileConfig): Pick<KafkaConfig, "ssl"> {
+  const env = process.env;
+  const pick = (flag: "ssl-ca" | "ssl-cert" | "ssl-key", variable: string, key: "sslCa" | "sslCert" | "sslKey") => {
+    if (values[flag] !== undefined) return { path: values[flag], source: `--${flag}` };
+    if (env[variable]) return { path: env[variable], source: variable };
+    if (file[key] !== undefined) return { path: file[key], source: `--config ${key}` };
+    return undefined;
+  };
+  const ca = pick("ssl-ca", "TRIBUTARY_KAFKA_SSL_CA", "sslCa");
+  const cert = pick("ssl-cert", "TRIBUTARY_KAFKA_SSL_CERT", "sslCert");
+  const key = pick("ssl-key", "TRIBUTARY_KAFKA_SSL_KEY", "sslKey");
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError("--ssl-cert and --ssl-key go together: give both (a client certificate and its key)");
+  const on = values.ssl ?? (env.TRIBUTARY_KAFKA_SSL === "1" || file.ssl === true);
+  if (!on && !ca && !cert) return {};
+  return {
+    ssl: {
+      rejectUnauthorized: true,
+      ...(ca ? { ca: [readNamedFile(ca.path, ca.source, "CA")] } : {}),
+      ...(cert && key ? { cert: readNamedFile(cert.path, cert.source, "client certificate"), key: readNamedFile(key.path, key.source, "client key") } : {}),
+    },
+  };
 }
 
 export async function bridgeCommand(argv: string[]): Promise<void> {
@@ -83,9 +129,13 @@ export async function bridgeCommand(argv: string[]): Promise<void> {
     group: { type: "string" },
     "client-id": { type: "string" },
     ssl: { type: "boolean" },
+    "ssl-ca": { type: "string" },
+    "ssl-cert": { type: "string" },
+    "ssl-key": { type: "string" },
     "sasl-mechanism": { type: "string" },
     "sasl-username": { type: "string" },
     "sasl-password": { type: "string" },
+    "sasl-password-file": { type: "string" },
     "batch-size": { type: "string" },
     concurrency: { type: "string" },
     config: { type: "string" },
@@ -115,14 +165,22 @@ export async function bridgeCommand(argv: string[]): Promise<void> {
       throw new UsageError(`--sasl-mechanism '${mechanism}' is not supported: use plain, scram-sha-256 or scram-sha-512`);
     }
     const username = values["sasl-username"] ?? env.TRIBUTARY_KAFKA_SASL_USERNAME ?? file.sasl?.username;
-    const password = values["sasl-password"] ?? env.TRIBUTARY_KAFKA_SASL_PASSWORD ?? file.sasl?.password;
-    if (username === undefined || password === undefined) throw new UsageError("--sasl-mechanism needs --sasl-username and --sasl-password (or their TRIBUTARY_KAFKA_SASL_* variables)");
+    if (values["sasl-password"] !== undefined) {
+      process.stderr.write("warning: --sasl-password is visible to any user of this machine (ps, /proc): use --sasl-password-file FILE or TRIBUTARY_KAFKA_SASL_PASSWORD instead.\n");
+    }
+    const passwordFile = values["sasl-password-file"] ?? env.TRIBUTARY_KAFKA_SASL_PASSWORD_FILE ?? file.sasl?.passwordFile;
+    const password = values["sasl-password"] ??
+      (passwordFile !== undefined ? readNamedFile(passwordFile, values["sasl-password-file"] !== undefined ? "--sasl-password-file" : env.TRIBUTARY_KAFKA_SASL_PASSWORD_FILE !== undefined ? "TRIBUTARY_KAFKA_SASL_PASSWORD_FILE" : "--config sasl.passwordFile", "password", true) : undefined) ??
+      env.TRIBUTARY_KAFKA_SASL_PASSWORD ?? file.sasl?.password;
+    if (username === undefined || password === undefined) {
+      throw new UsageError("--sasl-mechanism needs --sasl-username and a password: --sasl-password-file FILE or TRIBUTARY_KAFKA_SASL_PASSWORD (or their TRIBUTARY_KAFKA_SASL_* variables)");
+    }
     sasl = { mechanism, username, password } as SASLOptions;
   }
   const kafka: KafkaConfig = {
     brokers,
     clientId: values["client-id"] ?? env.TRIBUTARY_KAFKA_CLIENT_ID ?? file.clientId ?? "tributary-bridge",
-    ...((values.ssl ?? (env.TRIBUTARY_KAFKA_SSL === "1" || file.ssl)) ? { ssl: true } : {}),
+    ...kafkaTls(values, file),
     ...(sasl ? { sasl } : {}),
   };
 

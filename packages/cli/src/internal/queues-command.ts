@@ -3,7 +3,8 @@
  * `queues dead` lists a queue's dead letters; `queues redrive` puts them back
  * (tributary.redrive). Queries in queues-query.ts.
  */
-import postgres from "postgres";
+import type { Sql } from "postgres";
+import { connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import {
   describeQueues, hasQueues, readDeadLetters, redriveDeadLetters, WORKER_ALIVE_SECONDS,
@@ -27,6 +28,7 @@ A worker is live with a heartbeat in the last ${WORKER_ALIVE_SECONDS} s; RATE is
 per second since it started.
 
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --queue NAME         only this queue
   --json               one JSON object per queue per line, for programs
 
@@ -39,6 +41,7 @@ deliveries of them) failed or expired, with the last error.
 
   --limit N            at most N dead letters (default 100)
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --json               one JSON object per dead letter per line, with its
                        payload and delivery history (at, worker, error)`;
 
@@ -51,6 +54,7 @@ reset (tributary.redrive), and prints how many.
   --id N               this dead letter (repeat for more; ids from \`tributary queues dead\`)
   --all                every dead letter of the queue
   --database-url URL   PostgreSQL to change (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --json               print the result as one JSON object`;
 
 export async function queuesCommand(argv: string[]): Promise<void> {
@@ -116,8 +120,8 @@ function oneQueue(positionals: string[], usage: string): string {
   return positionals[0]!;
 }
 
-async function withDatabase(url: string, body: (sql: postgres.Sql) => Promise<void>): Promise<void> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
+async function withDatabase(url: string, body: (sql: Sql) => Promise<void>): Promise<void> {
+  const sql = connectPostgres(url, { max: 1, onnotice: () => {} });
   try {
     if (!(await hasQueues(sql))) {
       throw new Error("this database has no queues schema (tributary.queues): run tributary migrate to bring the schema up to date");

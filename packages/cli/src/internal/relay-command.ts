@@ -16,6 +16,7 @@ privileges or schema, a lost or re-created slot) stop it with exit 1 and what
 to do.
 
   --database-url URL        PostgreSQL to relay (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --slot NAME               replication slot (default: ${defaultSlotName})
   --decoder NAME            expected output plugin (default: the slot's own)
   --max-batch-events N      events per stream write (default 5000)

@@ -1,4 +1,4 @@
-import postgres from "postgres";
+import { connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse } from "./args.ts";
 import { formatBytes, formatRate, formatSeconds, readStatus, type Status } from "./status-query.ts";
 
@@ -17,11 +17,12 @@ workers (a heartbeat in the last 15 s) with the rate they ack messages at
 (\`tributary queues\` has more).
 
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --json               one JSON object for programs`;
 
 export async function statusCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, { ...databaseUrlOption, json: { type: "boolean" } }, usage);
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
   try {
     const status = await readStatus(sql);
     process.stdout.write(values.json ? JSON.stringify(status) + "\n" : formatStatus(status));

@@ -6,8 +6,7 @@
  * was; an error that cannot heal (authentication, unknown database,
  * permission denied) exits 1 with the server's message.
  */
-import postgres from "postgres";
-import { consumer, jsonText, parseStartPosition, streamPartitions, tailPartition, tailStream, TributaryReadError, type StreamEvent } from "@tributary/client";
+import { connectPostgres, consumer, jsonText, parseStartPosition, streamPartitions, tailPartition, tailStream, TributaryReadError, type StreamEvent } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { onShutdown } from "./shutdown.ts";
 
@@ -35,7 +34,8 @@ cannot heal (authentication, no such database, permission denied) exit 1.
                          TIME      from the first event committed at or after an ISO 8601 time,
                                    e.g. 2025-01-31T12:00:00Z (without a zone: local time)
   --partition N        only partition N (default: every partition)
-  --database-url URL   PostgreSQL to read (default: $DATABASE_URL)`;
+  --database-url URL   PostgreSQL to read (default: $DATABASE_URL)
+  --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)`;
 
 export async function tailCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, {
@@ -72,7 +72,7 @@ export async function tailCommand(argv: string[]): Promise<void> {
     throw new UsageError(`--from ${from} is an offset, and offsets are per partition: add --partition N, or use earliest, latest or a time`);
   }
 
-  const sql = postgres(databaseUrl(values), { max: 1, onnotice: () => {}, connection: { application_name: "tributary tail" } });
+  const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {}, connection: { application_name: "tributary tail" } });
   const stop = new AbortController();
   // A dropped connection is retried with backoff and resumes at each partition's next offset (reader.ts).
   const onReconnect = (error: unknown, attempt: number, delayMs: number) =>
@@ -96,7 +96,7 @@ export async function tailCommand(argv: string[]): Promise<void> {
 
 /** A consumer group member that prints each batch, then lets the consumer commit it (at-least-once). */
 async function tailAsGroupMember(url: string, stream: string, group: string, from: "earliest" | "latest" | Date): Promise<void> {
-  const sql = postgres(url, { max: 4, onnotice: () => {}, connection: { application_name: "tributary tail" } });
+  const sql = connectPostgres(url, { max: 4, onnotice: () => {}, connection: { application_name: "tributary tail" } });
   // As without --group: an unknown stream is a mistake to report, not a stream to create.
   try {
     await streamPartitions(sql, stream);

@@ -6,14 +6,19 @@
  * Both are driven the same way: initdb into a temp folder, `pg_ctl start`, and
  * `pg_ctl stop -m immediate` for crash tests. PostgreSQL refuses to run as
  * root, so when we are root the server runs as the `postgres` OS user.
+ *
+ * `tls: true` makes a TLS-only cluster: a CA generated for it (openssl), a
+ * server certificate for localhost / 127.0.0.1, `ssl = on`, and pg_hba that
+ * accepts `hostssl` and rejects plaintext TCP connections.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
+import { createCertificateAuthority, issueCertificate, type CertificateAuthority } from "./certificates.ts";
 
 const run = promisify(execFile);
 
@@ -87,6 +92,22 @@ async function asServerUser(file: string, args: string[]): Promise<{ stdout: str
 export interface ClusterOptions {
   /** Extra `postgresql.conf` lines. */
   readonly settings?: Record<string, string | number>;
+  /**
+   * Serve TLS only (plaintext TCP is rejected), with a CA made for this
+   * cluster. `altNames`: the server certificate's subjectAltName entries
+   * (default DNS:localhost and IP:127.0.0.1).
+   */
+  readonly tls?: boolean | { readonly altNames?: readonly string[] };
+  /** Extra pg_hba.conf lines, matched before the cluster's own (e.g. a role that must give a password). */
+  readonly hba?: readonly string[];
+}
+
+/** A TLS cluster's certificates: `caFile` is what clients verify the server with. */
+export interface ClusterTls {
+  readonly ca: CertificateAuthority;
+  readonly caFile: string;
+  readonly serverCertFile: string;
+  readonly serverKeyFile: string;
 }
 
 /** A running throwaway cluster. `url` connects as superuser `postgres` to db `postgres`. */
@@ -95,13 +116,17 @@ export class Cluster {
     readonly installation: Installation,
     readonly dataDir: string,
     readonly port: number,
+    /** The certificates of a `tls` cluster, else null. */
+    readonly tls: ClusterTls | null = null,
   ) {}
 
+  /** For a `tls` cluster: host localhost, sslmode=verify-full with the cluster's CA. */
   get url(): string {
-    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+    return this.urlFor("postgres");
   }
 
   urlFor(database: string): string {
+    if (this.tls) return `postgres://postgres@localhost:${this.port}/${database}?sslmode=verify-full&sslrootcert=${encodeURIComponent(this.tls.caFile)}`;
     return `postgres://postgres@127.0.0.1:${this.port}/${database}`;
   }
 
@@ -133,13 +158,17 @@ export class Cluster {
         : {}),
       ...options.settings,
     };
+    const tls = options.tls ? makeServerCertificates(dataDir, options.tls === true ? {} : options.tls) : null;
+    if (tls) Object.assign(settings, { ssl: "on", ssl_cert_file: `'${tls.serverCertFile}'`, ssl_key_file: `'${tls.serverKeyFile}'` });
     const conf = Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join("\n");
     writeFileSync(join(dataDir, "postgresql.auto.conf"), conf + "\n");
+    writeHba(dataDir, options.hba ?? [], tls !== null);
     if (isRoot) {
       const { uid, gid } = postgresUser();
-      chownSync(join(dataDir, "postgresql.auto.conf"), uid, gid);
+      for (const file of ["postgresql.auto.conf", "pg_hba.conf"]) chownSync(join(dataDir, file), uid, gid);
+      if (tls) chownSync(tls.serverKeyFile, uid, gid); // the server reads its key: owned by it, mode 0600
     }
-    const cluster = new Cluster(installation, dataDir, port);
+    const cluster = new Cluster(installation, dataDir, port, tls);
     await cluster.startServer();
     return cluster;
   }
@@ -174,8 +203,39 @@ export class Cluster {
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 
+  /** The whole server log (for tests that look for what the server logged). */
+  fullServerLog(): string {
+    const file = join(this.dataDir, "server.log");
+    return existsSync(file) ? readFileSync(file, "utf8") : "";
+  }
+
   serverLog(): string {
     const files = readdirSync(this.dataDir).filter((f) => f === "server.log");
     return files.length ? execFileSync("tail", ["-n", "50", join(this.dataDir, "server.log")]).toString() : "";
   }
+}
+
+function makeServerCertificates(dataDir: string, options: { readonly altNames?: readonly string[] }): ClusterTls {
+  const ca = createCertificateAuthority(join(dataDir, "tls"));
+  const server = issueCertificate(ca, "server", {
+    commonName: "localhost",
+    altNames: options.altNames ?? ["DNS:localhost", "IP:127.0.0.1"],
+    usage: "server",
+  });
+  return { ca, caFile: ca.certFile, serverCertFile: server.certFile, serverKeyFile: server.keyFile };
+}
+
+/** pg_hba.conf: the test's own lines first; a TLS cluster then accepts only TLS over TCP. */
+function writeHba(dataDir: string, extra: readonly string[], tlsOnly: boolean): void {
+  const file = join(dataDir, "pg_hba.conf");
+  const own = tlsOnly
+    ? [
+        "local all all trust",
+        "hostssl all all 127.0.0.1/32 trust",
+        "hostssl replication all 127.0.0.1/32 trust",
+        "hostnossl all all 0.0.0.0/0 reject",
+        "hostnossl replication all 0.0.0.0/0 reject",
+      ].join("\n") + "\n"
+    : readFileSync(file, "utf8");
+  writeFileSync(file, [...extra, ""].join("\n") + own);
 }

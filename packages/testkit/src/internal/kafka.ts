@@ -14,7 +14,9 @@
  * broker's own log goes to `broker.log` there, never to the test output) and
  * the data, formatted once with Kafka's storage tool. Three listeners on free
  * ports of 127.0.0.1: PLAINTEXT for clients, SASL_PLAINTEXT with the PLAIN
- * mechanism and one known user, and the controller's. `kill()` + `restart()`
+ * mechanism and one known user, and the controller's; with `tls: true` also
+ * an SSL listener whose certificate (localhost, 127.0.0.1) a CA generated
+ * for this broker signed (PEM keystore). `kill()` + `restart()`
  * take the broker down and bring it back on the same ports with the same data;
  * `pause()`/`resume()` freeze it (connections stay open, nothing answers).
  */
@@ -25,6 +27,7 @@ import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Kafka, logLevel } from "kafkajs";
+import { createCertificateAuthority, issueCertificate } from "./certificates.ts";
 import { freePort } from "./cluster.ts";
 
 const pomPath = fileURLToPath(new URL("../../../../infra/kafka/pom.xml", import.meta.url));
@@ -150,6 +153,8 @@ export interface KafkaBrokerOptions {
   readonly settings?: Record<string, string | number | boolean>;
   /** How long to wait for the broker to answer, ms. Default 60 s. */
   readonly startTimeoutMs?: number;
+  /** Also listen with TLS (`sslBrokers`), certificate signed by a CA made for this broker (`tlsCaFile`). */
+  readonly tls?: boolean;
 }
 
 export interface KafkaSaslCredentials {
@@ -174,7 +179,7 @@ export class KafkaBroker {
   private constructor(
     readonly dir: string,
     private readonly lib: string,
-    private readonly ports: { readonly plaintext: number; readonly sasl: number; readonly controller: number },
+    private readonly ports: { readonly plaintext: number; readonly sasl: number; readonly controller: number; readonly ssl: number | null },
     private readonly options: KafkaBrokerOptions,
   ) {}
 
@@ -186,6 +191,17 @@ export class KafkaBroker {
   /** `host:port` of the SASL_PLAINTEXT listener (PLAIN, `sasl`'s user). */
   get saslBrokers(): string[] {
     return [`127.0.0.1:${this.ports.sasl}`];
+  }
+
+  /** `host:port` of the SSL listener (`tls` brokers only). */
+  get sslBrokers(): string[] {
+    if (this.ports.ssl === null) throw new Error("this broker was started without tls: true");
+    return [`127.0.0.1:${this.ports.ssl}`];
+  }
+
+  /** The CA (PEM file) that signed the SSL listener's certificate. */
+  get tlsCaFile(): string {
+    return join(this.dir, "tls", "ca.pem");
   }
 
   get sasl(): KafkaSaslCredentials {
@@ -200,7 +216,7 @@ export class KafkaBroker {
   static async start(options: KafkaBrokerOptions = {}): Promise<KafkaBroker> {
     const lib = await kafkaJars();
     const dir = mkdtempSync(join(tmpdir(), "tributary-kafka-"));
-    const ports = { plaintext: await freePort(), sasl: await freePort(), controller: await freePort() };
+    const ports = { plaintext: await freePort(), sasl: await freePort(), controller: await freePort(), ssl: options.tls ? await freePort() : null };
     const broker = new KafkaBroker(dir, lib, ports, options);
     try {
       broker.writeConfig();
@@ -217,14 +233,16 @@ export class KafkaBroker {
   }
 
   private writeConfig(): void {
-    const { plaintext, sasl, controller } = this.ports;
+    const { plaintext, sasl, controller, ssl } = this.ports;
+    const sslListener = ssl === null ? "" : `,SSL://127.0.0.1:${ssl}`;
     const settings: Record<string, string | number | boolean> = {
       "process.roles": "broker,controller",
       "node.id": 1,
       "controller.quorum.voters": `1@127.0.0.1:${controller}`,
-      listeners: `PLAINTEXT://127.0.0.1:${plaintext},SASL_PLAINTEXT://127.0.0.1:${sasl},CONTROLLER://127.0.0.1:${controller}`,
-      "advertised.listeners": `PLAINTEXT://127.0.0.1:${plaintext},SASL_PLAINTEXT://127.0.0.1:${sasl}`,
-      "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+      listeners: `PLAINTEXT://127.0.0.1:${plaintext},SASL_PLAINTEXT://127.0.0.1:${sasl},CONTROLLER://127.0.0.1:${controller}${sslListener}`,
+      "advertised.listeners": `PLAINTEXT://127.0.0.1:${plaintext},SASL_PLAINTEXT://127.0.0.1:${sasl}${sslListener}`,
+      "listener.security.protocol.map": `PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT${ssl === null ? "" : ",SSL:SSL"}`,
+      ...(ssl === null ? {} : this.sslSettings()),
       "controller.listener.names": "CONTROLLER",
       "inter.broker.listener.name": "PLAINTEXT",
       "sasl.enabled.mechanisms": "PLAIN",
@@ -256,6 +274,15 @@ export class KafkaBroker {
       "log4j.appender.file.layout=org.apache.log4j.PatternLayout",
       "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n",
     ].join("\n") + "\n");
+  }
+
+  /** A CA and a broker certificate, as one PEM keystore file (unencrypted key, then the certificate). */
+  private sslSettings(): Record<string, string> {
+    const ca = createCertificateAuthority(join(this.dir, "tls"));
+    const broker = issueCertificate(ca, "broker", { commonName: "localhost", altNames: ["DNS:localhost", "IP:127.0.0.1"], usage: "server" });
+    const keystore = join(this.dir, "tls", "broker-keystore.pem");
+    writeFileSync(keystore, readFileSync(broker.keyFile, "utf8") + readFileSync(broker.certFile, "utf8"), { mode: 0o600 });
+    return { "listener.name.ssl.ssl.keystore.type": "PEM", "listener.name.ssl.ssl.keystore.location": keystore };
   }
 
   /** Starts the JVM on the configured ports and data; resolves once a client can list topics. */

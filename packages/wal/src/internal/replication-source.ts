@@ -26,6 +26,7 @@
  * On a crash nothing here is persistent: the caller restarts from its
  * checkpoint with a new source.
  */
+import type { ClientConfig } from "pg";
 import { LogicalReplicationService } from "pg-logical-replication";
 import { Lsn } from "./lsn.ts";
 import { pgoutputPlugin } from "./pgoutput.ts";
@@ -46,7 +47,13 @@ export interface ReplicationHandler {
 }
 
 export interface ReplicationSourceOptions {
-  readonly connectionString: string;
+  /**
+   * Where and how to connect (host, user, password, TLS options): built by
+   * the caller from the same URL as its SQL connections (@tributary/client's
+   * pgClientConfig), so both verify TLS alike. A connection string here would
+   * let node-postgres re-read sslmode its own way.
+   */
+  readonly connection: ClientConfig;
   readonly slotName: string;
   readonly decoder: DecoderName;
   readonly statusIntervalMs?: number;
@@ -69,7 +76,7 @@ export class ReplicationSource {
     const plugin = decoder === "wal2json" ? wal2jsonPlugin() : pgoutputPlugin();
 
     const service = new LogicalReplicationService(
-      { connectionString: this.options.connectionString, application_name: `tributary-relay:${this.options.slotName}` },
+      { ...this.options.connection, application_name: `tributary-relay:${this.options.slotName}` },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.service = service;

@@ -17,8 +17,8 @@
  */
 import { Duration, Effect, Schedule } from "effect";
 import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from "kafkajs";
-import postgres, { type Sql } from "postgres";
-import { consumer, type Consumer } from "@tributary/client";
+import type { Sql } from "postgres";
+import { consumer, type Consumer, connectPostgres } from "@tributary/client";
 import { BridgeError, explainKafkaError, isFatal } from "./errors.ts";
 import { toKafkaRecord } from "./kafka-record.ts";
 import { routeTopics, type TopicNaming, type TopicRoute } from "./topics.ts";
@@ -63,7 +63,7 @@ export function startBridge(config: BridgeConfig): BridgeHandle {
   const run = (async () => {
     if (config.streams.length === 0) throw new BridgeError("INVALID_CONFIG", "no streams to forward: give --streams a,b (or streams in the config file)");
     const kafka = new Kafka({ logLevel: logLevel.NOTHING, ...config.kafka });
-    const sql = postgres(config.databaseUrl, { max: 4 + (config.concurrency ?? 8), onnotice: () => {}, connection: { application_name: "tributary-bridge" } });
+    const sql = connectPostgres(config.databaseUrl, { max: 4 + (config.concurrency ?? 8), onnotice: () => {}, connection: { application_name: "tributary-bridge" } });
     resources = { sql, kafka, producer: null, member: null };
     const routes = await Effect.runPromise(
       Effect.tryPromise({ try: () => route(sql, kafka, config), catch: (error) => error }).pipe(

@@ -27,6 +27,9 @@ export function explainKafkaError(error: unknown): string {
   if (e?.name === "KafkaJSSASLAuthenticationError" || e?.type === "SASL_AUTHENTICATION_FAILED") {
     return `Kafka rejected the credentials (${e.message}): check --sasl-mechanism, --sasl-username and --sasl-password`;
   }
+  if (/certificate|altnames|self[- ]signed/i.test(e?.message ?? "")) {
+    return `Kafka unreachable: its TLS certificate was not accepted (${e.message}): check --ssl-ca (the CA that signed the brokers' certificates) and that --brokers names hosts the certificates are for`;
+  }
   if (e?.name === "KafkaJSNumberOfRetriesExceeded" || e?.name === "KafkaJSConnectionError" || e?.name === "KafkaJSNonRetriableError") {
     return `Kafka unreachable (${e.message}): check --brokers and the network`;
   }

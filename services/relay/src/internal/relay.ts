@@ -30,7 +30,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { Duration, Effect, Schedule } from "effect";
-import postgres, { type Sql } from "postgres";
+import type { Sql } from "postgres";
+import { connectPostgres, parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client";
 import { checkWalLevel, inspectSlot, type Decoder } from "@tributary/migrate";
 import { Keyring, Lsn, ReplicationSource } from "@tributary/wal";
 import { BatchRefusedError, RelayFatalError, RelayFencedError, fatalSetupError, isRetryable } from "./errors.ts";
@@ -69,16 +70,19 @@ const RELAY_LOCK = 0x7472_6962; // "trib"
  */
 const connect = (url: string, max: number, writeTimeoutMs: number) =>
   Effect.acquireRelease(
-    Effect.sync(() => postgres(url, {
-      max,
-      onnotice: () => {},
-      connection: {
-        application_name: "tributary-relay",
-        statement_timeout: writeTimeoutMs,
-        idle_in_transaction_session_timeout: 0,
-        lock_timeout: 0,
-      },
-    })),
+    Effect.try({
+      try: () => connectPostgres(url, {
+        max,
+        onnotice: () => {},
+        connection: {
+          application_name: "tributary-relay",
+          statement_timeout: writeTimeoutMs,
+          idle_in_transaction_session_timeout: 0,
+          lock_timeout: 0,
+        },
+      }),
+      catch: (e) => toFatal(e),
+    }),
     (sql) => Effect.promise(() => sql.end({ timeout: 1 })),
   );
 
@@ -203,9 +207,11 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
       maxBatchEvents: config.maxBatchEvents ?? 5000,
       maxBatchBytes: config.maxBatchBytes ?? 8 << 20,
     }, { keyring, refused: recovery.refused, isolateThrough: recovery.isolateThrough });
+    // sslmode=prefer: the replication connection takes what the SQL session settled on (node-postgres cannot fall back).
+    const preferTls = parseDatabaseUrl(config.databaseUrl).tls.kind === "prefer" && (yield* setup(() => sessionUsesTls(sql)));
     const source = yield* Effect.acquireRelease(
       Effect.sync(() => new ReplicationSource({
-        connectionString: config.databaseUrl,
+        connection: pgClientConfig(config.databaseUrl, { preferTls }),
         slotName: config.slotName,
         decoder: slot.plugin,
         ...(config.statusIntervalMs !== undefined ? { statusIntervalMs: config.statusIntervalMs } : {}),
@@ -260,7 +266,7 @@ const renewWhileProgressing = (lockConn: Sql, pump: RelayPump, source: Replicati
 
 function toFatal(error: unknown): unknown {
   const e = error as { name?: string; code?: string; message?: string };
-  if (e?.name === "MigrationError") return new RelayFatalError(e.code ?? "SETUP", e.message ?? String(error));
+  if (e?.name === "MigrationError" || e?.name === "DatabaseUrlError") return new RelayFatalError(e.code ?? "SETUP", e.message ?? String(error));
   return error;
 }
 
