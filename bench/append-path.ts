@@ -1,7 +1,9 @@
 /**
  * npm run bench:append — the ways an append can reach the WAL, side by side
  * on one server: the transactional logical message (tributary.append, the
- * product), the same message without PL/pgSQL validation (a control), and an
+ * product, signed), the unsigned append of migration 0001 (what signing and
+ * the limits table cost), the same message without PL/pgSQL validation (a
+ * control), and an
  * outbox row with a consumer deleting relayed rows. For each: 4 concurrent
  * writers for ~10 s of single-event transactions, then of 100-event
  * transactions. Reports writer tx/s and events/s, WAL bytes per event (with
@@ -13,7 +15,7 @@
 import postgres, { type Sql } from "postgres";
 import { migrate } from "@tributary/migrate";
 import { createStream } from "@tributary/client";
-import { logicalMessagePath, outboxPath, outboxSize, rawMessagePath, recreateOutbox, type AppendPath, type OutboxSize } from "./support/append-paths.ts";
+import { createUnsignedAppend, logicalMessagePath, outboxPath, outboxSize, rawMessagePath, recreateOutbox, unsignedAppendPath, type AppendPath, type OutboxSize } from "./support/append-paths.ts";
 import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
 import { currentWalLsn, describeServer, postmasterPid, startBenchServer, walBytesBetween } from "./support/bench-server.ts";
 import { cpuBetween, cpuSnapshot, describeCpu, loadAverage, type CpuUse } from "./support/cpu-accounting.ts";
@@ -40,7 +42,7 @@ const { flags, values } = parseBenchFlags(
 const seconds = positiveInt(values.seconds, "seconds");
 const writers = positiveInt(values.writers, "writers");
 const rounds = positiveInt(values.rounds, "rounds");
-const paths: AppendPath[] = [logicalMessagePath, outboxPath, rawMessagePath];
+const paths: AppendPath[] = [logicalMessagePath, unsignedAppendPath, outboxPath, rawMessagePath];
 const shapes = [1, 100];
 
 interface PhaseResult {
@@ -115,6 +117,7 @@ try {
   const serverLine = await describeServer(admin);
   await migrate(admin, { slotName: "tributary", decoder: flags.decoder });
   for (const stream of BENCH_STREAMS) await createStream(admin, stream, BENCH_PARTITIONS);
+  await createUnsignedAppend(admin);
   const walInspect = await enableWalInspect(admin);
   const results: PhaseResult[] = [];
   for (let round = 1; round <= rounds; round++) {

@@ -82,7 +82,11 @@ begin
   end if;
 end $$;
 
-drop function tributary.max_data_bytes();
+-- Queue payloads (send) share the data limit.
+create or replace function tributary.max_data_bytes() returns int
+language sql stable set search_path = pg_catalog, pg_temp as $$
+  select value::int from tributary.limits where name = 'max_data_bytes'
+$$;
 
 create function tributary.set_limit(name text, value bigint) returns void
 language plpgsql as $$

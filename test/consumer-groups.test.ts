@@ -1,5 +1,5 @@
 /**
- * Consumer groups on a real database (DESIGN.md invariants 8 and 9):
+ * Consumer groups on a real database (docs/ARCHITECTURE.md invariants 8 and 9):
  * membership and rebalancing, fencing of stale generations, at-least-once
  * with offset-ordered handling under kill -9, exactly-once effects in
  * transactional mode, seek, pause and dead letters, wake-ups.

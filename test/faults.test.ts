@@ -1,5 +1,5 @@
 /**
- * Exactly once under faults (DESIGN.md invariants 1-4), on every backend:
+ * Exactly once under faults (docs/ARCHITECTURE.md invariants 1-4), on every backend:
  * kill -9 of the relay at each point of a batch, PostgreSQL restarts, dropped
  * connections, and a crash between the acknowledgements of two transactions
  * whose commit records touch in the WAL. The truth about what committed is

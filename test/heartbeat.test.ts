@@ -1,7 +1,7 @@
 /**
  * WAL retention follows the slot: on a database busy with tables that carry
  * no events (or an idle one next to busy databases), the relay must still move
- * the slot forward, or PostgreSQL keeps the WAL forever (DESIGN.md traps).
+ * the slot forward, or PostgreSQL keeps the WAL forever (docs/ARCHITECTURE.md traps).
  */
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { append } from "@tributary/client";

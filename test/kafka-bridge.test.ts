@@ -1,5 +1,5 @@
 /**
- * The Kafka bridge against a real broker (DESIGN.md invariant 11): nothing
+ * The Kafka bridge against a real broker (docs/ARCHITECTURE.md invariant 11): nothing
  * lost and per-key order kept across kill -9 of the bridge and a Kafka
  * outage, duplicates only from re-sent uncommitted tails (identified by the
  * tributary-id header); bridges sharing partitions; partition mapping; the

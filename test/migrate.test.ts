@@ -2,7 +2,7 @@
  * `tributary migrate` (packages/migrate) against real servers: it is
  * idempotent and safe to race, never re-applies or silently accepts an edited
  * migration, rolls back a failing one, and refuses set-ups that would lose
- * events — wal_level, a missing decoder, a lost slot (DESIGN.md invariant 7),
+ * events — wal_level, a missing decoder, a lost slot (docs/ARCHITECTURE.md invariant 7),
  * a slot of the wrong decoder or of another database — with a message that
  * says what to do. The relay refuses the same conditions as fatal errors.
  */

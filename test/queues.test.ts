@@ -1,5 +1,5 @@
 /**
- * Queues through the SQL API (DESIGN.md invariant 10): one worker at a time
+ * Queues through the SQL API (docs/ARCHITECTURE.md invariant 10): one worker at a time
  * per message until ack / expiry / dead letter; retries with backoff; dead
  * letters after exactly max_deliveries; FIFO exclusivity and order; delays
  * never early; dedupe keys; stale receipts; bad input. Times are the

@@ -1,5 +1,5 @@
 /**
- * The SQL API contract (DESIGN.md "Public contracts"), as a user in any
+ * The SQL API contract (docs/ARCHITECTURE.md "Public contracts"), as a user in any
  * language meets it:
  *
  * - every bad input is refused with its own rule: SQLSTATE 22023, the rule's

@@ -1,5 +1,5 @@
 /**
- * One active relay per slot (DESIGN.md invariant 5) and fencing (invariant 4):
+ * One active relay per slot (docs/ARCHITECTURE.md invariant 5) and fencing (invariant 4):
  * a standby takes over within seconds of kill -9 of the active relay, and a
  * relay that lost the lead cannot write what it had in hand.
  */

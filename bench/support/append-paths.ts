@@ -5,6 +5,10 @@
  *
  *   logical message   tributary.append / append_many (the product): validation
  *                     in PL/pgSQL, then pg_logical_emit_message(true, ...).
+ *   unsigned append   the append of migration 0001, before messages were signed
+ *                     and limits read from tributary.limits (benchmark
+ *                     scaffolding, bench_unsigned_append): what the trust
+ *                     protection of 0006 costs, side by side.
  *   raw message       pg_logical_emit_message(true, ...) with the same payload
  *                     and no validation: how much of the above is PL/pgSQL.
  *   outbox row        INSERT into bench_outbox (benchmark scaffolding, created
@@ -43,6 +47,53 @@ export const logicalMessagePath: AppendPath = {
     return row!.ids;
   },
 };
+
+export const unsignedAppendPath: AppendPath = {
+  name: "unsigned append (0001's, no signature)",
+  usesOutbox: false,
+  async write(sql, events) {
+    if (events.length === 1) {
+      const e = events[0]!;
+      const [row] = await sql<{ id: string }[]>`
+        select bench_unsigned_append(${e.stream}, ${e.key}, ${e.type}, ${e.data}::text::jsonb, ${e.headers}::text::jsonb)::text as id`;
+      return [row!.id];
+    }
+    const [row] = await sql<{ ids: string[] }[]>`
+      select array_agg(bench_unsigned_append(s, k, t, d, h) order by n)::text[] as ids
+        from unnest(${events.map((e) => e.stream)}::text[], ${events.map((e) => e.key)}::text[],
+                    ${events.map((e) => e.type)}::text[], ${events.map((e) => e.data)}::text[]::jsonb[],
+                    ${events.map((e) => e.headers)}::text[]::jsonb[]) with ordinality as x(s, k, t, d, h, n)`;
+    return row!.ids;
+  },
+};
+
+/**
+ * tributary.append as migration 0001 defined it (SECURITY INVOKER, limit from
+ * a GUC, unsigned message), for the side-by-side cost of 0006's protection.
+ */
+export async function createUnsignedAppend(sql: Sql): Promise<void> {
+  await sql.unsafe(`
+    create or replace function bench_unsigned_append(stream text, key text, type text, data jsonb, headers jsonb default '{}')
+    returns uuid language plpgsql as $$
+    declare
+      id uuid := gen_random_uuid();
+      partitions int;
+      data_text text;
+      max_bytes int := coalesce(nullif(current_setting('tributary.max_data_bytes', true), '')::int, 1048576);
+    begin
+      perform tributary.validate_stream_name(stream);
+      if key is null or key = '' then raise exception 'event key must be a non-empty string' using errcode = '22023'; end if;
+      if type is null or type = '' then raise exception 'event type must be a non-empty string' using errcode = '22023'; end if;
+      if data is null then raise exception 'event data must not be NULL' using errcode = '22023'; end if;
+      if headers is null or jsonb_typeof(headers) <> 'object' then raise exception 'event headers must be a JSON object' using errcode = '22023'; end if;
+      data_text := data::text;
+      if octet_length(data_text) > max_bytes then raise exception 'event data too large' using errcode = '22023'; end if;
+      partitions := tributary.stream_partitions(stream);
+      perform pg_logical_emit_message(true, 'tributary',
+        json_build_array(stream, key, partitions, id, type)::text || E'\n' || headers::text || E'\n' || data_text);
+      return id;
+    end $$`);
+}
 
 export const rawMessagePath: AppendPath = {
   name: "raw pg_logical_emit_message (no validation)",

@@ -1,6 +1,6 @@
 /**
  * @tributary/relay — copies committed events from the replication slot into
- * tributary.events with dense per-partition offsets (DESIGN.md invariants 1-7).
+ * tributary.events with dense per-partition offsets (docs/ARCHITECTURE.md invariants 1-7).
  *
  *   relay(config)       the Effect program (retries until interrupted or fatal)
  *   startRelay(config)  the same as a handle with stop() for Promise code

@@ -1,7 +1,7 @@
 /**
  * The replication slot the relay reads. `tributary migrate` creates it, so
  * events appended after migrate are retained in the WAL even before any relay
- * has run (DESIGN.md invariant 7). A slot that existed once (a checkpoint row
+ * has run (docs/ARCHITECTURE.md invariant 7). A slot that existed once (a checkpoint row
  * says so) and is now gone or invalidated is a gap in the stream: we stop with
  * an error and never re-create it silently.
  */

@@ -8,7 +8,7 @@
  * them. The library's own flow control is off: it awaits a promise per
  * message, which cost more CPU than decoding the message did.
  *
- * We own the acknowledgements (DESIGN.md "Known traps"). pg-logical-replication
+ * We own the acknowledgements (docs/ARCHITECTURE.md "Known traps"). pg-logical-replication
  * acknowledges the last *received* LSN on a timer even with auto-ack off, and
  * re-subscribing an instance restarts from the last received LSN; so its timer
  * is off, auto-ack is off, a new service instance is built per start, and the

@@ -1,5 +1,5 @@
 /**
- * The Kafka bridge (DESIGN.md invariant 11): a consumer group member that
+ * The Kafka bridge (docs/ARCHITECTURE.md invariant 11): a consumer group member that
  * forwards each batch of a stream partition to its Kafka topic and lets the
  * group commit the stream offset only after Kafka acknowledged the batch.
  *

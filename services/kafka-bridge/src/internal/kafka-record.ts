@@ -1,5 +1,5 @@
 /**
- * One stream event as one Kafka record (DESIGN.md invariant 11):
+ * One stream event as one Kafka record (docs/ARCHITECTURE.md invariant 11):
  *   key     = the event key (so Kafka's partitioner keeps per-key order)
  *   value   = the event data as JSON: the text PostgreSQL stored (jsonb's
  *             output), passed through as it is, never parsed and written again

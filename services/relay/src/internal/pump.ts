@@ -29,7 +29,7 @@ import type { Batch, RelayState } from "./relay-state.ts";
 import { writeBatch } from "./stream-writer.ts";
 import { BatchRefusedError, isDataError } from "./errors.ts";
 
-/** Test seams around each batch write (fault injection). */
+/** Test seams around each write of a batch of entries (fault injection); position-only writes skip them. */
 export interface BatchHooks {
   beforeWrite?: (batch: Batch) => Promise<void> | void;
   /** The batch is committed, the slot not yet acknowledged. */
@@ -162,7 +162,9 @@ export class RelayPump implements ReplicationHandler {
   }
 
   private async write(batch: Batch): Promise<void> {
-    await this.hooks.beforeWrite?.(batch);
+    // Test hooks see batches of entries, not position-only writes.
+    const hooks = batch.size > 0 || batch.rejects.length > 0 ? this.hooks : {};
+    await hooks.beforeWrite?.(batch);
     let version: bigint;
     try {
       version = await writeBatch(this.sql, this.slotName, this.relayId, batch, this.state.checkpoint.version, this.options.writeTimeoutMs);
@@ -173,13 +175,13 @@ export class RelayPump implements ReplicationHandler {
       }
       throw error;
     }
-    await this.hooks.afterCommit?.(batch);
+    await hooks.afterCommit?.(batch);
     this.state.committed(batch, version);
     this.source.sendStatus(this.state.durableLsn(), false);
     this.stats.events += batch.size;
     this.stats.rejected += batch.rejects.length;
     this.stats.transactions += batch.transactions;
     if (batch.size > 0 || batch.rejects.length > 0) this.stats.batches++;
-    await this.hooks.afterAck?.(batch);
+    await hooks.afterAck?.(batch);
   }
 }

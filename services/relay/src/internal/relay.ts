@@ -97,17 +97,24 @@ const lead = (sql: Sql, config: RelayConfig, log: (m: string) => void) =>
       (c) => Effect.sync(() => c.release()),
     );
     let announced = false;
+    // One statement tries the lock and reads the lease, so a standby's last
+    // query stays its lock poll (tributary status counts standbys by it).
+    const tryLead = () => conn<{ ok: boolean; expired: boolean | null }[]>`
+      select pg_try_advisory_lock(${RELAY_LOCK}, hashtext(${config.slotName})) as ok,
+             (select expires_at < now() from tributary.relay_leases where slot_name = ${config.slotName}) as expired`;
     yield* Effect.tryPromise(async () => {
-      const [row] = await conn<{ ok: boolean }[]>`
-        select pg_try_advisory_lock(${RELAY_LOCK}, hashtext(${config.slotName})) as ok`;
-      if (!row?.ok) {
-        if (!announced) log(`standby: another relay is active on slot '${config.slotName}'; waiting to take over`);
-        announced = true;
+      let [row] = await tryLead();
+      if (!row?.ok && row?.expired) {
         const takeover = await takeOverExpired(conn, config.slotName);
         if (takeover) {
           log(`relay ${takeover.relayId} holds slot '${config.slotName}' but made no progress for ${takeover.silentSeconds.toFixed(1)} s ` +
             `(takeover after ${(takeoverMs(config) / 1000).toFixed(1)} s): terminated its ${takeover.terminated} backends; taking over`);
         }
+        [row] = await tryLead();
+      }
+      if (!row?.ok) {
+        if (!announced) log(`standby: another relay is active on slot '${config.slotName}'; waiting to take over`);
+        announced = true;
         throw new NotLeader();
       }
     }).pipe(

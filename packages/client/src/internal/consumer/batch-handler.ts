@@ -1,6 +1,6 @@
 /**
  * Handling one fetched batch of one partition, then committing its offset
- * (DESIGN.md invariant 9: commit only after the handler succeeded; nothing is
+ * (docs/ARCHITECTURE.md invariant 9: commit only after the handler succeeded; nothing is
  * skipped silently; per-partition order = offset order).
  *
  * A failing batch is retried with the configured Effect Schedule. If it still

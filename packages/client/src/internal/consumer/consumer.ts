@@ -1,7 +1,7 @@
 /**
  * A consumer group member: joins the group, handles the events of the
  * partitions it owns in offset order, commits after each handled batch, and
- * follows rebalances (DESIGN.md invariants 8 and 9).
+ * follows rebalances (docs/ARCHITECTURE.md invariants 8 and 9).
  *
  *   heartbeat ─► owned partitions (stream, partition, generation, ready)
  *     new + ready   → start at the committed offset (or `startFrom`)

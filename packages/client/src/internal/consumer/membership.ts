@@ -1,5 +1,5 @@
 /**
- * The group membership protocol, in the database (DESIGN.md invariant 8).
+ * The group membership protocol, in the database (docs/ARCHITECTURE.md invariant 8).
  *
  * Every change to a group — a heartbeat, a join, a leave, an expiry — is one
  * transaction under the group's advisory lock, so rebalances never interleave.

@@ -1,5 +1,5 @@
 /**
- * Committed offsets of a group (DESIGN.md invariants 8 and 9).
+ * Committed offsets of a group (docs/ARCHITECTURE.md invariants 8 and 9).
  *
  * A commit names the partition, the generation its member owns it under and
  * the next offset to handle. It goes in only if that member still owns the
