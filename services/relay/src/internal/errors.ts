@@ -68,9 +68,18 @@ export function isDataError(error: unknown): boolean {
  * Errors of connecting or of the relay's own queries that no retry can heal,
  * as a RelayFatalError with what to do; anything else is returned unchanged.
  */
+/** Node's codes for a server certificate that verification refused (sslmode=verify-ca / verify-full). */
+const TLS_VERIFY_CODES = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID", "CERT_SIGNATURE_FAILURE", "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
 export function fatalSetupError(error: unknown, context: { slotName: string }): unknown {
   const e = error as { code?: string; message?: string };
   const message = e?.message ?? String(error);
+  if (e?.code && TLS_VERIFY_CODES.has(e.code)) {
+    return new RelayFatalError("TLS", `the server's certificate was refused (${e.code}: ${message}): check sslrootcert (the CA that signed it) and that the host in DATABASE_URL is a name the certificate holds.`);
+  }
   switch (e?.code) {
     case "28P01":
     case "28000":

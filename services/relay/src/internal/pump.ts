@@ -63,7 +63,7 @@ export class RelayPump implements ReplicationHandler {
   readonly stats: PumpStats = { events: 0, transactions: 0, batches: 0, rejected: 0 };
 
   constructor(
-    /** The relay's one writer connection (reserved: its backend is named in the lease). */
+    /** The relay's writer: a pool of one connection, whose backend is named in the lease. */
     private readonly sql: Sql,
     private readonly state: RelayState,
     private readonly source: ReplicationSource,

@@ -68,11 +68,12 @@ const RELAY_LOCK = 0x7472_6962; // "trib"
  * (a 3 ms statement_timeout would fail every batch): its writes have their own
  * deadline, enforced by the server too.
  */
-const connect = (url: string, max: number, writeTimeoutMs: number) =>
+const connect = (url: string, max: number, writeTimeoutMs: number, extra: { max_lifetime?: null } = {}) =>
   Effect.acquireRelease(
     Effect.try({
       try: () => connectPostgres(url, {
         max,
+        ...extra,
         onnotice: () => {},
         connection: {
           application_name: "tributary-relay",
@@ -194,8 +195,9 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
     const sql = yield* connect(config.databaseUrl, 4, writeTimeoutMs);
     yield* setup(() => checkWalLevel(sql));
     const lockConn = yield* lead(sql, config, log).pipe(Effect.mapError((e) => fatalSetupError(e instanceof Error && e.cause ? e.cause : e, config)));
-    // The one connection batches are written on: its backend is named in the lease.
-    const writer = yield* Effect.acquireRelease(setup(() => sql.reserve()), (c) => Effect.sync(() => c.release()));
+    // The one connection batches are written on (a pool of one that is never
+    // recycled, so its backend stays the one named in the lease).
+    const writer = yield* connect(config.databaseUrl, 1, writeTimeoutMs, { max_lifetime: null });
     const [writerBackend] = yield* setup(() => writer<{ pid: number }[]>`select pg_backend_pid() as pid`);
     yield* setup(() => takeLease(lockConn, config.slotName, relayId, writerBackend!.pid, takeoverMs(config)));
     const slot = yield* setup(() => inspectSlot(sql, config.slotName));
@@ -258,12 +260,24 @@ const renewWhileProgressing = (lockConn: Sql, pump: RelayPump, source: Replicati
         }
         stalledLogged = false;
         renewing = true;
+        // A renewal that does not answer within half the takeover time means
+        // the lock connection is gone: a standby may already be taking over.
+        let answered = false;
+        const silence = setTimeout(() => {
+          if (!answered) source.abort(new RelayFencedError(`the lease renewal of relay ${relayId} got no answer within ${takeover / 2} ms: its lock connection is gone`));
+        }, takeover / 2);
         renewLease(lockConn, config.slotName, relayId, takeover).then(
           (held) => {
+            answered = true;
+            clearTimeout(silence);
             renewing = false;
             if (!held) source.abort(new RelayFencedError(`relay ${relayId} lost its lease on slot '${config.slotName}': another relay took over`));
           },
-          (error: unknown) => source.abort(error),
+          (error: unknown) => {
+            answered = true;
+            clearTimeout(silence);
+            source.abort(error);
+          },
         );
       }, Math.max(50, Math.floor(takeoverMs(config) / 3)));
       return timer;

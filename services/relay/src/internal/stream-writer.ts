@@ -12,32 +12,17 @@
  * So we listen there too, and a deadline covers anything else that could
  * leave the write hanging.
  */
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 import { Lsn } from "@tributary/wal";
 import type { Batch } from "./relay-state.ts";
 import { BatchWriteTimeoutError, RelayFencedError } from "./errors.ts";
 
-/**
- * `sql` is one connection (the relay's reserved writer, or a pool of one in
- * tests): the transaction is explicit BEGIN/COMMIT on it, since a reserved
- * postgres.js connection has no begin().
- */
 export async function writeBatch(sql: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint, timeoutMs: number): Promise<bigint> {
-  const write = (async () => {
-    await sql`begin`;
-    try {
-      const version = await writeInTransaction(sql, slotName, relayId, batch, expectedVersion);
-      await sql`commit`;
-      return version;
-    } catch (error) {
-      await sql`rollback`.catch(() => undefined);
-      throw error;
-    }
-  })();
+  const write = sql.begin((tx) => writeInTransaction(tx, slotName, relayId, batch, expectedVersion)) as Promise<bigint>;
   return withDeadline(write, timeoutMs, `a batch write of ${batch.size} events and ${batch.rejects.length} set-aside messages`);
 }
 
-async function writeInTransaction(tx: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint): Promise<bigint> {
+async function writeInTransaction(tx: TransactionSql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint): Promise<bigint> {
   const { rows, position } = batch;
   // The compare-and-set comes first: a fenced relay stops here, before it
   // could collide with (or wait on) the rows of the relay that replaced it.
@@ -84,7 +69,7 @@ async function writeInTransaction(tx: Sql, slotName: string, relayId: string, ba
   return BigInt(updated[0]!.version);
 }
 
-async function copyRows(tx: Sql, rows: Buffer): Promise<void> {
+async function copyRows(tx: TransactionSql, rows: Buffer): Promise<void> {
   const query = tx`
     copy tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
     from stdin`;
