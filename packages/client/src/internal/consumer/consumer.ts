@@ -290,8 +290,9 @@ class GroupMember implements Consumer {
   }
 
   private isFatal(error: unknown): boolean {
-    // Bad input (e.g. an invalid stream name) will not fix itself.
-    return (error as { code?: string })?.code === "22023";
+    // Bad input (e.g. an invalid stream name) and a missing grant (42501) will not fix themselves.
+    const code = (error as { code?: string })?.code;
+    return code === "22023" || code === "42501";
   }
 
   /** Lost contact for a whole session: our partitions may have moved. Stop until a heartbeat says otherwise. */
