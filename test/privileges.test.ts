@@ -276,6 +276,25 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         await refused(() => reader`select * from tributary.relay_checkpoints`, permissionDenied("table relay_checkpoints"));
       });
 
+      it("row-level security keeps a partition read an index range scan (no sort of the partition's rest)", async () => {
+        await insertEvents("orders.us", 1, 30_000);
+        await superuser()`analyze tributary.events`;
+        const reader = as(role.reader);
+        // The consumer's fetch (consumer/fetch.ts), one partition.
+        const plan = await reader.begin(async (tx) => {
+          await tx`set local plan_cache_mode = force_generic_plan`;
+          return tx.unsafe(`
+            explain select e.* from unnest(array['orders.us']::text[], array[1]::int[], array[100]::bigint[]) as p(stream, partition, from_offset)
+              cross join lateral (select * from tributary.events e
+                                   where e.stream = p.stream and e.partition = p.partition and e."offset" >= p.from_offset
+                                   order by e."offset" limit 500) e`);
+        });
+        const text = plan.map((r) => (r as Record<string, string>)["QUERY PLAN"]).join("\n");
+        expect(text).toMatch(/Index Scan using events_pkey/);
+        expect(text).not.toMatch(/Sort|Bitmap/);
+        expect(text).toMatch(/Filter: CASE WHEN \(stream ~~ ANY/);
+      });
+
       it("a grant to a group role applies to its members", async () => {
         const member = as(role.member);
         const events = await readPartition(member, { stream: "payroll", partition: 0, from: 0, limit: 10 });
