@@ -5,6 +5,8 @@
  *
  *   logical message   tributary.append / append_many (the product): validation
  *                     in PL/pgSQL, then pg_logical_emit_message(true, ...).
+ *                     Once as the superuser (no privilege check applies),
+ *                     once as a writer with per-stream grants.
  *   raw message       pg_logical_emit_message(true, ...) with the same payload
  *                     and no validation: how much of the above is PL/pgSQL.
  *   outbox row        INSERT into bench_outbox (benchmark scaffolding, created
@@ -18,6 +20,8 @@ import { BENCH_PARTITIONS, type BenchEvent } from "./event-payload.ts";
 export interface AppendPath {
   readonly name: string;
   readonly usesOutbox: boolean;
+  /** Connect as this login role instead of the superuser (see bench-roles.ts). */
+  readonly role?: "bench_writer";
   /** Writes `events` in one transaction; returns the ids of the events. */
   write(sql: Sql, events: readonly BenchEvent[]): Promise<string[]>;
 }
@@ -42,6 +46,13 @@ export const logicalMessagePath: AppendPath = {
         ${events.map((e) => e.headers)}::text[]::jsonb[])::text[] as ids`;
     return row!.ids;
   },
+};
+
+/** The same calls as a writer holding one write grant per stream: append's per-stream check runs in full. */
+export const grantedWriterPath: AppendPath = {
+  ...logicalMessagePath,
+  name: "logical message, as a granted writer",
+  role: "bench_writer",
 };
 
 export const rawMessagePath: AppendPath = {
