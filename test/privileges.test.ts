@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { append, claim, consumer, ack, nack, extend, readPartition, send, tailStream, work } from "@tributary/client";
 import { startRelay } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
+import { runCli } from "./support/cli.ts";
 import { eventually } from "./support/processes.ts";
 
 const GROUP_ROLES = ["tributary_admin", "tributary_relay", "tributary_writer", "tributary_reader", "tributary_worker"];
@@ -374,6 +375,16 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         expect(await readPartition(member, { stream: "orders.eu", partition: 0, from: 0, limit: 10 })).toEqual([]);
         await refused(() => admin`select tributary.grant_stream(${role.readers}, 'orders.%', 'read')`, { code: "22023", message: /invalid stream pattern 'orders\.%'/ });
         await refused(() => admin`select tributary.grant_queue(${role.readers}, 'emails', 'read')`, { code: "22023", message: /invalid queue privilege 'read'/ });
+      });
+
+      it("runs tributary status, groups and queues", async () => {
+        const url = new URL(db.url);
+        url.username = role.admin;
+        for (const command of [["status", "--json"], ["groups", "--json"], ["queues", "--json"]]) {
+          const result = await runCli([...command, "--database-url", url.toString()]);
+          expect(result.code, `${command.join(" ")}: ${result.stderr}`).toBe(0);
+          expect(result.stdout).toMatch(command[0] === "queues" ? /payroll/ : command[0] === "groups" ? /hr/ : /orders\.eu/);
+        }
       });
 
       it("creates queues, reads every stream and queue, but writes no events", async () => {
