@@ -286,18 +286,31 @@ alter default privileges in schema tributary grant execute on functions to tribu
 
 grant usage on schema tributary to tributary_admin, tributary_relay, tributary_writer, tributary_reader, tributary_worker;
 
--- Helpers the verbs call with the caller's rights; they change nothing by themselves.
-grant execute on function
-  tributary.validate_stream_name(text), tributary.max_data_bytes(), tributary.stream_partitions(text),
-  tributary.validate_queue_name(text), tributary.queue_error(text, text, text), tributary.queue_settings(text),
-  tributary.option_interval(jsonb, text, interval), tributary.job_state(text, bigint, text, int, text),
-  tributary.receipt_message_id(uuid), tributary.new_receipt(bigint), tributary.stale_receipt(text, uuid),
-  tributary.claimed(text, uuid), tributary.bury(tributary.queue_messages, text),
-  tributary.claim_batch(tributary.queues, text, int, interval),
-  tributary.granted_patterns(text, text[]), tributary.has_grant(name, text, text, text[]),
-  tributary.permission_error(name, text, text, text, text), tributary.queue_exists(text),
-  tributary.authorize_read(text), tributary.authorize_group(text)
-  to tributary_writer, tributary_reader, tributary_worker;
+-- Helpers. EXECUTE on a function that runs with the caller's rights is no
+-- boundary (table privileges and row-level security are), so every such
+-- function that is not a verb is executable by the three user roles: the
+-- verbs call helpers the other migrations add (option checks, limits, ...).
+-- A verb is granted below by name, to the roles that may use it; a SECURITY
+-- DEFINER function is granted only by name (queue_exists here; append,
+-- append_many, fire_schedules below), never as a helper.
+do $$
+declare
+  verbs text[] := array[
+    'append', 'append_many', 'create_stream', 'send',                        -- writers
+    'claim', 'ack', 'ack_batch', 'nack', 'extend', 'release', 'fire_schedules', -- workers
+    'create_queue', 'schedule', 'unschedule', 'redrive', 'set_limit',         -- admins
+    'grant_stream', 'grant_queue', 'grant_group', 'revoke_stream', 'revoke_queue', 'revoke_group', 'validate_grant'];
+  f regprocedure;
+begin
+  for f in
+    select p.oid from pg_catalog.pg_proc p
+     where p.pronamespace = 'tributary'::regnamespace and not p.prosecdef and p.prokind = 'f'
+       and p.proname <> all (verbs)
+  loop
+    execute format('grant execute on function %s to tributary_writer, tributary_reader, tributary_worker', f);
+  end loop;
+end $$;
+grant execute on function tributary.queue_exists(text) to tributary_writer, tributary_reader, tributary_worker;
 
 grant execute on function
   tributary.append(text, text, text, jsonb, jsonb), tributary.append_many(text[], text[], text[], jsonb[], jsonb[]),
