@@ -57,6 +57,7 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       nobody: `t_${suffix}_nobody`,
       readers: `t_${suffix}_readers`, // a plain group role holding grants for its members
       member: `t_${suffix}_member`,
+      feeder: `t_${suffix}_feeder`, // works a stream-fed queue
     };
     let db: TestDatabase;
     const connections = new Map<string, Sql>();
@@ -93,7 +94,8 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         create role ${role.relay} login replication bypassrls in role tributary_relay;
         create role ${role.nobody} login;
         create role ${role.readers} nologin in role tributary_reader;
-        create role ${role.member} login in role ${role.readers};`);
+        create role ${role.member} login in role ${role.readers};
+        create role ${role.feeder} login in role tributary_worker, tributary_reader;`);
       for (const [stream, partitions] of [["orders.eu", 2], ["orders.us", 2], ["ordersX", 1], ["payroll", 2]] as const) {
         await sql`select tributary.create_stream(${stream}, ${partitions})`;
       }
@@ -177,6 +179,26 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         await refused(() => writer`select tributary.append_many(array['orders.eu', 'ordersX'], array['k', 'k'], array['T', 'T'], array['{}', '{}']::jsonb[])`, {
           code: "42501",
           message: /may not append to stream 'ordersX'/,
+        });
+      });
+
+      it("append checks the session's role (its login, or the role it SET ROLE to), not a SECURITY DEFINER wrapper's owner", async () => {
+        await superuser().begin(async (tx) => {
+          await tx.unsafe(`set local role ${role.writer}`);
+          await append(tx, { stream: "orders.eu", key: "k", type: "T", data: {} });
+          await refused(() => tx.savepoint((sp) => append(sp, { stream: "payroll", key: "k", type: "T", data: {} })), {
+            code: "42501", message: new RegExp(`role ${role.writer} may not append to stream 'payroll'`),
+          });
+        });
+        // The writer's own definer function, run by a role with no grant: checked as that caller, refused.
+        const wrapper = `public.t_${suffix}_append_orders`;
+        await superuser().unsafe(`
+          create function ${wrapper}() returns uuid language sql security definer set search_path = pg_catalog, pg_temp
+            as $$ select tributary.append('orders.eu', 'k', 'T', '{}') $$;
+          alter function ${wrapper}() owner to ${role.writer};
+          grant execute on function ${wrapper}() to ${role.nobody};`);
+        await refused(() => as(role.nobody).unsafe(`select ${wrapper}()`), {
+          code: "42501", message: new RegExp(`role ${role.nobody} may not append to stream 'orders.eu'`),
         });
       });
 
@@ -325,6 +347,22 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         const running = await work(worker, "emails", async (m) => void handled.push(m.payload), { log: () => {} });
         try {
           await eventually("the worker to handle the message", () => handled.some((p) => (p as { job?: string }).job === "welcome"));
+        } finally {
+          await running.stop();
+        }
+      });
+
+      it("works a stream-fed queue with read on the stream, its feeder group, and send and work on the queue", async () => {
+        const sql = superuser();
+        await sql`select tributary.create_queue('orders-feed', '{"stream": "orders.eu"}')`;
+        await sql`select tributary.grant_stream(${role.feeder}, 'orders.eu', 'read')`;
+        await sql`select tributary.grant_group(${role.feeder}, 'tributary.queue.orders-feed')`;
+        await sql`select tributary.grant_queue(${role.feeder}, 'orders-feed', 'send')`;
+        await sql`select tributary.grant_queue(${role.feeder}, 'orders-feed', 'work')`;
+        const offsets: number[] = [];
+        const running = await work(as(role.feeder), "orders-feed", async (m) => void offsets.push((m.payload as { offset: number }).offset), { log: () => {} });
+        try {
+          await eventually("the fed messages to be handled", () => [0, 1, 2].every((o) => offsets.includes(o)));
         } finally {
           await running.stop();
         }
