@@ -58,10 +58,9 @@ begin
     from unnest(wanted) w where not exists (select 1 from pg_catalog.pg_roles where rolname = w);
   if missing is null then return; end if;
   if not (select rolcreaterole or rolsuper from pg_catalog.pg_roles where rolname = current_user) then
-    raise exception 'tributary migrate creates the group roles %, and role % may not create roles', array_to_string(missing, ', '), current_user
-      using errcode = '42501',
-            hint = format('Run migrate once as a role with CREATEROLE (or a superuser), or have one run: %s',
-                          (select string_agg(format('CREATE ROLE %I NOLOGIN;', m), ' ') from unnest(missing) m));
+    raise exception 'tributary migrate creates the group roles %, and role % may not create roles: run migrate once as a role with CREATEROLE (or a superuser), or have one run: %',
+      array_to_string(missing, ', '), current_user, (select string_agg(format('CREATE ROLE %I NOLOGIN;', m), ' ') from unnest(missing) m)
+      using errcode = '42501';
   end if;
   foreach r in array missing loop
     begin

@@ -11,7 +11,9 @@
  */
 import { randomBytes } from "node:crypto";
 import postgres, { type Sql } from "postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { migrate } from "@tributary/migrate";
+import { Cluster, findInstallation } from "@tributary/testkit";
 import { append, claim, consumer, ack, nack, extend, readPartition, send, tailStream, work } from "@tributary/client";
 import { startRelay } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
@@ -148,6 +150,42 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       expect(unpinned).toEqual([]);
       const prosecdef = await sql`select 1 from pg_proc where pronamespace = 'tributary'::regnamespace and prosecdef`;
       expect(prosecdef.length).toBeGreaterThan(0);
+    });
+
+    it("on a cluster without the group roles, migrate as a role without CREATEROLE says what to run; with CREATEROLE it creates them", async (ctx) => {
+      const server = inject("servers").find((s) => s.url === backend.serverUrl);
+      if (!server || server.kind === "external") {
+        ctx.skip("needs a cluster of its own (the group roles are cluster-wide); unset TRIBUTARY_TEST_DATABASE_URL to run it");
+        return;
+      }
+      const installation = findInstallation(server.kind);
+      if ("missing" in installation) throw new Error(installation.missing);
+      const cluster = await Cluster.start(installation);
+      try {
+        const admin = postgres(cluster.url, { max: 1, onnotice: () => {} });
+        await admin.unsafe("create role owner_plain login replication");
+        await admin.unsafe("create database plain owner owner_plain");
+        const url = new URL(cluster.urlFor("plain"));
+        url.username = "owner_plain";
+        const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
+        try {
+          await refused(() => migrate(sql, { slotName: "plain" }), {
+            code: "MIGRATION_FAILED",
+            message: /role owner_plain may not create roles: run migrate once as a role with CREATEROLE .*CREATE ROLE tributary_admin NOLOGIN;/,
+          });
+          await admin.unsafe("alter role owner_plain createrole");
+          await migrate(sql, { slotName: "plain" });
+          const roles = await sql`select rolname from pg_roles where rolname = any (${GROUP_ROLES})`;
+          expect(roles.length).toBe(GROUP_ROLES.length);
+          // The owner (not a superuser) still appends, with no grant.
+          await append(sql, { stream: "mine", key: "k", type: "T", data: {} });
+        } finally {
+          await sql.end({ timeout: 1 });
+          await admin.end({ timeout: 1 });
+        }
+      } finally {
+        await cluster.destroy();
+      }
     });
 
     it("a role in no Tributary role can use nothing", async () => {
