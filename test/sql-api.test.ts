@@ -56,25 +56,27 @@ function jsonStringOfBytes(bytes: number): string {
 describe("SQL API input validation", () => {
   const backend = backends()[0]!;
   let db: TestDatabase;
-  /** A connection with tributary.max_data_bytes = 100. */
-  let small: ReservedSql;
+  /** A database whose operator set max_data_bytes to 100. */
+  let smallDb: TestDatabase;
+  let small: Sql;
 
   beforeAll(async () => {
     db = await createTestDatabase(backend);
-    small = await db.sql.reserve();
-    await small`set tributary.max_data_bytes = 100`;
+    smallDb = await createTestDatabase(backend);
+    small = smallDb.sql;
+    await small`select tributary.set_limit('max_data_bytes', 100)`;
   });
   afterAll(async () => {
-    small?.release();
+    await smallDb?.drop();
     await db?.drop();
   });
 
-  const appendSql = (sql: Sql | ReservedSql, stream: string | null, key: string | null, type: string | null, data: string | null, headers: string | null = "{}") =>
+  const appendSql = (sql: Sql, stream: string | null, key: string | null, type: string | null, data: string | null, headers: string | null = "{}") =>
     // ::text first: a parameter typed jsonb would be JSON-encoded again by postgres.js.
     sql`select tributary.append(${stream}, ${key}, ${type}, ${data}::text::jsonb, ${headers}::text::jsonb) as id`;
 
   describe("from SQL: SQLSTATE 22023, the rule's constraint name, a message stating the rule", () => {
-    const cases: Array<[string, (sql: Sql, small: ReservedSql) => Promise<unknown>, string, RegExp]> = [
+    const cases: Array<[string, (sql: Sql, small: Sql) => Promise<unknown>, string, RegExp]> = [
       ["empty stream name", (sql) => appendSql(sql, "", "k", "T", "1"), "tributary_stream_name", RULES.streamName],
       ["201-character stream name", (sql) => appendSql(sql, "s".repeat(201), "k", "T", "1"), "tributary_stream_name", RULES.streamName],
       ["stream name with a space", (sql) => appendSql(sql, "my stream", "k", "T", "1"), "tributary_stream_name", RULES.streamName],
@@ -137,18 +139,15 @@ describe("SQL API input validation", () => {
     it("says how to raise the data limit", async () => {
       const error = await rejection(appendSql(small, "s", "k", "T", JSON.stringify(jsonStringOfBytes(101))));
       expect(error.message).toMatch(/event data is 101 bytes, over the limit of 100 bytes \(stream s\)/);
-      expect(error.hint).toMatch(/ALTER DATABASE .* SET tributary\.max_data_bytes/);
+      expect(error.hint).toMatch(/tributary\.set_limit\('max_data_bytes', <bytes>\)/);
     });
 
-    it("names the setting when tributary.max_data_bytes is not a number", async () => {
-      const error = await rejection(
-        db.sql.begin(async (tx) => {
-          await tx`set local tributary.max_data_bytes = '1MB'`;
-          await appendSql(tx as unknown as Sql, "s", "k", "T", "1");
-        }),
-      );
-      // Every append fails while the setting is wrong: the message must point at it.
-      expect(error.message).toMatch(/tributary\.max_data_bytes/);
+    it("refuses a limit out of its range, naming the range", async () => {
+      const error = await rejection(small`select tributary.set_limit('max_key_bytes', 5000)`);
+      expect(error.constraint_name).toBe("tributary_limit");
+      expect(error.message).toMatch(/limit max_key_bytes must be between 1 and 2048/);
+      const unknown = await rejection(small`select tributary.set_limit('max_bytes', 5)`);
+      expect(unknown.message).toMatch(/unknown limit 'max_bytes': the limits are max_data_bytes, max_depth, max_headers_bytes, max_key_bytes, max_type_bytes/);
     });
 
     it("accepts the limits themselves: 200-character names, data of exactly the limit, JSON null data", async () => {
@@ -166,7 +165,7 @@ describe("SQL API input validation", () => {
       expect(d).toBeDefined();
     });
 
-    it("applies the 1 MiB default limit when tributary.max_data_bytes is not set", async () => {
+    it("applies the 1 MiB default data limit", async () => {
       const atLimit = JSON.stringify("x".repeat(1048576 - 2));
       const [ok] = await appendSql(db.sql, "s", "k", "T", atLimit);
       expect(ok!.id).toMatch(/^[0-9a-f-]{36}$/);
@@ -179,7 +178,7 @@ describe("SQL API input validation", () => {
   describe("from the TypeScript client: a TributaryInputError with a stable code", () => {
     const event = { stream: "s", key: "k", type: "T", data: { ok: true } };
     const none = null as unknown as string;
-    const cases: Array<[string, (sql: Sql, small: ReservedSql) => Promise<unknown>, AppendErrorCode, RegExp]> = [
+    const cases: Array<[string, (sql: Sql, small: Sql) => Promise<unknown>, AppendErrorCode, RegExp]> = [
       ["empty stream name", (sql) => append(sql, { ...event, stream: "" }), "INVALID_STREAM_NAME", RULES.streamName],
       ["201-character stream name", (sql) => append(sql, { ...event, stream: "s".repeat(201) }), "INVALID_STREAM_NAME", RULES.streamName],
       ["stream name with bad characters", (sql) => append(sql, { ...event, stream: "orders/eu" }), "INVALID_STREAM_NAME", RULES.streamName],
@@ -305,7 +304,6 @@ describeBackends("SQL API with the relay", (backend) => {
     expected.push(await append(db.sql, good(7, "s".repeat(200))));
     expected.push(
       await db.sql.begin(async (tx) => {
-        await tx`set local tributary.max_data_bytes = 100`;
         return append(tx, { ...good(8), data: jsonStringOfBytes(100) });
       }),
     );

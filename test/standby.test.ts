@@ -51,6 +51,9 @@ function batchOf(events: Array<{ stream: string; partition: number; offset: numb
   return {
     rows: copyRowsOf(events),
     size: events.length,
+    rejects: [],
+    first: null,
+    last: null,
     offsets: events.map((e) => ({ stream: e.stream, partition: e.partition, nextOffset: String(e.offset + 1) })),
     position: {
       commitLsn: Lsn.parse(checkpoint.commitLsn),
@@ -226,13 +229,15 @@ describeBackends("standby", (backend) => {
     const before = await snapshot();
     const fresh = batchOf([{ stream: "fenced", partition: 0, offset: 0, key: "z" }], current);
     const stale = BigInt(current.version - 1);
-    const error = await writeBatch(db.sql, db.slotName, "relay-zombie", fresh, stale).then(() => null, (e: unknown) => e);
+    const writer = await db.sql.reserve();
+    const error = await writeBatch(writer, db.slotName, "relay-zombie", fresh, stale, 10_000).then(() => null, (e: unknown) => e);
     expect(error).toBeInstanceOf(RelayFencedError);
     expect((error as Error).message).toMatch(/fenced/);
     expect(await snapshot()).toEqual(before);
 
     // The same batch with the current version goes in: the version alone decided.
-    await expect(writeBatch(db.sql, db.slotName, "relay-current", fresh, BigInt(current.version))).resolves.toBe(BigInt(current.version + 1));
+    await expect(writeBatch(writer, db.slotName, "relay-current", fresh, BigInt(current.version), 10_000)).resolves.toBe(BigInt(current.version + 1));
+    writer.release();
     expect((await readAll(db.sql, "fenced")).length).toBe(1);
   });
 
@@ -249,7 +254,9 @@ describeBackends("standby", (backend) => {
     const before = await readAll(db.sql);
     // What a zombie holds: the same event numbered at the same offset, from the checkpoint before the leader's write.
     const zombie = batchOf([{ stream: "orders", partition: written!.partition, offset: written!.offset, key: "k" }], current);
-    const error = await writeBatch(db.sql, db.slotName, "relay-zombie", zombie, BigInt(current.version - 1)).then(() => null, (e: unknown) => e);
+    const writer = await db.sql.reserve();
+    const error = await writeBatch(writer, db.slotName, "relay-zombie", zombie, BigInt(current.version - 1), 10_000).then(() => null, (e: unknown) => e);
+    writer.release();
     expect(await readAll(db.sql)).toEqual(before);
     expect(await readCheckpoint(db.sql, db.slotName)).toEqual(current);
     expect(error, `expected the fence to stop the zombie, got: ${(error as Error)?.message}`).toBeInstanceOf(RelayFencedError);

@@ -51,6 +51,8 @@ export interface RelayChildOptions {
   readonly crashAfterBatches?: number;
   /** Report RSS every 200 ms (read with `peakRss()`). */
   readonly reportRss?: boolean;
+  /** The relay's takeoverAfterMs (a standby takes over a relay that made no progress this long). */
+  readonly takeoverAfterMs?: number;
 }
 
 export interface ChildExit {
@@ -225,6 +227,7 @@ export class RelayChildren {
       CRASH_AT: options.crashAt ?? "",
       CRASH_AFTER_BATCHES: String(options.crashAfterBatches ?? 0),
       REPORT_RSS: options.reportRss ? "1" : "",
+      TAKEOVER_AFTER_MS: options.takeoverAfterMs === undefined ? "" : String(options.takeoverAfterMs),
     };
     // The same V8 heap limit as `tributary relay` (packages/cli/bin/tributary.js).
     const child = new RelayChild(spawn(process.execPath, ["--max-old-space-size=128", this.script], { env, stdio: ["ignore", "pipe", "pipe"] }));

@@ -4,8 +4,8 @@
  * shape, and the replication connection with owned acknowledgements.
  */
 export { Lsn } from "./internal/lsn.ts";
-export { MESSAGE_PREFIX, parseEventMessage } from "./internal/event-message.ts";
-export type { RawEvent } from "./internal/event-message.ts";
+export { isRejection, Keyring, MESSAGE_PREFIX, readEventMessage } from "./internal/event-message.ts";
+export type { RawEvent, Rejection, RejectionReason } from "./internal/event-message.ts";
 export type { WalMessage } from "./internal/wal-message.ts";
 export { parsePgoutput, PUBLICATION } from "./internal/pgoutput.ts";
 export { fromWal2json, timestampMicros } from "./internal/wal2json.ts";

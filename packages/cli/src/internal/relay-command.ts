@@ -6,14 +6,31 @@ import { onShutdown } from "./shutdown.ts";
 const usage = `Usage: tributary relay [--database-url URL] [--slot NAME] [--decoder pgoutput|wal2json]
 
 Copies committed events from the replication slot into tributary.events with
-dense per-partition offsets. Run several: one is active, the others wait as
-standbys and take over within seconds when it dies. SIGTERM/SIGINT stop it
-cleanly (exit 0).
+dense per-partition offsets. Run several on the same slot: one is active, the
+others wait as standbys and take over within seconds when it dies, and within
+--takeover-after when it freezes or hangs while still connected. Messages
+that cannot become events (unsigned, forged, refused by the stream table) are
+set aside in tributary.rejected_messages; the relay goes on. SIGTERM/SIGINT
+stop it cleanly (exit 0); errors no retry can heal (login refused, missing
+privileges or schema, a lost or re-created slot) stop it with exit 1 and what
+to do.
 
-  --database-url URL     PostgreSQL to relay (default: $DATABASE_URL)
-  --slot NAME            replication slot (default: ${defaultSlotName})
-  --decoder NAME         expected output plugin (default: the slot's own)
-  --max-batch-events N   events per stream write (default 5000)`;
+  --database-url URL        PostgreSQL to relay (default: $DATABASE_URL)
+  --slot NAME               replication slot (default: ${defaultSlotName})
+  --decoder NAME            expected output plugin (default: the slot's own)
+  --max-batch-events N      events per stream write (default 5000)
+  --takeover-after SECONDS  a standby takes over an active relay that made no
+                            progress for this long (default 15)
+  --write-timeout SECONDS   a batch write that takes longer ends the session
+                            and is written again (default 60)`;
+
+function seconds(values: Record<string, unknown>, name: string): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!(Number.isFinite(value) && value > 0)) throw new UsageError(`--${name} must be a positive number of seconds, not '${String(raw)}'`);
+  return Math.round(value * 1000);
+}
 
 export async function relayCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
@@ -21,7 +38,11 @@ export async function relayCommand(argv: string[]): Promise<void> {
     slot: { type: "string" },
     decoder: { type: "string" },
     "max-batch-events": { type: "string" },
+    "takeover-after": { type: "string" },
+    "write-timeout": { type: "string" },
   }, usage);
+  const takeoverAfterMs = seconds(values, "takeover-after");
+  const writeTimeoutMs = seconds(values, "write-timeout");
   const decoder = values.decoder as Decoder | undefined;
   if (decoder !== undefined && !decoders.includes(decoder)) throw new UsageError(`unknown decoder '${decoder}': use pgoutput or wal2json`);
   const maxBatchEvents = values["max-batch-events"] ? Number(values["max-batch-events"]) : undefined;
@@ -33,6 +54,8 @@ export async function relayCommand(argv: string[]): Promise<void> {
     slotName: values.slot ?? defaultSlotName,
     ...(decoder ? { decoder } : {}),
     ...(maxBatchEvents ? { maxBatchEvents } : {}),
+    ...(takeoverAfterMs ? { takeoverAfterMs } : {}),
+    ...(writeTimeoutMs ? { writeTimeoutMs } : {}),
   });
   onShutdown(() => handle.stop());
   await handle.done;

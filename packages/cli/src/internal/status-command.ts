@@ -4,8 +4,12 @@ import { formatBytes, formatRate, formatSeconds, readStatus, type Status } from 
 
 const usage = `Usage: tributary status [--database-url URL] [--json]
 
-Streams with their partitions and event counts; each relay slot with its state
-(active: a relay holds the slot's lock; standbys waiting to take over), lag
+Alarms first: committed messages the relay set aside (unsigned, forged or
+refused; see tributary.rejected_messages), relays that hold their slot but
+stopped making progress, lost slots. Then streams with their partitions and
+event counts; each relay slot with its state (active: a relay holds the
+slot's lock and renews its lease; stalled: it holds the lock but stopped
+renewing; standbys waiting to take over), lag
 (WAL bytes not yet acknowledged, and for how long), WAL retained and WAL
 status; consumer groups with their members and total lag; queues with their
 messages ready (the depth), in flight, delayed and dead, and their live
@@ -27,7 +31,9 @@ export async function statusCommand(argv: string[]): Promise<void> {
 }
 
 function formatStatus(status: Status): string {
-  const lines = ["STREAM                           PARTITIONS       EVENTS"];
+  const lines = status.alarms.map((a) => `ALARM: ${a}`);
+  if (lines.length > 0) lines.push("");
+  lines.push("STREAM                           PARTITIONS       EVENTS");
   for (const s of status.streams) lines.push(`${s.stream.padEnd(32)} ${String(s.partitions).padStart(10)} ${String(s.events).padStart(12)}`);
   if (status.streams.length === 0) lines.push("(no streams yet)");
 

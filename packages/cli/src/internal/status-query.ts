@@ -12,8 +12,12 @@ export interface RelayStatus {
   plugin: string;
   /** A relay holds the slot's advisory lock (services/relay: (0x74726962, hashtext(slot))). */
   active: boolean;
-  /** "active" (a relay holds the lock), "idle" (no relay), or "lost" (the slot is gone or its WAL was removed). */
-  state: "active" | "idle" | "lost";
+  /**
+   * "active" (a relay holds the lock and renews its lease), "stalled" (a relay
+   * holds the lock but its lease expired: frozen or hung; a standby takes it
+   * over), "idle" (no relay), or "lost" (the slot is gone or its WAL was removed).
+   */
+  state: "active" | "stalled" | "idle" | "lost";
   /**
    * Relays waiting to take over. Standbys cannot be told apart by slot (their
    * lock poll is parameterized), so they are counted here only when this is
@@ -61,8 +65,19 @@ export interface QueueStatus {
   succeededPerSecond: number | null;
 }
 
+/** Committed messages the relay set aside (tributary.rejected_messages), by reason. */
+export interface RejectedStatus {
+  reason: string;
+  count: number;
+  latestAt: string;
+  latestDetail: string;
+}
+
 export interface Status {
   streams: StreamStatus[];
+  /** What an operator must look at: set-aside messages, stalled or lost relays. */
+  alarms: string[];
+  rejected: RejectedStatus[];
   relays: RelayStatus[];
   /** Relay connections of this database waiting for a slot's lock, whatever the slot. */
   standbyRelays: number;
@@ -85,6 +100,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
   const relays = await sql<{
     slot: string; plugin: string; locked: boolean; slot_exists: boolean; lag: string | null; lag_seconds: number | null;
     retained: string | null; wal_status: string | null; end_lsn: string; updated_at: Date; relay_id: string | null;
+    lease_expired: boolean | null;
   }[]>`
     select c.slot_name as slot, c.plugin,
            exists (select 1 from pg_locks l
@@ -101,7 +117,8 @@ export async function readStatus(sql: Sql): Promise<Status> {
                 -- No relay: the time since it last wrote a batch.
                 else extract(epoch from now() - c.updated_at)::float8 end as lag_seconds,
            (pg_current_wal_lsn() - r.restart_lsn)::text as retained,
-           r.wal_status, c.end_lsn::text, c.updated_at, c.relay_id
+           r.wal_status, c.end_lsn::text, c.updated_at, c.relay_id,
+           (select le.expires_at < now() from tributary.relay_leases le where le.slot_name = c.slot_name) as lease_expired
       from tributary.relay_checkpoints c
       left join pg_replication_slots r on r.slot_name = c.slot_name
       left join lateral (select s.pid, s.flush_lag from pg_stat_replication s where s.pid = r.active_pid) sr on true
@@ -127,15 +144,32 @@ export async function readStatus(sql: Sql): Promise<Status> {
          order by g.group_name`
     : [];
   const queues = (await hasQueues(sql)) ? await readQueueCounts(sql) : null;
+  // Migration 0006 added the set-aside messages and the relay lease.
+  const [trusted] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.rejected_messages') is not null as ok`;
+  const rejected = trusted!.ok
+    ? await sql<{ reason: string; count: number; latest_at: Date; latest_detail: string }[]>`
+        select reason, count(*)::int as count, max(rejected_at) as latest_at,
+               (array_agg(detail order by id desc))[1] as latest_detail
+          from tributary.rejected_messages group by reason order by reason`
+    : [];
   const standbyRelays = standby!.n;
   const activeSlots = relays.filter((r) => r.locked).length;
+  const stateOf = (r: (typeof relays)[number]): RelayStatus["state"] =>
+    !r.slot_exists || r.wal_status === "lost" ? "lost" : r.locked ? (r.lease_expired ? "stalled" : "active") : "idle";
+  const alarms = [
+    ...rejected.map((r) => `${r.count} committed message(s) set aside as ${r.reason} (tributary.rejected_messages), latest at ${r.latest_at.toISOString()}: ${r.latest_detail}`),
+    ...relays.filter((r) => stateOf(r) === "stalled").map((r) => `relay ${r.relay_id ?? "?"} holds slot '${r.slot}' but stopped renewing its lease: frozen or hung (a standby takes it over)`),
+    ...relays.filter((r) => stateOf(r) === "lost").map((r) => `slot '${r.slot}' is lost: events may be missing; the relay will not start (see its error)`),
+  ];
   return {
     streams: streams.map((s) => ({ stream: s.stream, partitions: s.partitions, events: Number(s.events) })),
+    alarms,
+    rejected: rejected.map((r) => ({ reason: r.reason, count: r.count, latestAt: r.latest_at.toISOString(), latestDetail: r.latest_detail })),
     relays: relays.map((r) => ({
       slot: r.slot,
       plugin: r.plugin,
       active: r.locked,
-      state: !r.slot_exists || r.wal_status === "lost" ? "lost" : r.locked ? "active" : "idle",
+      state: stateOf(r),
       standbys: r.locked && activeSlots === 1 ? standbyRelays : r.locked ? null : 0,
       lagBytes: r.lag === null ? null : Number(r.lag),
       lagSeconds: r.lag_seconds,

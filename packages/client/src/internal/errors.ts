@@ -6,10 +6,15 @@
 export type AppendErrorCode =
   | "INVALID_STREAM_NAME"
   | "INVALID_KEY"
+  | "KEY_TOO_LARGE"
   | "INVALID_TYPE"
+  | "TYPE_TOO_LARGE"
   | "INVALID_DATA"
   | "DATA_TOO_LARGE"
+  | "DATA_TOO_DEEP"
   | "INVALID_HEADERS"
+  | "HEADERS_TOO_LARGE"
+  | "HEADERS_TOO_DEEP"
   | "INVALID_PARTITIONS"
   | "INVALID_BATCH"
   | "INVALID_SETTING";
@@ -17,13 +22,18 @@ export type AppendErrorCode =
 const constraintCodes: Record<string, AppendErrorCode> = {
   tributary_stream_name: "INVALID_STREAM_NAME",
   tributary_key: "INVALID_KEY",
+  tributary_key_size: "KEY_TOO_LARGE",
   tributary_type: "INVALID_TYPE",
+  tributary_type_size: "TYPE_TOO_LARGE",
   tributary_data: "INVALID_DATA",
   tributary_data_size: "DATA_TOO_LARGE",
+  tributary_data_depth: "DATA_TOO_DEEP",
   tributary_headers: "INVALID_HEADERS",
+  tributary_headers_size: "HEADERS_TOO_LARGE",
+  tributary_headers_depth: "HEADERS_TOO_DEEP",
   tributary_partitions: "INVALID_PARTITIONS",
   tributary_batch_shape: "INVALID_BATCH",
-  tributary_max_data_bytes: "INVALID_SETTING",
+  tributary_limit: "INVALID_SETTING",
 };
 
 export class TributaryInputError extends Error {

@@ -7,7 +7,8 @@ export type MigrationErrorCode =
   | "SLOT_LOST"
   | "SLOT_IN_OTHER_DATABASE"
   | "SLOT_NOT_READY"
-  | "SLOT_PLUGIN_MISMATCH";
+  | "SLOT_PLUGIN_MISMATCH"
+  | "SECOND_SLOT";
 
 /** A migration or set-up problem the operator must fix; the message says how. */
 export class MigrationError extends Error {

@@ -93,8 +93,27 @@ export async function inspectSlot(sql: Sql, slotName: string, options: { creatio
   }
 }
 
+/**
+ * One slot feeds a database's streams: a relay on a second slot would number
+ * every event again (duplicates). A standby shares the active relay's slot.
+ */
+async function refuseSecondSlot(sql: Sql, slotName: string): Promise<void> {
+  const [other] = await sql<{ slot_name: string; plugin: string }[]>`
+    select slot_name, plugin from tributary.relay_checkpoints where slot_name <> ${slotName}`;
+  if (!other) return;
+  throw new MigrationError(
+    "SECOND_SLOT",
+    `this database's streams are already fed by replication slot '${other.slot_name}' (${other.plugin}); ` +
+      `a relay on a second slot '${slotName}' would write every event a second time. ` +
+      `For a standby relay, run another \`tributary relay --slot ${other.slot_name}\`: it takes over when the active one stops. ` +
+      `To move to a new slot instead, stop the relays, drop the old one (SELECT pg_drop_replication_slot('${other.slot_name}'); ` +
+      `DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${other.slot_name}';) and migrate again: events committed in between are lost.`,
+  );
+}
+
 /** Creates the slot (and its checkpoint row) when missing. Idempotent and safe to race. */
 export async function ensureSlot(sql: Sql, slotName: string, decoder: Decoder): Promise<SlotState> {
+  await refuseSecondSlot(sql, slotName);
   let slot = await inspectSlot(sql, slotName);
   if (!slot) {
     try {
@@ -109,7 +128,7 @@ export async function ensureSlot(sql: Sql, slotName: string, decoder: Decoder): 
     throw new MigrationError(
       "SLOT_PLUGIN_MISMATCH",
       `replication slot '${slotName}' uses the ${slot.plugin} decoder, not ${decoder}. ` +
-        `Use --decoder ${slot.plugin}, or another --slot name for ${decoder}.`,
+        `Use --decoder ${slot.plugin}: a slot's decoder is fixed when it is created, and one slot feeds a database's streams.`,
     );
   }
   await sql`

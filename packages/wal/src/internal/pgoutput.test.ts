@@ -21,14 +21,14 @@ describe("pgoutput decoding", () => {
     expect(parsePgoutput(commit)).toEqual({ kind: "commit", commitLsn: 0x1_0000_0010n, endLsn: 0x1_0000_0040n });
   });
 
-  it("reads a tributary message's event in place, up to the content length", () => {
+  it("reads a tributary message's LSN and content in place, up to the content length", () => {
     const content = `["s","k",8,"u","T"]\n{}\n{"a": 1}`;
     const bytes = Buffer.concat([message(1, "tributary", content), Buffer.from("trailing")]);
     const parsed = parsePgoutput(bytes);
-    expect(parsed?.kind).toBe("event");
-    if (parsed?.kind !== "event") return;
-    expect(parsed.event.stream).toBe("s");
-    expect(parsed.event.data.toString()).toBe(`{"a": 1}`);
+    expect(parsed?.kind).toBe("message");
+    if (parsed?.kind !== "message") return;
+    expect(parsed.lsn).toBe(0x1234n);
+    expect(parsed.content.toString()).toBe(content);
   });
 
   it("ignores other prefixes, non-transactional messages and other message types", () => {
@@ -37,6 +37,7 @@ describe("pgoutput decoding", () => {
     expect(parsePgoutput(message(1, "other", content))).toBeNull();
     expect(parsePgoutput(message(0, "tributary", content))).toBeNull();
     expect(parsePgoutput(Buffer.from([0x52, 0, 0, 0, 1]))).toBeNull();
+    expect(parsePgoutput(message(1, "a", ""))).toBeNull(); // shorter than our prefix: no read past the end
   });
 
   it("rejects a message whose content runs past its end", () => {

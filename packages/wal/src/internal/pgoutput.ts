@@ -5,8 +5,8 @@
  * We only ever read three message types — Begin, Message and Commit — from an
  * empty publication, so instead of pg-logical-replication's general parser
  * (an object, hex LSN strings and decoded strings per message) this plugin
- * decodes those three in place: LSNs as bigints, the event's headers and data
- * as views into the network buffer. Everything else is ignored. START_REPLICATION
+ * decodes those three in place: LSNs as bigints, a message's content as a
+ * view into the network buffer. Everything else is ignored. START_REPLICATION
  * is still issued by the library's plugin.
  *
  * Layouts (protocol version 1, https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html):
@@ -15,7 +15,7 @@
  *   'C' Int8 flags, Int64 commit LSN, Int64 end LSN, Int64 commit time
  */
 import { PgoutputPlugin } from "pg-logical-replication";
-import { MESSAGE_PREFIX, parseEventMessage } from "./event-message.ts";
+import { MESSAGE_PREFIX } from "./event-message.ts";
 import type { WalMessage } from "./wal-message.ts";
 import { withParse } from "./decoder-plugin.ts";
 
@@ -49,11 +49,12 @@ export function parsePgoutput(buffer: Buffer): WalMessage | null {
       if ((buffer[1]! & 1) === 0) return null;
       const prefixStart = 10;
       const prefixEnd = prefixStart + PREFIX_BYTES.length;
-      if (buffer.compare(PREFIX_BYTES, 0, PREFIX_BYTES.length, prefixStart, prefixEnd) !== 0) return null;
+      // Any role can emit a message with any prefix: a short one must not read past the buffer.
+      if (prefixEnd + 4 > buffer.length || buffer.compare(PREFIX_BYTES, 0, PREFIX_BYTES.length, prefixStart, prefixEnd) !== 0) return null;
       const length = buffer.readUInt32BE(prefixEnd);
       const contentStart = prefixEnd + 4;
       if (contentStart + length > buffer.length) throw new Error("truncated pgoutput message: content runs past its end");
-      return { kind: "event", event: parseEventMessage(buffer, contentStart, contentStart + length) };
+      return { kind: "message", lsn: buffer.readBigUInt64BE(2), content: buffer.subarray(contentStart, contentStart + length) };
     }
     case COMMIT:
       return { kind: "commit", commitLsn: buffer.readBigUInt64BE(2), endLsn: buffer.readBigUInt64BE(10) };

@@ -1,14 +1,21 @@
 import type { Lsn } from "./lsn.ts";
-import type { RawEvent } from "./event-message.ts";
 
 /**
  * What a decoder yields, the same for every output plugin: committed
- * transactions in commit order, each as begin, its events in append order,
- * commit. Transactions are identified by their commit record's LSN
- * (`commitLsn`), known at begin; `endLsn` (the end of the commit record) is
- * the position to acknowledge once the transaction is durably in the stream.
+ * transactions in commit order, each as begin, its `tributary` messages in
+ * append order, commit. Transactions are identified by their commit record's
+ * LSN (`commitLsn`), known at begin; `endLsn` (the end of the commit record)
+ * is the position to acknowledge once the transaction is durably in the
+ * stream. A message is only bytes here: whether it is an event (signed by
+ * append()) is the relay's to decide (event-message.ts readEventMessage).
  */
 export type WalMessage =
   | { readonly kind: "begin"; readonly commitLsn: Lsn; readonly commitTimeMicros: bigint }
-  | { readonly kind: "event"; readonly event: RawEvent }
+  | {
+      readonly kind: "message";
+      /** The message record's own LSN. */
+      readonly lsn: Lsn;
+      /** The content: a view into the network buffer, valid only while the message is handled. */
+      readonly content: Buffer;
+    }
   | { readonly kind: "commit"; readonly commitLsn: Lsn; readonly endLsn: Lsn };

@@ -1,7 +1,7 @@
 /** wal2json format-version 2 (a separately installed output plugin). */
 import { Wal2JsonPlugin } from "pg-logical-replication";
 import { Lsn } from "./lsn.ts";
-import { MESSAGE_PREFIX, parseEventMessage } from "./event-message.ts";
+import { MESSAGE_PREFIX } from "./event-message.ts";
 import type { WalMessage } from "./wal-message.ts";
 import { withParse } from "./decoder-plugin.ts";
 
@@ -35,7 +35,7 @@ export function fromWal2json(record: Wal2JsonRecord): WalMessage | null {
       return { kind: "begin", commitLsn: Lsn.parse(record.lsn!), commitTimeMicros: timestampMicros(record.timestamp!) };
     case "M":
       if (record.prefix !== MESSAGE_PREFIX || !record.transactional) return null;
-      return { kind: "event", event: parseEventMessage(Buffer.from(record.content!, "utf8")) };
+      return { kind: "message", lsn: record.lsn ? Lsn.parse(record.lsn) : 0n, content: Buffer.from(record.content!, "utf8") };
     case "C":
       return { kind: "commit", commitLsn: Lsn.parse(record.lsn!), endLsn: Lsn.parse(record.nextlsn!) };
     default:

@@ -1,10 +1,38 @@
 /**
  * The relay's closed set of errors. `retryable` decides whether the relay
- * goes back to waiting and reconnecting, or stops with the message.
+ * goes back to waiting and reconnecting, or stops with the message: only
+ * what can heal (the server down or restarting, a dropped connection, a
+ * takeover) is retried; set-up errors an operator must fix stop the relay.
  */
+import type { EntryId } from "./relay-state.ts";
+
 export class RelayFencedError extends Error {
   override readonly name = "RelayFencedError";
   readonly retryable = true;
+}
+
+/** A batch write did not finish in time: the session ends, its connections are closed. */
+export class BatchWriteTimeoutError extends Error {
+  override readonly name = "BatchWriteTimeoutError";
+  readonly retryable = true;
+}
+
+/**
+ * The stream table refused a batch because of its data (invariant 13): the
+ * next session writes one entry per batch through `last` to find the entry
+ * it refuses, and sets that one aside.
+ */
+export class BatchRefusedError extends Error {
+  override readonly name = "BatchRefusedError";
+  readonly retryable = true;
+  constructor(
+    readonly first: EntryId,
+    readonly last: EntryId,
+    /** The database's error, e.g. `index row size 6432 exceeds ... (54000)`. */
+    readonly reason: string,
+  ) {
+    super(`the stream table refused a batch: ${reason}`);
+  }
 }
 
 /** Configuration or data-loss conditions an operator must fix; the relay stops. */
@@ -24,4 +52,41 @@ export function isRetryable(error: unknown): boolean {
   const e = error as { code?: string; name?: string };
   if (e?.name === "MigrationError") return false;
   return true;
+}
+
+/**
+ * SQLSTATE classes of errors caused by a row's content (data exception,
+ * integrity constraint, program limit such as an index row too large) or
+ * raised by a trigger an operator added to the stream table.
+ */
+export function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" && /^(22|23|54)...$|^P0001$/.test(code);
+}
+
+/**
+ * Errors of connecting or of the relay's own queries that no retry can heal,
+ * as a RelayFatalError with what to do; anything else is returned unchanged.
+ */
+export function fatalSetupError(error: unknown, context: { slotName: string }): unknown {
+  const e = error as { code?: string; message?: string };
+  const message = e?.message ?? String(error);
+  switch (e?.code) {
+    case "28P01":
+    case "28000":
+      return new RelayFatalError("AUTHENTICATION", `the database refused the relay's login: ${message}. Check the user and password in DATABASE_URL (or the password file) and pg_hba.conf.`);
+    case "3D000":
+      return new RelayFatalError("NO_DATABASE", `${message}: check the database name in DATABASE_URL.`);
+    case "42501":
+      if (/replication|WAL sender|walsender/i.test(message)) {
+        return new RelayFatalError("NO_REPLICATION", `${message}: the relay's login role needs the REPLICATION attribute (ALTER ROLE <role> REPLICATION), a pg_hba.conf entry allowing it, and membership in tributary_relay.`);
+      }
+      return new RelayFatalError("PERMISSION", `${message}: the relay's role lacks a privilege on Tributary's schema. Grant it the tributary_relay role (GRANT tributary_relay TO <role>), see README "Security".`);
+    case "42P01":
+    case "3F000":
+    case "42883":
+      return new RelayFatalError("NOT_MIGRATED", `${message}: the tributary schema is missing or older than this relay. Run tributary migrate first (slot '${context.slotName}').`);
+    default:
+      return error;
+  }
 }

@@ -10,7 +10,15 @@
  * read, whatever the transaction or backlog size (invariant 6).
  *
  * Acknowledgement: after each write commits, the slot is acknowledged to the
- * checkpoint's end LSN, never further (invariant 4).
+ * checkpoint's end LSN, never further (invariant 4). Progress without events
+ * (transactions of other tables, an idle keepalive's position) is written to
+ * the checkpoint as an empty batch first, at most once per idleCheckpointMs,
+ * so the slot's confirmed position never passes the checkpoint: a slot found
+ * ahead of it was re-created, a gap (invariant 7).
+ *
+ * Errors: a write refused for its data becomes a BatchRefusedError naming the
+ * batch's entries, so the next session can isolate and set aside the one
+ * entry the table refuses (invariant 13).
  *
  * On any error the source is aborted; the caller throws this state away and
  * restarts from the database's checkpoint.
@@ -19,6 +27,7 @@ import type { Sql } from "postgres";
 import type { Lsn, ReplicationHandler, ReplicationSource, WalMessage } from "@tributary/wal";
 import type { Batch, RelayState } from "./relay-state.ts";
 import { writeBatch } from "./stream-writer.ts";
+import { BatchRefusedError, isDataError } from "./errors.ts";
 
 /** Test seams around each batch write (fault injection). */
 export interface BatchHooks {
@@ -33,6 +42,14 @@ export interface PumpStats {
   events: number;
   transactions: number;
   batches: number;
+  rejected: number;
+}
+
+export interface PumpOptions {
+  /** A batch write that takes longer fails the session. */
+  readonly writeTimeoutMs: number;
+  /** At most one write of a position without events per this many ms. */
+  readonly idleCheckpointMs: number;
 }
 
 export class RelayPump implements ReplicationHandler {
@@ -40,16 +57,26 @@ export class RelayPump implements ReplicationHandler {
   /** A full batch waits for the write in flight; messages are held, the socket paused. */
   private blocked = false;
   private held: WalMessage[] = [];
-  readonly stats: PumpStats = { events: 0, transactions: 0, batches: 0 };
+  /** performance.now() when the write in flight started, or null. */
+  private writeStartedAt: number | null = null;
+  private lastPositionWriteAt = 0;
+  readonly stats: PumpStats = { events: 0, transactions: 0, batches: 0, rejected: 0 };
 
   constructor(
+    /** The relay's one writer connection (reserved: its backend is named in the lease). */
     private readonly sql: Sql,
     private readonly state: RelayState,
     private readonly source: ReplicationSource,
     private readonly slotName: string,
     private readonly relayId: string,
+    private readonly options: PumpOptions,
     private readonly hooks: BatchHooks = {},
   ) {}
+
+  /** How long the write in flight has been running (0 when none): a stalled write is no progress. */
+  writeRunningMs(): number {
+    return this.writeStartedAt === null ? 0 : performance.now() - this.writeStartedAt;
+  }
 
   onMessage(message: WalMessage): void {
     if (this.blocked) {
@@ -78,8 +105,10 @@ export class RelayPump implements ReplicationHandler {
     return !this.blocked && this.state.isIdle();
   }
 
+  /** A keepalive showed nothing committed lies unread before `lsn`. */
   onIdleAdvance(lsn: Lsn): void {
     this.state.advanceIdle(lsn);
+    this.writeIfIdle();
   }
 
   /**
@@ -89,15 +118,26 @@ export class RelayPump implements ReplicationHandler {
    * database is the bottleneck and stay small (low latency) when it is not.
    */
   private writeIfIdle(): void {
-    if (this.writing || this.state.inTransaction() || !this.state.hasBatch()) return;
-    this.startWrite();
+    if (this.writing || this.state.inTransaction()) return;
+    if (this.state.hasBatch()) {
+      this.startWrite();
+    } else if (this.state.positionAhead() && performance.now() - this.lastPositionWriteAt >= this.options.idleCheckpointMs) {
+      this.lastPositionWriteAt = performance.now();
+      this.startWrite();
+    }
   }
 
   private startWrite(): void {
-    const batch = this.state.takeBatch();
-    this.writing = this.write(batch).then(
+    this.track(this.write(this.state.takeBatch()));
+  }
+
+  /** The one write in flight: on success the next may start; on error the session ends. */
+  private track(write: Promise<void>): void {
+    this.writeStartedAt = performance.now();
+    this.writing = write.then(
       () => {
         this.writing = null;
+        this.writeStartedAt = null;
         if (this.blocked) this.unblock();
         else this.writeIfIdle();
       },
@@ -123,13 +163,23 @@ export class RelayPump implements ReplicationHandler {
 
   private async write(batch: Batch): Promise<void> {
     await this.hooks.beforeWrite?.(batch);
-    const version = await writeBatch(this.sql, this.slotName, this.relayId, batch, this.state.checkpoint.version);
+    let version: bigint;
+    try {
+      version = await writeBatch(this.sql, this.slotName, this.relayId, batch, this.state.checkpoint.version, this.options.writeTimeoutMs);
+    } catch (error) {
+      if (isDataError(error) && batch.first && batch.last) {
+        const e = error as { code: string; message: string };
+        throw new BatchRefusedError(batch.first, batch.last, `${e.message} (SQLSTATE ${e.code})`);
+      }
+      throw error;
+    }
     await this.hooks.afterCommit?.(batch);
     this.state.committed(batch, version);
     this.source.sendStatus(this.state.durableLsn(), false);
     this.stats.events += batch.size;
+    this.stats.rejected += batch.rejects.length;
     this.stats.transactions += batch.transactions;
-    this.stats.batches++;
+    if (batch.size > 0 || batch.rejects.length > 0) this.stats.batches++;
     await this.hooks.afterAck?.(batch);
   }
 }

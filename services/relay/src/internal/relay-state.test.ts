@@ -1,13 +1,24 @@
 import { describe, expect, it } from "vitest";
-import type { RawEvent, WalMessage } from "@tributary/wal";
+import { createHmac } from "node:crypto";
+import { Keyring, type WalMessage } from "@tributary/wal";
 import { partitionFor } from "@tributary/client";
-import { RelayState, type Checkpoint } from "./relay-state.ts";
+import { RelayState, entryKey, type BatchLimits, type Checkpoint, type TrustOptions } from "./relay-state.ts";
 
 const start: Checkpoint = { commitLsn: 0n, endLsn: 100n, partialCommitLsn: null, partialEvents: 0, version: 0n };
+const secret = Buffer.alloc(32, 1);
+const keyring = new Keyring([{ id: 1, secret }]);
+/** A message as tributary.append() signs it (migrations/0006_trusted_append.sql). */
+const signed = (payload: string): Buffer =>
+  Buffer.from(`tributary-v1 1 ${createHmac("sha256", secret).update(payload).digest("hex")}\n${payload}`);
+let nextLsn = 1000n;
 const event = (key: string, i = 0): WalMessage => ({
-  kind: "event",
-  event: { stream: "s", key, partitions: 4, id: `id-${key}-${i}`, type: "T", headers: Buffer.from("{}"), data: Buffer.from(`{"i":${i}}`) } satisfies RawEvent,
+  kind: "message",
+  lsn: nextLsn++,
+  content: signed(`["s",${JSON.stringify(key)},4,"id-${key}-${i}","T"]\n{}\n{"i":${i}}`),
 });
+const forged = (content: string): WalMessage => ({ kind: "message", lsn: nextLsn++, content: Buffer.from(content) });
+const newState = (cp: Checkpoint, offsets: Array<{ stream: string; partition: number; nextOffset: bigint }>, limits: BatchLimits, trust: Partial<TrustOptions> = {}) =>
+  new RelayState(cp, offsets, limits, { keyring, ...trust });
 /** A batch's COPY rows as columns (none of these test values needs unescaping). */
 const columns = (batch: { rows: Buffer }) => {
   const lines = batch.rows.toString("utf8").split("\n").slice(0, -1).map((line) => line.split("\t"));
@@ -23,7 +34,7 @@ const feed = (state: RelayState, messages: WalMessage[]) => messages.map((m) => 
 
 describe("RelayState", () => {
   it("numbers events densely per partition in arrival order", () => {
-    const state = new RelayState(start, [{ stream: "s", partition: partitionFor("a", 4), nextOffset: 7n }], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
+    const state = newState(start, [{ stream: "s", partition: partitionFor("a", 4), nextOffset: 7n }], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
     expect(partitionFor("c", 4)).not.toBe(partitionFor("a", 4));
     feed(state, tx(200n, 210n, [event("a", 0), event("c", 0), event("a", 1)]));
     const batch = state.takeBatch();
@@ -46,7 +57,7 @@ describe("RelayState", () => {
 
   it("skips transactions already in the stream and the written part of a partial one", () => {
     const cp: Checkpoint = { commitLsn: 200n, endLsn: 210n, partialCommitLsn: 300n, partialEvents: 2, version: 5n };
-    const state = new RelayState(cp, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
+    const state = newState(cp, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
     feed(state, tx(200n, 210n, [event("old")]));
     feed(state, tx(300n, 310n, [event("p", 0), event("p", 1), event("p", 2)]));
     const batch = state.takeBatch();
@@ -55,7 +66,7 @@ describe("RelayState", () => {
   });
 
   it("cuts a large transaction into batches and records partial progress", () => {
-    const state = new RelayState(start, [], { maxBatchEvents: 2, maxBatchBytes: 1 << 20 });
+    const state = newState(start, [], { maxBatchEvents: 2, maxBatchBytes: 1 << 20 });
     const full = feed(state, tx(200n, 210n, [event("k", 0), event("k", 1), event("k", 2)]).slice(0, 3));
     expect(full).toEqual([false, false, true]);
     const first = state.takeBatch();
@@ -72,37 +83,95 @@ describe("RelayState", () => {
     expect(state.checkpoint).toEqual({ commitLsn: 200n, endLsn: 210n, partialCommitLsn: null, partialEvents: 0, version: 2n });
   });
 
-  it("acknowledges an empty transaction only when nothing precedes it unwritten", () => {
-    const state = new RelayState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
+  it("acknowledges only what the checkpoint holds: transactions without events move the position, an empty batch writes it", () => {
+    const state = newState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
     feed(state, tx(150n, 160n, []));
-    expect(state.durableLsn()).toBe(160n);
+    expect(state.durableLsn()).toBe(100n);
+    expect(state.positionAhead()).toBe(true);
     feed(state, tx(200n, 210n, [event("a")]));
     feed(state, tx(250n, 260n, []));
-    expect(state.durableLsn()).toBe(160n);
     const batch = state.takeBatch();
     expect(batch.position.endLsn).toBe(260n);
     state.committed(batch, 1n);
     expect(state.durableLsn()).toBe(260n);
+    feed(state, tx(300n, 310n, []));
+    const position = state.takeBatch();
+    expect([position.size, position.rejects.length, position.position.endLsn]).toEqual([0, 0, 310n]);
+    state.committed(position, 2n);
+    expect(state.durableLsn()).toBe(310n);
+    expect(state.positionAhead()).toBe(false);
   });
 
-  it("advances on an idle keepalive only when idle", () => {
-    const state = new RelayState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
+  it("moves the position on an idle keepalive only when idle", () => {
+    const state = newState(start, [], { maxBatchEvents: 2, maxBatchBytes: 1 << 20 });
     feed(state, [{ kind: "begin", commitLsn: 200n, commitTimeMicros: 0n }]);
     state.advanceIdle(500n);
-    expect(state.durableLsn()).toBe(100n);
+    expect(state.positionAhead()).toBe(false);
     feed(state, [{ kind: "commit", commitLsn: 200n, endLsn: 210n }]);
     state.advanceIdle(500n);
+    expect(state.positionAhead()).toBe(true);
+    expect(state.durableLsn()).toBe(100n); // not before the checkpoint holds it
+    state.committed(state.takeBatch(), 1n);
     expect(state.durableLsn()).toBe(500n);
+    // A transaction cut into batches afterwards keeps that end LSN in its partial position.
+    feed(state, [{ kind: "begin", commitLsn: 600n, commitTimeMicros: 0n }, event("a"), event("b")]);
+    expect(state.takeBatch().position).toMatchObject({ endLsn: 500n, partialCommitLsn: 600n, partialEvents: 2 });
   });
 
   it("never acknowledges past a batch in flight", () => {
-    const state = new RelayState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
+    const state = newState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
     feed(state, tx(200n, 210n, [event("a")]));
     const batch = state.takeBatch();
     feed(state, tx(250n, 260n, []));
-    state.advanceIdle(900n);
     expect(state.durableLsn()).toBe(100n);
     state.committed(batch, 1n);
-    expect(state.durableLsn()).toBe(260n);
+    expect(state.durableLsn()).toBe(210n);
+    expect(state.positionAhead()).toBe(true);
+  });
+
+  it("sets aside unsigned and forged messages without an offset, and writes them with the batch", () => {
+    const state = newState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
+    const forgery = `tributary-v1 1 ${"0".repeat(64)}\n["s","a",4,"x","T"]\n{}\n{}`;
+    feed(state, tx(200n, 210n, [event("a", 0), forged("garbage"), forged(forgery), event("a", 1)]));
+    expect(state.isIdle()).toBe(false);
+    const batch = state.takeBatch();
+    expect(columns(batch).offset).toEqual(["0", "1"]); // dense: the rejects took none
+    expect(batch.rejects.map((r) => r.reason)).toEqual(["unsigned", "bad_signature"]);
+    expect(batch.rejects[0]!.raw.toString()).toBe("garbage");
+    expect(batch.rejects[0]!.commitLsn).toBe(200n);
+    expect(batch.first).toEqual({ commitLsn: 200n, index: 1 });
+    expect(batch.last).toEqual({ commitLsn: 200n, index: 4 });
+  });
+
+  it("a transaction holding only a rejected message is written before it is acknowledged", () => {
+    const state = newState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
+    feed(state, tx(200n, 210n, [forged("garbage")]));
+    expect(state.durableLsn()).toBe(100n);
+    expect(state.hasBatch()).toBe(true);
+    expect(state.isIdle()).toBe(false);
+    const batch = state.takeBatch();
+    expect(batch.size).toBe(0);
+    state.committed(batch, 1n);
+    expect(state.durableLsn()).toBe(210n);
+  });
+
+  it("isolates entries one per batch through the refused batch's last entry, then sets the refused one aside", () => {
+    const refused = new Map([[entryKey({ commitLsn: 200n, index: 2 }), "index row too large (SQLSTATE 54000)"]]);
+    const state = newState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 }, { refused, isolateThrough: { commitLsn: 200n, index: 3 } });
+    const batches = [];
+    let version = 0n;
+    for (const message of tx(200n, 210n, [event("a", 0), event("b", 0), event("a", 1), event("a", 2)])) {
+      if (state.accept(message)) {
+        const batch = state.takeBatch();
+        state.committed(batch, ++version);
+        batches.push(batch);
+      }
+    }
+    batches.push(state.takeBatch());
+    expect(batches.map((b) => [b.size, b.rejects.length])).toEqual([[1, 0], [0, 1], [1, 0], [1, 0]]);
+    expect(batches[1]!.rejects[0]).toMatchObject({ reason: "write_failed", stream: "s", eventId: "id-b-0" });
+    expect(batches[1]!.rejects[0]!.detail).toMatch(/SQLSTATE 54000/);
+    expect(batches[1]!.position).toMatchObject({ partialCommitLsn: 200n, partialEvents: 2 });
+    expect(batches.map((b) => columns(b).offset)).toEqual([["0"], [], ["1"], ["2"]]);
   });
 });

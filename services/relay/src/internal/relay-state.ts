@@ -16,13 +16,25 @@
  * (partialCommitLsn / partialEvents), so a crash replays the transaction and
  * skips exactly those.
  *
+ * Trust (invariants 12, 13): a message becomes an event only when its
+ * signature verifies (readEventMessage). One that does not, or that the
+ * stream table refused in an earlier session (`refused`), becomes a
+ * rejection: it takes no offset and is written to tributary.rejected_messages
+ * in the same database transaction as the batch, so it is set aside exactly
+ * once and the relay goes on. Rejections count as entries of their
+ * transaction like events, so partial-transaction progress stays exact.
+ *
+ * Isolation: after a batch write failed on its data, the relay retries with
+ * one entry per batch up to the failed batch's last entry (`isolateThrough`),
+ * so the one entry the table refuses is known and can be set aside.
+ *
  * Offsets (invariant 2) are assigned here, from counters loaded from
  * tributary.partition_offsets and written back in the same database
  * transaction as the events. A failed write leaves these counters ahead of the
  * database: the caller must then discard this state and reload (crash-only).
  */
 import { partitionFor } from "@tributary/client";
-import type { Lsn, RawEvent, WalMessage } from "@tributary/wal";
+import { isRejection, readEventMessage, type Keyring, type Lsn, type RawEvent, type Rejection, type WalMessage } from "@tributary/wal";
 import { CopyRows, timestampText } from "./copy-format.ts";
 
 /** A position in the WAL as far as the stream is concerned. */
@@ -42,10 +54,36 @@ export interface Checkpoint extends Position {
   readonly version: bigint;
 }
 
+/** An entry of the stream: the `index`-th (1-based) message of the transaction committed at `commitLsn`. */
+export interface EntryId {
+  readonly commitLsn: Lsn;
+  readonly index: number;
+}
+
+export const entryKey = (entry: EntryId): string => `${entry.commitLsn}:${entry.index}`;
+
+const entryBefore = (a: EntryId, b: EntryId): boolean => a.commitLsn < b.commitLsn || (a.commitLsn === b.commitLsn && a.index <= b.index);
+
+/** A committed message set aside (tributary.rejected_messages). */
+export interface RejectedMessage {
+  readonly lsn: Lsn;
+  readonly commitLsn: Lsn;
+  readonly reason: Rejection["reason"] | "write_failed";
+  readonly detail: string;
+  readonly stream: string | null;
+  readonly eventId: string | null;
+  /** The message content (a copy). */
+  readonly raw: Buffer;
+}
+
 export interface Batch {
   /** The events as COPY text rows for (stream, partition, offset, id, key, type, data, headers, committed_at). */
   readonly rows: Buffer;
   readonly size: number;
+  readonly rejects: readonly RejectedMessage[];
+  /** The first and last entries (events or rejections) of the batch; null when it has none. */
+  readonly first: EntryId | null;
+  readonly last: EntryId | null;
   /** Next offsets to persist for the partitions this batch touched. */
   readonly offsets: ReadonlyArray<{ stream: string; partition: number; nextOffset: string }>;
   /** Where the stream stands once this batch is in. */
@@ -57,6 +95,14 @@ export interface Batch {
 export interface BatchLimits {
   readonly maxBatchEvents: number;
   readonly maxBatchBytes: number;
+}
+
+export interface TrustOptions {
+  readonly keyring: Keyring;
+  /** Entries the stream table refused in an earlier session (entryKey → the database's error). */
+  readonly refused?: ReadonlyMap<string, string>;
+  /** Write one entry per batch up to and including this entry. */
+  readonly isolateThrough?: EntryId | null;
 }
 
 interface OpenTransaction {
@@ -89,20 +135,22 @@ export class RelayState {
   private touchedStreams: string[] = [];
   private rows = new CopyRows();
   private events = 0;
+  private rejects: RejectedMessage[] = [];
+  private rejectBytes = 0;
+  private first: EntryId | null = null;
+  private last: EntryId | null = null;
   private transactionsInBatch = 0;
   private open: OpenTransaction | null = null;
   private inFlight: Batch | null = null;
-  /** Highest LSN the slot may be acknowledged to: everything before it is in the stream. */
-  private ackable: Lsn;
 
   constructor(
     checkpoint: Checkpoint,
     offsets: Iterable<{ stream: string; partition: number; nextOffset: bigint }>,
     private readonly limits: BatchLimits,
+    private readonly trust: TrustOptions,
   ) {
     this.durable = checkpoint;
     this.pending = checkpoint;
-    this.ackable = checkpoint.endLsn;
     for (const o of offsets) {
       if (o.nextOffset > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`offset ${o.nextOffset} of ${o.stream}/${o.partition} exceeds 2^53`);
       this.streamOffsets(o.stream).next[o.partition] = Number(o.nextOffset);
@@ -113,27 +161,40 @@ export class RelayState {
     return this.durable;
   }
 
+  /**
+   * What the slot may be acknowledged to: the checkpoint's end LSN, never
+   * further (invariant 4), so a slot ahead of its checkpoint is a gap (7).
+   */
   durableLsn(): Lsn {
-    return this.ackable;
+    return this.durable.endLsn;
+  }
+
+  /**
+   * Nothing waits to be written but the position moved past the checkpoint
+   * (transactions without events, an idle keepalive): an empty batch would
+   * carry it to the checkpoint, and the slot may then be acknowledged to it.
+   */
+  positionAhead(): boolean {
+    return this.inFlight === null && this.open === null && this.pending.endLsn > this.durable.endLsn;
   }
 
   /** No transaction is open and no event waits to be written. */
   isIdle(): boolean {
-    return this.open === null && this.events === 0 && this.inFlight === null;
+    return this.open === null && !this.hasBatch() && this.inFlight === null;
   }
 
-  /** A keepalive showed that nothing committed lies unread before `lsn`. */
+  /** A keepalive showed that nothing committed lies unread before `lsn`: the position may move there. */
   advanceIdle(lsn: Lsn): void {
-    if (this.isIdle()) this.ackable = maxLsn(this.ackable, lsn);
+    if (this.isIdle()) this.pending = { ...this.pending, endLsn: maxLsn(this.pending.endLsn, lsn) };
   }
 
   inTransaction(): boolean {
     return this.open !== null;
   }
 
-  /** Whether events wait to be written. */
+  /** Whether events or rejections wait to be written. */
   hasBatch(): boolean {
-    return this.events > 0;
+    return this.events > 0 || this.rejects.length > 0;
   }
 
   /**
@@ -144,8 +205,8 @@ export class RelayState {
     switch (message.kind) {
       case "begin":
         return this.begin(message.commitLsn, message.commitTimeMicros);
-      case "event":
-        return this.event(message.event);
+      case "message":
+        return this.message(message.lsn, message.content);
       case "commit":
         return this.commit(message.commitLsn, message.endLsn);
     }
@@ -160,11 +221,43 @@ export class RelayState {
     return false;
   }
 
-  private event(event: RawEvent): boolean {
+  private message(lsn: Lsn, content: Buffer): boolean {
     const tx = this.open;
-    if (!tx) throw new Error("event outside a transaction");
+    if (!tx) throw new Error("message outside a transaction");
     tx.seen++;
     if (tx.skipAll || tx.seen <= tx.skipFirst) return false;
+    const entry: EntryId = { commitLsn: tx.commitLsn, index: tx.seen };
+    const read = readEventMessage(this.trust.keyring, content);
+    const refusal = this.trust.refused?.get(entryKey(entry));
+    if (isRejection(read) || refusal !== undefined) {
+      const event = isRejection(read) ? null : read;
+      const rejected: RejectedMessage = {
+        lsn,
+        commitLsn: tx.commitLsn,
+        reason: refusal !== undefined ? "write_failed" : (read as Rejection).reason,
+        detail: storable(refusal !== undefined ? `the stream table refused it: ${refusal}` : (read as Rejection).detail),
+        stream: event ? storable(event.stream) : null,
+        eventId: event ? storable(event.id) : null,
+        raw: Buffer.from(content),
+      };
+      this.rejects.push(rejected);
+      this.rejectBytes += content.length;
+    } else {
+      this.number(read, tx);
+    }
+    this.first ??= entry;
+    this.last = entry;
+    const isolating = this.trust.isolateThrough != null && entryBefore(entry, this.trust.isolateThrough);
+    const entries = this.events + this.rejects.length;
+    const full = isolating || entries >= this.limits.maxBatchEvents || this.rows.byteLength + this.rejectBytes >= this.limits.maxBatchBytes;
+    if (full) {
+      // Cut inside the transaction: record how far into it the batch reaches.
+      this.pending = { ...this.pending, partialCommitLsn: tx.commitLsn, partialEvents: tx.seen };
+    }
+    return full;
+  }
+
+  private number(event: RawEvent, tx: OpenTransaction): void {
     const partition = partitionFor(event.key, event.partitions);
     const offsets = this.streamOffsets(event.stream);
     const offset = offsets.next[partition] ?? 0;
@@ -186,12 +279,6 @@ export class RelayState {
       .bytes(event.headers).endField()
       .plain(tx.committedAt).endRow();
     this.events++;
-    const full = this.events >= this.limits.maxBatchEvents || this.rows.byteLength >= this.limits.maxBatchBytes;
-    if (full) {
-      // Cut inside the transaction: record how far into it the batch reaches.
-      this.pending = { ...this.pending, partialCommitLsn: tx.commitLsn, partialEvents: tx.seen };
-    }
-    return full;
   }
 
   private commit(commitLsn: Lsn, endLsn: Lsn): boolean {
@@ -201,15 +288,10 @@ export class RelayState {
     if (tx.skipAll) return false;
     this.pending = { commitLsn, endLsn, partialCommitLsn: null, partialEvents: 0 };
     this.transactionsInBatch++;
-    if (this.events === 0 && this.inFlight === null) {
-      // Nothing of this transaction waits to be written (it had no events, or
-      // they were all written in earlier cuts): it may be acknowledged now.
-      this.ackable = maxLsn(this.ackable, endLsn);
-    }
     return false;
   }
 
-  /** Takes the waiting events for writing; at most one batch may be in flight. */
+  /** Takes the waiting events (maybe none: a position) for writing; at most one batch may be in flight. */
   takeBatch(): Batch {
     if (this.inFlight) throw new Error("takeBatch while a batch is in flight");
     const offsets: Array<{ stream: string; partition: number; nextOffset: string }> = [];
@@ -224,6 +306,9 @@ export class RelayState {
     const batch: Batch = {
       rows: this.rows.view(),
       size: this.events,
+      rejects: this.rejects,
+      first: this.first,
+      last: this.last,
       offsets,
       position: this.pending,
       transactions: this.transactionsInBatch,
@@ -232,6 +317,9 @@ export class RelayState {
     this.rows = new CopyRows();
     this.touchedStreams = [];
     this.events = 0;
+    this.rejects = [];
+    this.rejectBytes = 0;
+    this.first = this.last = null;
     this.transactionsInBatch = 0;
     return batch;
   }
@@ -241,11 +329,6 @@ export class RelayState {
     if (this.inFlight !== batch) throw new Error("committed() for a batch that is not in flight");
     this.inFlight = null;
     this.durable = { ...batch.position, version };
-    this.ackable = maxLsn(this.ackable, batch.position.endLsn);
-    if (this.events === 0 && this.open === null) {
-      // Transactions accepted during the write had nothing to write.
-      this.ackable = maxLsn(this.ackable, this.pending.endLsn);
-    }
   }
 
   private streamOffsets(stream: string): StreamOffsets {
@@ -257,6 +340,9 @@ export class RelayState {
     return offsets;
   }
 }
+
+/** Text PostgreSQL can store: no NUL characters (the detail quotes raw bytes). */
+const storable = (text: string): string => text.replace(/\u0000/g, "\\0");
 
 function grow(flags: Uint8Array, length: number): Uint8Array {
   const grown = new Uint8Array(Math.max(length, flags.length * 2));

@@ -1,18 +1,29 @@
 /**
  * The relay's lifecycle, as an Effect program:
  *
- *   session = connect ─► wait to lead (advisory lock; standby polls) ─► check slot
- *             ─► load checkpoint + offsets ─► stream (pump) until error or interrupt
+ *   session = connect ─► wait to lead (advisory lock; standby polls, and takes
+ *             over an expired lease) ─► take the lease ─► check slot (lost,
+ *             re-created = gap) ─► load checkpoint, offsets, signing keys
+ *             ─► stream (pump) until error or interrupt
  *   relay   = session retried with capped exponential backoff while the error
  *             is retryable (database unreachable, connection dropped, fenced,
- *             slot still held by a dead relay's walsender); fatal errors
- *             (wal_level, plugin, slot lost) stop the relay with their message.
+ *             slot still held by a dead relay's walsender, a batch refused for
+ *             its data); fatal errors (wal_level, plugin, slot lost or
+ *             re-created, authentication, missing privileges or schema) stop
+ *             the relay with their message and what to do.
  *
  * Only one relay is active per slot (invariant 5): the active relay holds a
- * session advisory lock; PostgreSQL itself lets only one walsender use a slot;
- * and the checkpoint's compare-and-set version fences a relay that lost the
- * lock without noticing. A standby polls the lock every `standbyPollMs`, so it
- * takes over within about a second of the active relay's connection closing.
+ * session advisory lock and renews a lease while it makes progress
+ * (lease.ts); PostgreSQL itself lets only one walsender use a slot; and the
+ * checkpoint's compare-and-set version fences a relay that lost the lock
+ * without noticing. A standby polls every `standbyPollMs`: it takes over
+ * within about a second of the active relay's connection closing, and within
+ * `takeoverAfterMs` of the active relay freezing or hanging while connected.
+ *
+ * A batch the stream table refuses for its data (invariant 13) is retried one
+ * entry per batch until the refused entry is known; that entry is set aside in
+ * tributary.rejected_messages and the stream goes on (`Recovery`, kept across
+ * sessions).
  *
  * Each session rebuilds everything from the database (crash-only): nothing in
  * memory survives an error, so a failed write can never leave a gap.
@@ -21,10 +32,11 @@ import { randomUUID } from "node:crypto";
 import { Duration, Effect, Schedule } from "effect";
 import postgres, { type Sql } from "postgres";
 import { checkWalLevel, inspectSlot, type Decoder } from "@tributary/migrate";
-import { Lsn, ReplicationSource } from "@tributary/wal";
-import { RelayFatalError, isRetryable } from "./errors.ts";
+import { Keyring, Lsn, ReplicationSource } from "@tributary/wal";
+import { BatchRefusedError, RelayFatalError, RelayFencedError, fatalSetupError, isRetryable } from "./errors.ts";
+import { renewLease, takeLease, takeOverExpired } from "./lease.ts";
 import { RelayPump, type BatchHooks, type PumpStats } from "./pump.ts";
-import { RelayState, type Checkpoint } from "./relay-state.ts";
+import { entryKey, RelayState, type Checkpoint, type EntryId } from "./relay-state.ts";
 
 export interface RelayConfig {
   readonly databaseUrl: string;
@@ -34,6 +46,10 @@ export interface RelayConfig {
   readonly maxBatchEvents?: number;
   readonly maxBatchBytes?: number;
   readonly standbyPollMs?: number;
+  /** A standby takes over an active relay that made no progress for this long (default 15 s). */
+  readonly takeoverAfterMs?: number;
+  /** A batch write that takes longer ends the session (default 60 s). */
+  readonly writeTimeoutMs?: number;
   readonly statusIntervalMs?: number;
   readonly relayId?: string;
   readonly log?: (message: string) => void;
@@ -46,11 +62,28 @@ export interface RelayConfig {
 // Advisory lock namespace for relays: (RELAY_LOCK, hashtext(slot)).
 const RELAY_LOCK = 0x7472_6962; // "trib"
 
-const connect = (url: string, max: number) =>
+/**
+ * The relay's own sessions ignore statement and idle timeouts set on its role
+ * (a 3 ms statement_timeout would fail every batch): its writes have their own
+ * deadline, enforced by the server too.
+ */
+const connect = (url: string, max: number, writeTimeoutMs: number) =>
   Effect.acquireRelease(
-    Effect.sync(() => postgres(url, { max, onnotice: () => {}, connection: { application_name: "tributary-relay" } })),
+    Effect.sync(() => postgres(url, {
+      max,
+      onnotice: () => {},
+      connection: {
+        application_name: "tributary-relay",
+        statement_timeout: writeTimeoutMs,
+        idle_in_transaction_session_timeout: 0,
+        lock_timeout: 0,
+      },
+    })),
     (sql) => Effect.promise(() => sql.end({ timeout: 1 })),
   );
+
+const DEFAULT_TAKEOVER_MS = 15_000;
+const DEFAULT_WRITE_TIMEOUT_MS = 60_000;
 
 /** Holds the slot's advisory lock on a reserved connection for the scope's life. */
 const lead = (sql: Sql, config: RelayConfig, log: (m: string) => void) =>
@@ -66,6 +99,11 @@ const lead = (sql: Sql, config: RelayConfig, log: (m: string) => void) =>
       if (!row?.ok) {
         if (!announced) log(`standby: another relay is active on slot '${config.slotName}'; waiting to take over`);
         announced = true;
+        const takeover = await takeOverExpired(conn, config.slotName);
+        if (takeover) {
+          log(`relay ${takeover.relayId} holds slot '${config.slotName}' but made no progress for ${takeover.silentSeconds.toFixed(1)} s ` +
+            `(takeover after ${(takeoverMs(config) / 1000).toFixed(1)} s): terminated its ${takeover.terminated} backends; taking over`);
+        }
         throw new NotLeader();
       }
     }).pipe(
@@ -78,6 +116,19 @@ const lead = (sql: Sql, config: RelayConfig, log: (m: string) => void) =>
   });
 
 class NotLeader extends Error {}
+
+const takeoverMs = (config: RelayConfig) => config.takeoverAfterMs ?? DEFAULT_TAKEOVER_MS;
+
+/** What a refused batch taught earlier sessions (kept across sessions, lost on exit: a restart relearns it). */
+interface Recovery {
+  isolateThrough: EntryId | null;
+  readonly refused: Map<string, string>;
+}
+
+async function loadKeyring(sql: Sql): Promise<Keyring> {
+  const keys = await sql<{ id: number; secret: Buffer }[]>`select id, secret from tributary.signing_keys`;
+  return new Keyring(keys);
+}
 
 async function loadState(sql: Sql, config: RelayConfig): Promise<{ checkpoint: Checkpoint; offsets: Array<{ stream: string; partition: number; nextOffset: bigint }> }> {
   const [row] = await sql<{ commit_lsn: string; end_lsn: string; partial_commit_lsn: string | null; partial_events: string; version: string }[]>`
@@ -100,33 +151,58 @@ async function loadState(sql: Sql, config: RelayConfig): Promise<{ checkpoint: C
   };
 }
 
-function checkSchemaExists(error: unknown): unknown {
-  const e = error as { code?: string };
-  if (e?.code === "42P01" || e?.code === "3F000") {
-    return new RelayFatalError("NOT_MIGRATED", "the tributary schema is missing: run tributary migrate first.");
+/**
+ * The slot must be the one the checkpoint was written for: the relay writes
+ * a position to the checkpoint before it acknowledges it, so a slot whose
+ * confirmed position is ahead of the checkpoint was created after it (by hand,
+ * or dropped and re-created), and what was committed in between is missing.
+ */
+async function checkSlotMatchesCheckpoint(sql: Sql, slotName: string, confirmedFlushLsn: string, checkpoint: Checkpoint): Promise<void> {
+  const confirmed = Lsn.parse(confirmedFlushLsn);
+  if (confirmed > checkpoint.endLsn) {
+    throw new RelayFatalError(
+      "SLOT_GAP",
+      `replication slot '${slotName}' starts at ${confirmedFlushLsn}, after the relay's checkpoint ${Lsn.format(checkpoint.endLsn)}: ` +
+        `the slot was re-created (dropped and created again, or created by hand), and events committed in between are missing from the stream. ` +
+        `Tributary will not go on silently. Investigate (who re-created it?), then to accept the gap and go on: ` +
+        `UPDATE tributary.relay_checkpoints SET end_lsn = '${confirmedFlushLsn}' WHERE slot_name = '${slotName}'; and start the relay again.`,
+    );
   }
-  return error;
+  const others = await sql<{ slot_name: string }[]>`select slot_name from tributary.relay_checkpoints where slot_name <> ${slotName}`;
+  if (others.length > 0) {
+    throw new RelayFatalError("SECOND_SLOT", `slot '${others[0]!.slot_name}' already feeds this database's streams; a second slot would duplicate every event. Run standbys with the same --slot.`);
+  }
 }
 
 /** One relay session: from connecting to the stream ending (error or interrupt). */
-const session = (config: RelayConfig, relayId: string, log: (m: string) => void) =>
+const session = (config: RelayConfig, relayId: string, log: (m: string) => void, recovery: Recovery) =>
   Effect.gen(function* () {
-    const sql = yield* connect(config.databaseUrl, 4);
-    yield* Effect.tryPromise({ try: () => checkWalLevel(sql), catch: (e) => toFatal(e) });
-    const lockConn = yield* lead(sql, config, log);
-    const slot = yield* Effect.tryPromise({ try: () => inspectSlot(sql, config.slotName), catch: (e) => toFatal(checkSchemaExists(e)) });
+    const writeTimeoutMs = config.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS;
+    const setup = <A>(what: (signal: AbortSignal) => Promise<A>) =>
+      Effect.tryPromise({ try: what, catch: (e) => fatalSetupError(toFatal(e), config) });
+    const sql = yield* connect(config.databaseUrl, 4, writeTimeoutMs);
+    yield* setup(() => checkWalLevel(sql));
+    const lockConn = yield* lead(sql, config, log).pipe(Effect.mapError((e) => fatalSetupError(e instanceof Error && e.cause ? e.cause : e, config)));
+    // The one connection batches are written on: its backend is named in the lease.
+    const writer = yield* Effect.acquireRelease(setup(() => sql.reserve()), (c) => Effect.sync(() => c.release()));
+    const [writerBackend] = yield* setup(() => writer<{ pid: number }[]>`select pg_backend_pid() as pid`);
+    yield* setup(() => takeLease(lockConn, config.slotName, relayId, writerBackend!.pid, takeoverMs(config)));
+    const slot = yield* setup(() => inspectSlot(sql, config.slotName));
     if (!slot) {
       return yield* Effect.fail(new RelayFatalError("NO_SLOT", `replication slot '${config.slotName}' does not exist: run tributary migrate first (it creates the slot).`));
     }
     if (config.decoder && slot.plugin !== config.decoder) {
       return yield* Effect.fail(new RelayFatalError("SLOT_PLUGIN_MISMATCH",
-        `replication slot '${config.slotName}' uses the ${slot.plugin} decoder, not ${config.decoder}: use --decoder ${slot.plugin}, or migrate another --slot for ${config.decoder}.`));
+        `replication slot '${config.slotName}' uses the ${slot.plugin} decoder, not ${config.decoder}: start the relay with --decoder ${slot.plugin} ` +
+          `(the slot's decoder is fixed when migrate creates it).`));
     }
-    const loaded = yield* Effect.tryPromise({ try: () => loadState(sql, config), catch: (e) => checkSchemaExists(e) });
+    const loaded = yield* setup(() => loadState(sql, config));
+    yield* setup(() => checkSlotMatchesCheckpoint(sql, config.slotName, slot.confirmedFlushLsn, loaded.checkpoint));
+    const keyring = yield* setup(() => loadKeyring(sql));
     const state = new RelayState(loaded.checkpoint, loaded.offsets, {
       maxBatchEvents: config.maxBatchEvents ?? 5000,
       maxBatchBytes: config.maxBatchBytes ?? 8 << 20,
-    });
+    }, { keyring, refused: recovery.refused, isolateThrough: recovery.isolateThrough });
     const source = yield* Effect.acquireRelease(
       Effect.sync(() => new ReplicationSource({
         connectionString: config.databaseUrl,
@@ -136,19 +212,51 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void)
       })),
       (s) => Effect.promise(() => s.stop()),
     );
-    const pump = new RelayPump(sql, state, source, config.slotName, relayId, config.hooks);
-    // Losing the lock connection means another relay may take over: stop at once.
-    const watchdog = setInterval(() => {
-      lockConn`select 1`.catch((error: unknown) => source.abort(error));
-    }, 2000);
-    yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(watchdog)));
+    const statusIntervalMs = config.statusIntervalMs ?? 5_000;
+    const pump = new RelayPump(writer, state, source, config.slotName, relayId,
+      { writeTimeoutMs, idleCheckpointMs: statusIntervalMs }, config.hooks);
+    yield* renewWhileProgressing(lockConn, pump, source, config, relayId, log);
     log(`active on slot '${slot.slotName}' (${slot.plugin}) from ${Lsn.format(loaded.checkpoint.endLsn)}`);
     config.onActive?.(pump);
     yield* Effect.tryPromise({ try: (signal) => {
       signal.addEventListener("abort", () => void source.stop());
       return source.run(loaded.checkpoint.endLsn, pump);
-    }, catch: (e) => e });
+    }, catch: (e) => fatalSetupError(e, config) });
   });
+
+/**
+ * Renews the lease every third of the takeover time while the relay makes
+ * progress; a failed renewal (the lock connection lost) or a lease taken by
+ * another relay ends the stream at once.
+ */
+const renewWhileProgressing = (lockConn: Sql, pump: RelayPump, source: ReplicationSource, config: RelayConfig, relayId: string, log: (m: string) => void) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const takeover = takeoverMs(config);
+      let stalledLogged = false;
+      let renewing = false;
+      const timer = setInterval(() => {
+        if (renewing) return;
+        const stalledMs = pump.writeRunningMs();
+        if (stalledMs > takeover / 2) {
+          if (!stalledLogged) log(`a batch write has run for ${(stalledMs / 1000).toFixed(1)} s: not renewing the lease, so a standby may take over`);
+          stalledLogged = true;
+          return;
+        }
+        stalledLogged = false;
+        renewing = true;
+        renewLease(lockConn, config.slotName, relayId, takeover).then(
+          (held) => {
+            renewing = false;
+            if (!held) source.abort(new RelayFencedError(`relay ${relayId} lost its lease on slot '${config.slotName}': another relay took over`));
+          },
+          (error: unknown) => source.abort(error),
+        );
+      }, Math.max(50, Math.floor(takeoverMs(config) / 3)));
+      return timer;
+    }),
+    (timer) => Effect.sync(() => clearInterval(timer)),
+  );
 
 function toFatal(error: unknown): unknown {
   const e = error as { name?: string; code?: string; message?: string };
@@ -158,6 +266,7 @@ function toFatal(error: unknown): unknown {
 
 function explainError(error: unknown): string {
   const e = error as { code?: string; message?: string };
+  if (error instanceof BatchRefusedError) return error.message;
   if (e?.code === "ECONNREFUSED" || e?.code === "ENOTFOUND" || e?.code === "ETIMEDOUT") return `database unreachable (${e.code})`;
   if (e?.code === "55006") return `the slot is still in use by another connection (${e.message})`;
   return e?.message ?? String(error);
@@ -171,13 +280,27 @@ export function relay(config: RelayConfig): Effect.Effect<never, unknown> {
   const retryPolicy = Schedule.min([Schedule.exponential(Duration.millis(200), 2), Schedule.spaced(Duration.seconds(5))]).pipe(
     Schedule.jittered,
   );
-  return Effect.scoped(session(config, relayId, log)).pipe(
+  const recovery: Recovery = { isolateThrough: null, refused: new Map() };
+  return Effect.suspend(() => Effect.scoped(session(config, relayId, log, recovery))).pipe(
     Effect.flatMap(() => Effect.fail(new Error("replication stream ended"))),
     Effect.tapError((error) => Effect.sync(() => {
-      if (isRetryable(error)) log(`${explainError(error)}; reconnecting with backoff`);
+      if (error instanceof BatchRefusedError) learnFromRefusal(recovery, error, log);
+      else if (isRetryable(error)) log(`${explainError(error)}; reconnecting with backoff`);
     })),
     Effect.retry({ schedule: retryPolicy, while: isRetryable }),
   ) as Effect.Effect<never, unknown>;
+}
+
+/** A refused batch of several entries is retried one entry per batch; a refused single entry is set aside. */
+function learnFromRefusal(recovery: Recovery, error: BatchRefusedError, log: (m: string) => void): void {
+  if (entryKey(error.first) === entryKey(error.last)) {
+    recovery.refused.set(entryKey(error.first), error.reason);
+    log(`the stream table refused message ${error.first.index} of the transaction committed at ${Lsn.format(error.first.commitLsn)} ` +
+      `(${error.reason}): setting it aside in tributary.rejected_messages and going on`);
+  } else {
+    recovery.isolateThrough = error.last;
+    log(`${error.message}; writing its entries one at a time to find the one it refuses`);
+  }
 }
 
 export type { PumpStats };

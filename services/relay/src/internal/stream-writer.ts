@@ -1,53 +1,122 @@
 /**
- * Writes one batch into the stream table, its partitions' next offsets and the
- * relay checkpoint, in one PostgreSQL transaction (DESIGN.md invariants 1, 2, 4).
- * The checkpoint is compare-and-set on its version: a relay whose version is
- * stale (another relay wrote since) is fenced and writes nothing.
+ * Writes one batch into the stream table, its partitions' next offsets, the
+ * messages it set aside and the relay checkpoint, in one PostgreSQL
+ * transaction (docs/ARCHITECTURE.md invariants 1, 2, 4, 13). The checkpoint
+ * is compare-and-set on its version: a relay whose version is stale (another
+ * relay wrote since) is fenced and writes nothing.
+ *
+ * Every error of the write surfaces (invariant 13). postgres.js 3.4.9's COPY
+ * writable never settles when the server refuses a row after the last chunk
+ * was sent (porsager/postgres#1173): the server's error reaches only the COPY
+ * query's reject(), which is a no-op once the query resolved to the stream.
+ * So we listen there too, and a deadline covers anything else that could
+ * leave the write hanging.
  */
 import type { Sql } from "postgres";
 import { Lsn } from "@tributary/wal";
 import type { Batch } from "./relay-state.ts";
-import { RelayFencedError } from "./errors.ts";
+import { BatchWriteTimeoutError, RelayFencedError } from "./errors.ts";
 
-export async function writeBatch(sql: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint): Promise<bigint> {
+/**
+ * `sql` is one connection (the relay's reserved writer, or a pool of one in
+ * tests): the transaction is explicit BEGIN/COMMIT on it, since a reserved
+ * postgres.js connection has no begin().
+ */
+export async function writeBatch(sql: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint, timeoutMs: number): Promise<bigint> {
+  const write = (async () => {
+    await sql`begin`;
+    try {
+      const version = await writeInTransaction(sql, slotName, relayId, batch, expectedVersion);
+      await sql`commit`;
+      return version;
+    } catch (error) {
+      await sql`rollback`.catch(() => undefined);
+      throw error;
+    }
+  })();
+  return withDeadline(write, timeoutMs, `a batch write of ${batch.size} events and ${batch.rejects.length} set-aside messages`);
+}
+
+async function writeInTransaction(tx: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint): Promise<bigint> {
   const { rows, position } = batch;
-  return sql.begin(async (tx) => {
-    // The compare-and-set comes first: a fenced relay stops here, before it
-    // could collide with (or wait on) the rows of the relay that replaced it.
-    const updated = await tx<{ version: string }[]>`
-      update tributary.relay_checkpoints
-         set commit_lsn = ${Lsn.format(position.commitLsn)}::pg_lsn,
-             end_lsn = ${Lsn.format(position.endLsn)}::pg_lsn,
-             partial_commit_lsn = ${position.partialCommitLsn === null ? null : Lsn.format(position.partialCommitLsn)}::pg_lsn,
-             partial_events = ${position.partialEvents},
-             version = version + 1,
-             relay_id = ${relayId},
-             updated_at = now()
-       where slot_name = ${slotName} and version = ${expectedVersion.toString()}::bigint
-       returning version::text`;
-    if (updated.length !== 1) {
-      throw new RelayFencedError(
-        `relay ${relayId} was fenced: the checkpoint of slot '${slotName}' moved past version ${expectedVersion} ` +
-          `(another relay took over). This relay's batch was rolled back.`,
-      );
-    }
-    if (batch.size > 0) {
-      const copy = await tx`
-        copy tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
-        from stdin`.writable();
-      await new Promise<void>((resolve, reject) => {
-        copy.once("error", reject);
-        copy.once("finish", resolve);
-        copy.end(rows);
-      });
-      await tx`
-        insert into tributary.partition_offsets (stream, partition, next_offset)
-        select * from unnest(${batch.offsets.map((o) => o.stream)}::text[],
-                             ${batch.offsets.map((o) => o.partition)}::int[],
-                             ${batch.offsets.map((o) => o.nextOffset)}::bigint[])
-        on conflict (stream, partition) do update set next_offset = excluded.next_offset`;
-      await tx`select pg_notify('tributary_events', ${slotName})`;
-    }
-    return BigInt(updated[0]!.version);
-  }) as Promise<bigint>;
+  // The compare-and-set comes first: a fenced relay stops here, before it
+  // could collide with (or wait on) the rows of the relay that replaced it.
+  const updated = await tx<{ version: string }[]>`
+    update tributary.relay_checkpoints
+       set commit_lsn = ${Lsn.format(position.commitLsn)}::pg_lsn,
+           end_lsn = ${Lsn.format(position.endLsn)}::pg_lsn,
+           partial_commit_lsn = ${position.partialCommitLsn === null ? null : Lsn.format(position.partialCommitLsn)}::pg_lsn,
+           partial_events = ${position.partialEvents},
+           version = version + 1,
+           relay_id = ${relayId},
+           updated_at = now()
+     where slot_name = ${slotName} and version = ${expectedVersion.toString()}::bigint
+     returning version::text`;
+  if (updated.length !== 1) {
+    throw new RelayFencedError(
+      `relay ${relayId} was fenced: the checkpoint of slot '${slotName}' moved past version ${expectedVersion} ` +
+        `(another relay took over). This relay's batch was rolled back.`,
+    );
+  }
+  if (batch.size > 0) {
+    await copyRows(tx, rows);
+    await tx`
+      insert into tributary.partition_offsets (stream, partition, next_offset)
+      select * from unnest(${batch.offsets.map((o) => o.stream)}::text[],
+                           ${batch.offsets.map((o) => o.partition)}::int[],
+                           ${batch.offsets.map((o) => o.nextOffset)}::bigint[])
+      on conflict (stream, partition) do update set next_offset = excluded.next_offset`;
+    await tx`select pg_notify('tributary_events', ${slotName})`;
+  }
+  if (batch.rejects.length > 0) {
+    const r = batch.rejects;
+    await tx`
+      insert into tributary.rejected_messages (slot_name, lsn, commit_lsn, reason, detail, stream, event_id, raw)
+      select ${slotName}, lsn, commit_lsn, reason, detail, stream, event_id, decode(raw_hex, 'hex') from unnest(${r.map((m) => Lsn.format(m.lsn))}::pg_lsn[],
+                                        ${r.map((m) => Lsn.format(m.commitLsn))}::pg_lsn[],
+                                        ${r.map((m) => m.reason)}::text[],
+                                        ${r.map((m) => m.detail)}::text[],
+                                        ${r.map((m) => m.stream)}::text[],
+                                        ${r.map((m) => m.eventId)}::text[],
+                                        ${r.map((m) => m.raw.toString("hex"))}::text[])
+             as m(lsn, commit_lsn, reason, detail, stream, event_id, raw_hex)`;
+  }
+  return BigInt(updated[0]!.version);
+}
+
+async function copyRows(tx: Sql, rows: Buffer): Promise<void> {
+  const query = tx`
+    copy tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
+    from stdin`;
+  const refused = new Promise<never>((_, reject) => {
+    const settle = query as unknown as { reject: (error: unknown) => void };
+    const original = settle.reject;
+    settle.reject = (error: unknown) => {
+      reject(error);
+      original(error);
+    };
+  });
+  refused.catch(() => undefined);
+  const copy = await Promise.race([query.writable(), refused]);
+  await Promise.race([
+    new Promise<void>((resolve, reject) => {
+      copy.once("error", reject);
+      copy.once("finish", resolve);
+      copy.end(rows);
+    }),
+    refused,
+  ]);
+}
+
+async function withDeadline<T>(work: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BatchWriteTimeoutError(`${what} did not finish within ${timeoutMs} ms; the relay reconnects`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => undefined);
+  }
 }
