@@ -5,10 +5,12 @@
 --
 --   1. Group roles (NOLOGIN, cluster-wide, created here once per cluster)
 --      give the verbs: EXECUTE on the functions and table/column privileges.
---        tributary_admin   everything: streams, queues, schedules, limits,
---                          grants, redrive, status. Not the signing keys.
+--        tributary_admin   everything: streams, queues, schedules, limits
+--                          (set_limit), grants, redrive, status. Not the
+--                          signing keys, and no writes to what the relay writes.
 --        tributary_relay   the relay: its checkpoint, the offset counters,
---                          the stream table. Its login role also needs
+--                          the stream table, the signing keys, the set-aside
+--                          messages, its lease. Its login role also needs
 --                          LOGIN REPLICATION BYPASSRLS itself (attributes are
 --                          not inherited; COPY into a table with row-level
 --                          security is refused unless the role bypasses it).
@@ -280,6 +282,17 @@ begin
   return q;
 end $$;
 
+-- 0006 moved the limits into tributary.limits and dropped max_data_bytes(),
+-- which send() (0003, 0005) still calls: back, as a reader of the table (any
+-- role in the model may read the limits), so send works for everyone again.
+create or replace function tributary.max_data_bytes() returns int
+language sql stable as $$
+  select value::int from tributary.limits where name = 'max_data_bytes'
+$$;
+
+-- Limits change only through set_limit (it checks each limit's range), run as the owner.
+alter function tributary.set_limit(text, bigint) security definer set search_path = pg_catalog, pg_temp;
+
 -- The scheduler runs in worker processes; a schedule only sends what an
 -- admin scheduled, so firing runs as the owner.
 alter function tributary.fire_schedules() security definer set search_path = pg_catalog, pg_temp;
@@ -334,16 +347,26 @@ grant execute on function
   to tributary_worker;
 grant execute on all functions in schema tributary to tributary_admin;
 
--- The admin: every table (row-level security below lets it see every row), not the signing keys.
+-- The admin: every table (row-level security below lets it see every row),
+-- not the signing keys. What only the relay writes it reads; it may delete
+-- set-aside messages it has dealt with. Limits change through set_limit().
 grant select, insert, update, delete on all tables in schema tributary to tributary_admin;
+revoke all on tributary.signing_keys from tributary_admin;
 revoke insert, update, delete on tributary.events, tributary.partition_offsets, tributary.relay_checkpoints,
-  tributary.schema_migrations from tributary_admin;
+  tributary.relay_leases, tributary.schema_migrations, tributary.limits from tributary_admin;
+revoke insert, update on tributary.rejected_messages from tributary_admin;
 
--- The relay: the stream table, the offset counters, its checkpoint.
+-- The relay: the stream table, the offset counters, its checkpoint, the
+-- signing keys (it verifies), the set-aside messages, its lease.
 grant select, insert on tributary.events to tributary_relay;
 grant select, insert, update on tributary.partition_offsets to tributary_relay;
 grant select, update on tributary.relay_checkpoints to tributary_relay;
-grant select on tributary.streams to tributary_relay;
+grant select on tributary.streams, tributary.signing_keys, tributary.limits to tributary_relay;
+grant select, insert on tributary.rejected_messages to tributary_relay;
+grant select, insert, update, delete on tributary.relay_leases to tributary_relay;
+
+-- Everyone may read the operator's limits (append enforces them as the owner).
+grant select on tributary.limits to tributary_writer, tributary_reader, tributary_worker;
 
 -- Writers: create streams (rows: granted ones), send (insert; the dedupe lookup reads ids).
 grant select, insert on tributary.streams to tributary_writer;

@@ -255,6 +255,10 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         await refused(() => writer`insert into tributary.grants (role, kind, pattern, privilege) values (${role.writer}, 'stream', '*', 'write')`, permissionDenied("table grants"));
         await refused(() => writer`select pg_catalog.count(*) from tributary.queue_messages where payload is not null`, permissionDenied("table queue_messages"));
         await refused(() => writer`update tributary.group_offsets set next_offset = 0`, permissionDenied("table group_offsets"));
+        await refused(() => writer`select tributary.set_limit('max_data_bytes', 1073741823)`, permissionDenied("function set_limit"));
+        await refused(() => writer`update tributary.limits set value = max_value`, permissionDenied("table limits"));
+        await refused(() => writer`select secret from tributary.signing_keys`, permissionDenied("table signing_keys"));
+        await refused(() => writer`select tributary.authorize_append('payroll')`, permissionDenied("function authorize_append"));
       });
     });
 
@@ -335,6 +339,8 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         await refused(() => append(reader, { stream: "orders.eu", key: "k", type: "T", data: {} }), permissionDenied("function append"));
         await refused(() => claim(reader, "emails", "w"), permissionDenied("function claim"));
         await refused(() => reader`select * from tributary.relay_checkpoints`, permissionDenied("table relay_checkpoints"));
+        await refused(() => reader`select secret from tributary.signing_keys`, permissionDenied("table signing_keys"));
+        await refused(() => reader`select tributary.set_limit('max_depth', 1000)`, permissionDenied("function set_limit"));
       });
 
       it("row-level security keeps a partition read an index range scan (no sort of the partition's rest)", async () => {
@@ -466,12 +472,20 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       it("creates queues, reads every stream and queue, but writes no events", async () => {
         const admin = as(role.admin);
         await admin`select tributary.create_queue('admin-made')`;
+        await superuser()`select tributary.send('payroll', '{"salary": 200}')`;
         const [row] = await admin<{ n: string }[]>`select count(distinct stream)::text as n from tributary.events`;
         expect(Number(row!.n)).toBeGreaterThanOrEqual(2);
         expect((await admin`select * from tributary.queue_messages where queue = 'payroll'`).length).toBeGreaterThan(0);
         await refused(() => admin`insert into tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
                                   values ('orders.eu', 1, 0, gen_random_uuid(), 'k', 'T', '{}', '{}', now())`, permissionDenied("table events"));
         await refused(() => admin`update tributary.relay_checkpoints set version = version + 1`, permissionDenied("table relay_checkpoints"));
+        await refused(() => admin`select secret from tributary.signing_keys`, permissionDenied("table signing_keys"));
+        await refused(() => admin`insert into tributary.rejected_messages (slot_name, lsn, commit_lsn, reason, detail, raw)
+                                  values ('x', '0/1', '0/1', 'unsigned', 'forged by hand', decode('00', 'hex'))`, permissionDenied("table rejected_messages"));
+        await admin`select tributary.set_limit('max_data_bytes', 2097152)`;
+        const [limit] = await as(role.reader)<{ value: string }[]>`select value::text from tributary.limits where name = 'max_data_bytes'`;
+        expect(limit!.value).toBe("2097152");
+        await admin`select tributary.set_limit('max_data_bytes', 1048576)`;
       });
     });
 
@@ -491,6 +505,8 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         await refused(() => asRelay`select * from tributary.group_offsets`, permissionDenied("table group_offsets"));
         await refused(() => asRelay`select * from tributary.queue_messages`, permissionDenied("table queue_messages"));
         await refused(() => asRelay`delete from tributary.grants`, permissionDenied("table grants"));
+        await refused(() => asRelay`select tributary.set_limit('max_data_bytes', 1)`, permissionDenied("function set_limit"));
+        expect((await asRelay`select id from tributary.signing_keys`).length).toBeGreaterThan(0);
         await refused(() => append(asRelay, { stream: "orders.eu", key: "k", type: "T", data: {} }), permissionDenied("function append"));
       });
     });
