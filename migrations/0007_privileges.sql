@@ -223,7 +223,7 @@ select g.role::text as role, g.kind, g.pattern, g.privilege,
 create or replace function tributary.authorize_append(stream text) returns void
 language plpgsql stable as $$
 declare
-  caller name := coalesce(nullif(current_setting('role'), 'none'), session_user);
+  caller text := coalesce(nullif(current_setting('role'), 'none'), session_user);
 begin
   if pg_catalog.pg_has_role(caller, current_user, 'USAGE') or pg_catalog.pg_has_role(caller, 'tributary_admin', 'USAGE') then
     return; -- the owner, a superuser, an admin
