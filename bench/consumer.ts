@@ -38,6 +38,7 @@ import { MemberLauncher } from "./support/consumer-process.ts";
 import type { ProfileSummary } from "./support/consumer-profile.ts";
 import { describeCpu, loadAverage } from "./support/cpu-accounting.ts";
 import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
+import { grantedRoleUrl } from "./support/bench-roles.ts";
 import { startRelayProcess } from "./support/relay-process.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
 import { streamedEvents, waitForStreamedEvents } from "./support/stream-progress.ts";
@@ -50,7 +51,9 @@ ${serverUsage}
   --concurrency N               the member's concurrency (default 8, the consumer's default)
   --also BxC[:batch],…          more (a) runs with batchSize B and concurrency C, each a new group
                                 on the same backlog; :batch uses the batchHandler option instead of
-                                handler (default 500x32,500x32:batch; --also '' for none)
+                                handler; :reader connects as a reader holding one read grant per
+                                stream (migration 0007) instead of the superuser, so the per-stream
+                                row-level security is measured (default 500x32,500x32:batch; --also '' for none)
   --lag-rate N                  events/s of (b) (default 5000)
   --lag-seconds N               duration of (b) (default 15)
   --session-timeout-ms N        session timeout of (c) (default 10000, the consumer's default)
@@ -97,10 +100,13 @@ const options = {
   profileDir: values.profile === true ? mkdtempSync(join(tmpdir(), "tributary-consumer-prof-")) : null,
 };
 
-function parseCombination(text: string): { batchSize: number; concurrency: number; handler: "each" | "batch" } {
-  const match = /^(\d+)x(\d+)(:batch)?$/.exec(text.trim());
-  if (!match) throw new Error(`--also takes batchSize x concurrency pairs like 2000x32 or 2000x32:batch, not ${text}`);
-  return { batchSize: positiveInt(match[1], "also batchSize"), concurrency: positiveInt(match[2], "also concurrency"), handler: match[3] ? "batch" : "each" };
+function parseCombination(text: string): { batchSize: number; concurrency: number; handler: "each" | "batch"; asReader: boolean } {
+  const match = /^(\d+)x(\d+)(:batch)?(:reader)?$/.exec(text.trim());
+  if (!match) throw new Error(`--also takes batchSize x concurrency pairs like 2000x32, 2000x32:batch or 2000x32:reader, not ${text}`);
+  return {
+    batchSize: positiveInt(match[1], "also batchSize"), concurrency: positiveInt(match[2], "also concurrency"),
+    handler: match[3] ? "batch" : "each", asReader: match[4] !== undefined,
+  };
 }
 
 interface Bench {
@@ -108,6 +114,8 @@ interface Bench {
   readonly sql: Sql;
   readonly pmPid: number;
   readonly launcher: MemberLauncher;
+  /** A granted reader's URL (bench-roles.ts); null before migration 0007. */
+  readerUrl: string | null;
 }
 
 /** 1. The backlog, relayed into tributary.events before (a) starts. */
@@ -132,11 +140,13 @@ async function backlogPhase({ cluster, sql }: Bench): Promise<string[][]> {
 }
 
 async function catchupPhase(bench: Bench): Promise<{ rows: string[][]; profiles: Array<[string, ProfileSummary]> }> {
-  const runs = [{ batchSize: options.batchSize, concurrency: options.concurrency, handler: "each" as const }, ...options.also];
+  const runs = [{ batchSize: options.batchSize, concurrency: options.concurrency, handler: "each" as const, asReader: false }, ...options.also];
   const results: CatchupResult[] = [];
   for (const [i, run] of runs.entries()) {
+    if (run.asReader && !bench.readerUrl) throw new Error("--also …:reader needs the privilege model (migration 0007) in this schema");
     results.push(await catchUp(bench.launcher, bench.sql, bench.pmPid, {
-      url: bench.cluster.url,
+      url: run.asReader ? bench.readerUrl! : bench.cluster.url,
+      asReader: run.asReader,
       streams: BENCH_STREAMS,
       events: options.events,
       batchSize: run.batchSize,
@@ -156,7 +166,8 @@ async function catchupPhase(bench: Bench): Promise<{ rows: string[][]; profiles:
   return { rows, profiles: results.filter((r) => r.profile).map((r) => [label(r), r.profile!]) };
 }
 
-const label = (r: CatchupResult) => `${r.options.batchSize}×${r.options.concurrency}${r.options.handler === "batch" ? " batchHandler" : ""}`;
+const label = (r: CatchupResult) =>
+  `${r.options.batchSize}×${r.options.concurrency}${r.options.handler === "batch" ? " batchHandler" : ""}${r.options.asReader ? " as granted reader" : ""}`;
 
 async function latencyPhase(bench: Bench): Promise<string[][]> {
   const r = await measureHandlerLatency(bench.launcher, bench.sql, bench.pmPid, {
@@ -203,6 +214,7 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
   const serverLine = await describeServer(bench.sql);
   await migrate(bench.sql, { slotName: RELAY_SLOT, decoder: flags.decoder });
   for (const stream of [...BENCH_STREAMS, LAG_STREAM, FAILOVER_STREAM]) await createStream(bench.sql, stream, BENCH_PARTITIONS);
+  bench.readerUrl = await grantedRoleUrl(bench.sql, bench.cluster.url, "bench_reader", BENCH_STREAMS);
 
   const rows: string[][] = [["server / decoder", `${serverLine} / ${flags.decoder}`]];
   let profiles: Array<[string, ProfileSummary]> = [];
@@ -248,7 +260,7 @@ const sql = postgres(cluster.url, { max: 4, onnotice: () => {} });
 const launcher = await MemberLauncher.build(options.clientSource);
 let exitCode = 0;
 try {
-  await run({ cluster, sql, pmPid: postmasterPid(cluster), launcher }, loadBefore);
+  await run({ cluster, sql, pmPid: postmasterPid(cluster), launcher, readerUrl: null }, loadBefore);
 } catch (error) {
   exitCode = 1;
   process.stderr.write(`bench:consumer failed: ${(error as Error)?.stack ?? error}\n${cluster.serverLog()}\n`);

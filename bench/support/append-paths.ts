@@ -5,6 +5,8 @@
  *
  *   logical message   tributary.append / append_many (the product): validation
  *                     in PL/pgSQL, then pg_logical_emit_message(true, ...).
+ *                     Once as the superuser (no privilege check applies),
+ *                     once as a writer with per-stream grants.
  *   unsigned append   the append of migration 0001, before messages were signed
  *                     and limits read from tributary.limits (benchmark
  *                     scaffolding, bench_unsigned_append): what the trust
@@ -22,6 +24,8 @@ import { BENCH_PARTITIONS, type BenchEvent } from "./event-payload.ts";
 export interface AppendPath {
   readonly name: string;
   readonly usesOutbox: boolean;
+  /** Connect as this login role instead of the superuser (see bench-roles.ts). */
+  readonly role?: "bench_writer";
   /** Writes `events` in one transaction; returns the ids of the events. */
   write(sql: Sql, events: readonly BenchEvent[]): Promise<string[]>;
 }
@@ -94,6 +98,13 @@ export async function createUnsignedAppend(sql: Sql): Promise<void> {
       return id;
     end $$`);
 }
+
+/** The same calls as a writer holding one write grant per stream: append's per-stream check runs in full. */
+export const grantedWriterPath: AppendPath = {
+  ...logicalMessagePath,
+  name: "logical message, as a granted writer",
+  role: "bench_writer",
+};
 
 export const rawMessagePath: AppendPath = {
   name: "raw pg_logical_emit_message (no validation)",

@@ -24,6 +24,8 @@ export interface CatchupOptions {
   /** "each": the handler option (one call per event); "batch": the batchHandler option. */
   readonly handler: "each" | "batch";
   readonly group: string;
+  /** The member connects as a granted reader (url names it), not the superuser. */
+  readonly asReader?: boolean;
   /** Run the member under node --cpu-prof (a fresh folder under this one). */
   readonly profileDir?: string;
 }
@@ -111,7 +113,7 @@ export function catchupRows(r: CatchupResult, label: string): string[][] {
   const ends = r.done.spans.map(([, last]) => last).sort((a, b) => a - b);
   return [
     [
-      `${label} catch-up, batchSize ${r.options.batchSize}, concurrency ${r.options.concurrency}${r.options.handler === "batch" ? ", batchHandler" : ""}`,
+      `${label} catch-up, batchSize ${r.options.batchSize}, concurrency ${r.options.concurrency}${r.options.handler === "batch" ? ", batchHandler" : ""}${r.options.asReader ? ", as a granted reader" : ""}`,
       `${fmt.int(r.rate)} ev/s (${fmt.int(r.options.events)} events in ${r.seconds.toFixed(2)} s from the consumer() call; joined in ${r.joined.joinedAt - r.joined.callAt} ms; all committed at ${(r.allCommittedMs / 1000).toFixed(2)} s)`,
     ],
     [

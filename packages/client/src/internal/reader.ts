@@ -251,6 +251,8 @@ async function listenForEvents(sql: Sql, signal: AbortSignal | undefined): Promi
 export async function streamPartitions(sql: Sql | TransactionSql, stream: string): Promise<number> {
   const [row] = await sql<{ partitions: number }[]>`select partitions from tributary.streams where name = ${stream}`;
   if (!row) {
+    // Hidden by row-level security? Then a permission error (42501) that names the grant, not "unknown".
+    await sql`select tributary.authorize_read(${stream})`;
     throw new TributaryReadError(
       "UNKNOWN_STREAM",
       `stream '${stream}' does not exist: nothing has been appended to it and it was not created with ` +

@@ -66,6 +66,12 @@ type Tx = TransactionSql;
 export async function heartbeat(sql: Sql, request: HeartbeatRequest): Promise<HeartbeatResult> {
   return (await sql.begin(async (tx) => {
     await lockGroup(tx, request.group);
+    // Row-level security would hide what the role may not use (migrations/0007_privileges.sql):
+    // say so instead (42501, naming the grant an admin runs).
+    await tx`
+      select tributary.authorize_group(${request.group})
+      union all
+      select tributary.authorize_read(s) from unnest(${[...request.streams]}::text[]) as s`;
     // Unknown streams are created with the default partition count, as append does.
     await tx`
       select tributary.create_stream(s)
