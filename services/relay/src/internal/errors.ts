@@ -80,6 +80,9 @@ export function fatalSetupError(error: unknown, context: { slotName: string }): 
   if (e?.code && TLS_VERIFY_CODES.has(e.code)) {
     return new RelayFatalError("TLS", `the server's certificate was refused (${e.code}: ${message}): check sslrootcert (the CA that signed it) and that the host in DATABASE_URL is a name the certificate holds.`);
   }
+  if (e?.code === "0A000" && /row-level security/.test(message)) {
+    return new RelayFatalError("NO_BYPASSRLS", `${message}: the relay writes tributary.events, which row-level security guards for readers. Its login role needs BYPASSRLS (ALTER ROLE <role> BYPASSRLS); see README "Security".`);
+  }
   switch (e?.code) {
     case "28P01":
     case "28000":
