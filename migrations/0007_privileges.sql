@@ -282,14 +282,6 @@ begin
   return q;
 end $$;
 
--- 0006 moved the limits into tributary.limits and dropped max_data_bytes(),
--- which send() (0003, 0005) still calls: back, as a reader of the table (any
--- role in the model may read the limits), so send works for everyone again.
-create or replace function tributary.max_data_bytes() returns int
-language sql stable as $$
-  select value::int from tributary.limits where name = 'max_data_bytes'
-$$;
-
 -- Limits change only through set_limit (it checks each limit's range), run as the owner.
 alter function tributary.set_limit(text, bigint) security definer set search_path = pg_catalog, pg_temp;
 

@@ -125,8 +125,11 @@ describe(`queue workers [${backend.name}]`, () => {
     const role = `tq_${process.pid}`;
     await db.sql.unsafe(`create role ${role} login`);
     try {
-      await db.sql.unsafe(`grant usage on schema tributary to ${role}; grant select, insert, update, delete on all tables in schema tributary to ${role};
-        grant execute on all functions in schema tributary to ${role}`);
+      // A worker as migration 0007 documents it (tributary_worker, the queue granted),
+      // without MAINTAIN, which 0007 grants the worker role on PostgreSQL 17+.
+      await db.sql.unsafe(`grant tributary_worker to ${role}`);
+      await db.sql`select tributary.grant_queue(${role}, 'jobs', 'work')`;
+      if (backend.version >= 17) await db.sql.unsafe(`revoke maintain on tributary.queue_messages from tributary_worker`);
       const url = new URL(db.url);
       url.username = role;
       url.password = "";

@@ -95,6 +95,9 @@ export async function readStatus(sql: Sql): Promise<Status> {
     select s.name as stream, s.partitions, coalesce(sum(o.next_offset), 0)::text as events
       from tributary.streams s left join tributary.partition_offsets o on o.stream = s.name
      group by s.name, s.partitions order by s.name`;
+  // Migration 0006 added the set-aside messages and the relay lease.
+  const [trustedRow] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.rejected_messages') is not null as ok`;
+  const trusted = trustedRow!.ok;
   // A two-key advisory lock shows in pg_locks as classid = key 1, objid = key 2
   // (as an unsigned oid), objsubid = 2.
   const relays = await sql<{
@@ -118,7 +121,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
                 else extract(epoch from now() - c.updated_at)::float8 end as lag_seconds,
            (pg_current_wal_lsn() - r.restart_lsn)::text as retained,
            r.wal_status, c.end_lsn::text, c.updated_at, c.relay_id,
-           (select le.expires_at < now() from tributary.relay_leases le where le.slot_name = c.slot_name) as lease_expired
+           ${trusted ? sql`(select le.expires_at < now() from tributary.relay_leases le where le.slot_name = c.slot_name)` : sql`null::boolean`} as lease_expired
       from tributary.relay_checkpoints c
       left join pg_replication_slots r on r.slot_name = c.slot_name
       left join lateral (select s.pid, s.flush_lag from pg_stat_replication s where s.pid = r.active_pid) sr on true
@@ -144,9 +147,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
          order by g.group_name`
     : [];
   const queues = (await hasQueues(sql)) ? await readQueueCounts(sql) : null;
-  // Migration 0006 added the set-aside messages and the relay lease.
-  const [trusted] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.rejected_messages') is not null as ok`;
-  const rejected = trusted!.ok
+  const rejected = trusted
     ? await sql<{ reason: string; count: number; latest_at: Date; latest_detail: string }[]>`
         select reason, count(*)::int as count, max(rejected_at) as latest_at,
                (array_agg(detail order by id desc))[1] as latest_detail
