@@ -114,12 +114,13 @@ end $$;
 create function tributary.authorize_append(stream text) returns void
 language plpgsql stable as $$ begin end $$;
 
--- True when `value` nests arrays/objects deeper than `depth`. A document
--- needs at least 2 bytes of text per level, so short ones are not walked.
--- Inlined into append (no SET clause, so the planner may inline it).
-create function tributary.nested_deeper_than(value jsonb, text_bytes int, depth int) returns boolean
+-- True when `value` nests arrays/objects deeper than `depth`. Nesting deeper
+-- than `depth` needs more than `depth` '[' or '{' in its text, so a document
+-- with fewer (every usual event) is not walked: one translate() instead of a
+-- jsonpath parse and walk per append. Inlined into append (no SET clause).
+create function tributary.nested_deeper_than(value jsonb, value_text text, depth int) returns boolean
 language sql immutable as $$
-  select text_bytes > 2 * depth
+  select pg_catalog.length(value_text) - pg_catalog.length(pg_catalog.translate(value_text, '[{', '')) > depth
      and pg_catalog.jsonb_path_exists(value, ('strict $.**{' || depth || '} ? (@.type() == "array" || @.type() == "object")')::pg_catalog.jsonpath)
 $$;
 
@@ -183,7 +184,7 @@ begin
       using errcode = '22023', constraint = 'tributary_data_size',
             hint = 'An administrator can raise it: SELECT tributary.set_limit(''max_data_bytes'', <bytes>)';
   end if;
-  if tributary.nested_deeper_than(data, octet_length(data_text), ctx.max_depth) then
+  if tributary.nested_deeper_than(data, data_text, ctx.max_depth) then
     raise exception 'event data nests arrays or objects more than % deep (stream %)', ctx.max_depth, stream
       using errcode = '22023', constraint = 'tributary_data_depth',
             hint = 'Flatten the document, or an administrator can raise it: SELECT tributary.set_limit(''max_depth'', <levels>)';
@@ -195,7 +196,7 @@ begin
       using errcode = '22023', constraint = 'tributary_headers_size',
             hint = 'An administrator can raise it: SELECT tributary.set_limit(''max_headers_bytes'', <bytes>)';
   end if;
-  if tributary.nested_deeper_than(headers, octet_length(headers_text), ctx.max_depth) then
+  if tributary.nested_deeper_than(headers, headers_text, ctx.max_depth) then
     raise exception 'event headers nest arrays or objects more than % deep (stream %)', ctx.max_depth, stream
       using errcode = '22023', constraint = 'tributary_headers_depth';
   end if;

@@ -176,6 +176,8 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
     });
 
     it("groups reset refuses while a member subscribed to the stream is alive, and goes ahead once its session timed out", async () => {
+      // Alive means a heartbeat within its 30 s session timeout: the tests before this one may have taken longer.
+      await db.sql`update tributary.group_members set heartbeat_at = now() where group_name = 'billing' and member_id = 'm1'`;
       const refused = await run(["groups", "reset", "billing", "--stream", "orders", "--to", "earliest"], env);
       expect(refused.code).toBe(2);
       expect(refused.stderr).toMatch(/^tributary groups: consumer group 'billing' has 1 live member subscribed to stream 'orders': m1 \(host-a:123\)\./m);
@@ -242,6 +244,7 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
 
     it("status shows stream counts, the relay as active (and a standby), and each group's members and lag", async () => {
       await db.sql`delete from tributary.consumer_groups where group_name not in ('billing')`;
+      await db.sql`update tributary.group_members set heartbeat_at = now() where group_name = 'billing' and member_id = 'm1'`;
       const logs: string[] = [];
       const standby = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: (m) => logs.push(m) });
       try {

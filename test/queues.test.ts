@@ -102,8 +102,12 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       await release(db.sql, "jobs", claimed.slice(150).map((m) => m.receipt));
       const after = await stats();
       expect(after.upd - before.upd).toBe(300);
-      // HOT needs room on the page (fillfactor 50); allow a few that found none.
-      expect(after.hot - before.hot).toBeGreaterThanOrEqual(285);
+      // HOT needs room on the page. Each of the 200 claims is its row's first
+      // update and fits in the room fillfactor 50 leaves: all of them must be
+      // HOT. The 100 second updates (extend, release) need the first versions
+      // pruned, which a snapshot elsewhere on the shared test cluster (another
+      // test file creating its slot) can hold back: those may find no room.
+      expect(after.hot - before.hot).toBeGreaterThanOrEqual(200);
     });
 
     it("redelivers a message whose visibility timeout expired; the first receipt is then stale", async () => {
