@@ -18,6 +18,7 @@ import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
 import { checkServerIdentity, type ConnectionOptions } from "node:tls";
 import { passwordFromPassFile } from "./pgpass.ts";
+import { DatabaseUrlError } from "./errors.ts";
 
 export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
 const sslModes: readonly SslMode[] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
@@ -43,17 +44,7 @@ export interface DatabaseTarget {
   readonly parameters: Readonly<Record<string, string>>;
 }
 
-export type DatabaseUrlErrorCode = "INVALID_URL" | "INVALID_SSLMODE" | "UNREADABLE_FILE" | "NO_ROOT_CERT" | "PASSFILE_PERMISSIONS";
-
-export class DatabaseUrlError extends Error {
-  override readonly name = "DatabaseUrlError";
-  constructor(
-    readonly code: DatabaseUrlErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { DatabaseUrlError, type DatabaseUrlErrorCode } from "./errors.ts";
 
 /** Query parameters libpq reads on the client side: never sent to the server as settings. */
 const clientSideParameters = new Set(["sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword", "password", "ssl"]);

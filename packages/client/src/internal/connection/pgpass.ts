@@ -6,7 +6,7 @@
  * silently. The password never appears in an error.
  */
 import { readFileSync, statSync } from "node:fs";
-import { DatabaseUrlError } from "./database-url.ts";
+import { DatabaseUrlError } from "./errors.ts";
 
 export interface PassFileKey {
   readonly host: string;
