@@ -1,4 +1,4 @@
--- The privilege model (DESIGN.md invariant 12: a role sees, appends to,
+-- The privilege model (docs/ARCHITECTURE.md invariant 12: a role sees, appends to,
 -- consumes and administers only what it was granted).
 --
 -- Two layers:
