@@ -71,7 +71,7 @@ ${serverUsage}
                                 src/index.ts of another copy of @tributary/kafka-bridge, or . for (a)'s own,
                                 optionally followed by extra node flags: '. --max-semi-space-size=32' 
   --bridge-node-args=…          node flags of the bridge process (default --max-old-space-size=128, as
-                                \`tributary bridge\` runs: packages/cli/bin/tributary.js)
+                                \`tributary bridge\` runs: apps/cli/bin/tributary.js)
   --profile                     run round 1's (a) (and (a′)) under node --cpu-prof and summarize where the bridge's CPU goes`;
 
 const RELAY_SLOT = "tributary";

@@ -64,7 +64,7 @@ const { flags, values } = parseBenchFlags(
     "lag-rate": { type: "string", default: "5000" },
     "lag-seconds": { type: "string", default: "15" },
     "lag-tx-events": { type: "string", default: "1" },
-    // Same V8 heap limit as `tributary relay` (packages/cli/bin/tributary.js).
+    // Same V8 heap limit as `tributary relay` (apps/cli/bin/tributary.js).
     "relay-node-args": { type: "string", default: "--max-old-space-size=128" },
     profile: { type: "boolean", default: false },
   },

@@ -1,5 +1,5 @@
 /**
- * `tributary tail` as a user runs it (`node packages/cli/bin/tributary.js` in
+ * `tributary tail` as a user runs it (`node apps/cli/bin/tributary.js` in
  * its own process): JSON lines on stdout with every event field, existing
  * events from --from earliest and then new ones; SIGTERM exits 0 well within
  * a deploy's grace period; bad input exits 2 saying what is wrong and what to do.

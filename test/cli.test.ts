@@ -1,5 +1,5 @@
 /**
- * The `tributary` command line as a user runs it: `node packages/cli/bin/tributary.js`
+ * The `tributary` command line as a user runs it: `node apps/cli/bin/tributary.js`
  * in its own process. Help needs no database; a missing database is a usage
  * error (exit 2) that says how to give one; `migrate` migrates and prints a
  * summary; `status --json` is one JSON object for programs; `relay` relays

@@ -55,7 +55,7 @@ describe(`job watch [${backend.name}]`, () => {
     const other = await send(db.sql, "jobs", { n: 0 });
     const { DATABASE_URL: _unset, ...env } = process.env;
     const target = String(Number(other) + 1); // the next id
-    const child = spawn(process.execPath, ["packages/cli/bin/tributary.js", "jobs", "jobs", "--id", target], { cwd: root, env: { ...env, DATABASE_URL: db.url }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["apps/cli/bin/tributary.js", "jobs", "jobs", "--id", target], { cwd: root, env: { ...env, DATABASE_URL: db.url }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));

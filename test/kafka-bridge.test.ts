@@ -252,7 +252,7 @@ describeKafka("kafka bridge", (kafka) => {
 
 function startCli(args: string[], databaseUrl: string) {
   const { DATABASE_URL: _unset, ...env } = process.env;
-  const child = spawn(process.execPath, ["packages/cli/bin/tributary.js", ...args], { cwd: root, env: { ...env, DATABASE_URL: databaseUrl }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["apps/cli/bin/tributary.js", ...args], { cwd: root, env: { ...env, DATABASE_URL: databaseUrl }, stdio: ["ignore", "pipe", "pipe"] });
   const output = { stdout: "", stderr: "" };
   child.stdout.on("data", (c: Buffer) => (output.stdout += c.toString()));
   child.stderr.on("data", (c: Buffer) => (output.stderr += c.toString()));

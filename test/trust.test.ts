@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { append, TributaryInputError } from "@tributary/client";
 import { migrate } from "@tributary/migrate";
 import { startRelay, type RelayHandle } from "@tributary/relay";
-import { readStatus } from "../packages/cli/src/internal/status-query.ts";
+import { readStatus } from "../apps/cli/src/internal/status-query.ts";
 import { backends, createTestDatabase, describeBackends, type TestDatabase } from "./support/backends.ts";
 import { eventually, RelayChildren } from "./support/processes.ts";
 import { assertDense, readAll, waitForCount } from "./support/streams.ts";

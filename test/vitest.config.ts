@@ -1,6 +1,12 @@
+import { defaultServerConditions } from "vite";
 import { defineConfig } from "vitest/config";
 
+// Tests import the workspace packages' TypeScript sources (the "@tributary/source"
+// condition of their package.json exports); the CLI they spawn runs its build.
+const conditions = ["@tributary/source", ...defaultServerConditions];
+
 export default defineConfig({
+  ssr: { resolve: { conditions } },
   test: {
     root: new URL("..", import.meta.url).pathname,
     include: ["test/**/*.test.ts"],

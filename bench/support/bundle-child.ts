@@ -19,6 +19,8 @@ export async function bundleChild(options: BuildOptions, alias: Record<string, s
     platform: "node",
     format: "esm",
     target: "node20",
+    // The workspace packages' TypeScript sources, not their built dist/ (package.json exports).
+    conditions: ["@tributary/source"],
     // CommonJS dependencies call require() inside the ESM bundle.
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
     logLevel: "error",

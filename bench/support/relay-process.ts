@@ -37,7 +37,7 @@ export function startRelayProcess(options: RelayProcessOptions): RelayProcess {
     ...(options.nodeArgs ?? []),
     ...(options.cpuProfileDir ? ["--cpu-prof", "--cpu-prof-dir", options.cpuProfileDir] : []),
   ];
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, "--import", "tsx", childScript], {
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, "--conditions=@tributary/source", "--import", "tsx", childScript], {
     cwd: repoRoot,
     env: {
       ...process.env,

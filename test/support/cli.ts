@@ -1,6 +1,6 @@
 /**
  * The `tributary` CLI as a user runs it, from the repository root
- * (packages/cli/bin/tributary.js), without DATABASE_URL unless a test
+ * (apps/cli/bin/tributary.js), without DATABASE_URL unless a test
  * gives one. Children still running when a test ends are killed by
  * killCliChildren() (call it in afterEach).
  */
@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
-const bin = "packages/cli/bin/tributary.js";
+const bin = "apps/cli/bin/tributary.js";
 
 export interface CliRun {
   code: number | null;

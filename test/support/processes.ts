@@ -196,6 +196,8 @@ export async function bundleFixture(entry: URL): Promise<{ dir: string; script: 
     platform: "node",
     format: "esm",
     target: "node20",
+    // The workspace packages' TypeScript sources, not their built dist/ (package.json exports).
+    conditions: ["@tributary/source"],
     external: ["pg-native"],
     // CommonJS dependencies (pg) call require() inside the ESM bundle.
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
@@ -229,7 +231,7 @@ export class RelayChildren {
       REPORT_RSS: options.reportRss ? "1" : "",
       TAKEOVER_AFTER_MS: options.takeoverAfterMs === undefined ? "" : String(options.takeoverAfterMs),
     };
-    // The same V8 heap limit as `tributary relay` (packages/cli/bin/tributary.js).
+    // The same V8 heap limit as `tributary relay` (apps/cli/bin/tributary.js).
     const child = new RelayChild(spawn(process.execPath, ["--max-old-space-size=128", this.script], { env, stdio: ["ignore", "pipe", "pipe"] }));
     this.running.add(child);
     void child.exited.then(() => this.running.delete(child));

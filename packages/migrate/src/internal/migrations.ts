@@ -18,7 +18,14 @@ export interface MigrationFile {
   readonly checksum: string;
 }
 
-export const defaultMigrationsDir = fileURLToPath(new URL("../../../../migrations/", import.meta.url));
+/**
+ * The repository's migrations/ when this module runs from its TypeScript
+ * source (tests, the clone), the package's own copy (made by its build and
+ * published with it) when it runs from dist/ (an installed package).
+ */
+export const defaultMigrationsDir = fileURLToPath(
+  import.meta.url.endsWith(".ts") ? new URL("../../../../migrations/", import.meta.url) : new URL("../../migrations/", import.meta.url),
+);
 
 const FILE_PATTERN = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 

@@ -1,4 +1,5 @@
 /** `tributary` — the command line. One module per command under internal/. */
+import { readFileSync } from "node:fs";
 import { UsageError } from "./internal/args.ts";
 
 // Commands load lazily: each pulls in only what it uses (start-up time, and
@@ -47,12 +48,18 @@ const usage = `Usage: tributary <command> [options]
 Commands:
 ${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`).join("\n")}
 
-Every command reads DATABASE_URL (or DATABASE_URL_FILE, --database-url, --database-url-file) and has --help.`;
+tributary --version prints the version. Every command reads DATABASE_URL (or DATABASE_URL_FILE, --database-url, --database-url-file) and has --help.`;
 
 const [name, ...argv] = process.argv.slice(2);
 if (!name) {
   process.stderr.write(usage + "\n");
   process.exit(2);
+}
+if (name === "--version" || name === "-v" || name === "version") {
+  // package.json sits one folder above both src/main.ts and dist/main.js.
+  const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  process.stdout.write(`tributary ${version}\n`);
+  process.exit(0);
 }
 if (name === "--help" || name === "-h" || name === "help") {
   process.stdout.write(usage + "\n");

@@ -3,9 +3,6 @@
 // busy heap grow lazily far beyond it; a 128 MB old space makes it collect
 // early and keeps the RSS bounded (measured: peak 290 MB → under 200 MB on a
 // 200,000-event transaction, same throughput). Override with NODE_OPTIONS.
-// Runs the TypeScript sources directly through tsx's loader: no build step
-// between `npm install` and `npx tributary`.
-import { register } from "tsx/esm/api";
-
-register();
-await import("../src/main.ts");
+// Runs the compiled JavaScript of dist/ (`npm run build`; the clone builds it
+// on `npm install`): no TypeScript compiler at run time.
+await import("../dist/main.js");
