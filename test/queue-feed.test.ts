@@ -8,10 +8,12 @@
 import { randomBytes } from "node:crypto";
 import postgres, { type Sql } from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
-import { createQueue, type QueueWorker } from "@tributary/client";
+import { appendBatch, createQueue, createStream, work, type QueueWorker } from "@tributary/client";
+import { startRelay } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { eventually } from "./support/processes.ts";
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A jsonb parameter: JSON text, cast in the statement (as text first: a jsonb-typed parameter would be JSON-encoded again). */
 const j = (value: unknown): string => JSON.stringify(value);
 
@@ -50,6 +52,62 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) descri
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
     await db?.drop();
     for (const cleanup of afterDrop.splice(0)) await cleanup();
+  });
+
+  it("a stream-fed queue with notify_states announces every fed message as queued on tributary_jobs, before it runs", async () => {
+    db = await createTestDatabase(backend);
+    const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+    cleanups.push(() => relay.stop());
+    await createStream(db.sql, "orders", 2);
+    await createQueue(db.sql, "order-work", { stream: "orders", notifyStates: true });
+    const jobs = await listenJobs(db.sql);
+    cleanups.push(jobs.stop);
+    const handled: string[] = [];
+    workers.push(await work(db.sql, "order-work", (m) => void handled.push(String(m.id)), { log: () => {} }));
+    await appendBatch(db.sql, Array.from({ length: 5 }, (_, i) => ({ stream: "orders", key: `o-${i}`, type: "OrderPlaced", data: { i } })));
+    await eventually("the 5 fed messages handled", () => handled.length === 5, 30_000);
+    await eventually("every handled message announced as succeeded", () =>
+      handled.every((id) => jobs.seen.some((n) => n.id === id && n.state === "succeeded")), 5_000);
+    for (const id of handled) {
+      const states = jobs.seen.filter((n) => n.id === id);
+      expect(states.map((n) => n.state), `job ${id}`).toEqual(["queued", "running", "succeeded"]);
+      expect(states[0]).toMatchObject({ queue: "order-work", deliveries: 0, error: null });
+    }
+  });
+
+  it("the payload check applies to fed messages: an event whose message is over max_data_bytes goes to the dead letters, logged, and the events after it are fed", async () => {
+    db = await createTestDatabase(backend);
+    const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+    cleanups.push(() => relay.stop());
+    await db.sql`select tributary.set_limit('max_data_bytes', 1000)`;
+    await createStream(db.sql, "orders", 1);
+    await createQueue(db.sql, "order-work", { stream: "orders", notifyStates: true });
+    const jobs = await listenJobs(db.sql);
+    cleanups.push(jobs.stop);
+    const handled: number[] = [];
+    const logs: string[] = [];
+    workers.push(await work<{ offset: number }>(db.sql, "order-work", (m) => void handled.push(m.payload.offset), { log: (line) => logs.push(line) }));
+    // The data (~910 bytes) is within the limit, so append takes it; the message, the
+    // whole event around it, is not: send would refuse it, and so must the feeder.
+    await appendBatch(db.sql, [
+      { stream: "orders", key: "a", type: "OrderPlaced", data: { n: 0 } },
+      { stream: "orders", key: "b", type: "OrderPlaced", data: { pad: "x".repeat(900) } },
+      { stream: "orders", key: "c", type: "OrderPlaced", data: { n: 2 } },
+    ]);
+    await eventually("the events around the refused one handled", () => handled.includes(0) && handled.includes(2), 30_000);
+    await eventually("the refused event in the dead letters", async () =>
+      (await db.sql`select 1 from tributary.queue_dead_letters where queue = 'order-work'`).length === 1, 5_000);
+    await sleep(300);
+    expect(handled.sort()).toEqual([0, 2]);
+    expect(await db.sql`select 1 from tributary.queue_messages`).toHaveLength(0);
+    const [dead] = await db.sql<{ id: string; key: string; deliveries: number; last_error: string; offset: number; bytes: number }[]>`
+      select id::text, key, deliveries, last_error, (payload ->> 'offset')::int as offset, octet_length(payload::text) as bytes
+        from tributary.queue_dead_letters where queue = 'order-work'`;
+    expect(dead).toMatchObject({ key: "b", deliveries: 0, offset: 1 });
+    expect(dead!.last_error).toBe(`not queued: payload is ${dead!.bytes} bytes, over the limit of 1000 bytes (tributary_queue_payload)`);
+    expect(logs.join("\n")).toMatch(new RegExp(`partition 0, offset 1\\) not queued: payload is ${dead!.bytes} bytes.*went to the dead letters as ${dead!.id}$`));
+    await eventually("the dead letter announced", () => jobs.seen.some((n) => n.id === dead!.id), 5_000);
+    expect(jobs.seen.find((n) => n.id === dead!.id)).toMatchObject({ state: "dead", deliveries: 0, error: dead!.last_error });
   });
 
   it("send_many sends in array order, each message checked as send checks it: raise refuses the whole call, dead_letter sets the breaker aside", async () => {
