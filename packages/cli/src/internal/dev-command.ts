@@ -17,6 +17,7 @@ import { parse, UsageError } from "./args.ts";
 import { onShutdown } from "./shutdown.ts";
 import { startDemo } from "./demo-producer.ts";
 import { ServerLog, startFailure } from "./dev-start-failure.ts";
+import { DEV_RELAY_STATUS_INTERVAL_MS, DEV_SLOT } from "./dev-settings.ts";
 
 const usage = `Usage: tributary dev [--data-dir DIR] [--port PORT] [--server-log] [--demo [--rate N]]
 
@@ -97,12 +98,12 @@ export async function devCommand(argv: string[]): Promise<void> {
     await stopAll();
     throw error;
   }
-  relay.handle = startRelay({ databaseUrl: url, slotName: "tributary", log: (m) => console.error(`[relay] ${m}`) });
+  relay.handle = startRelay({ databaseUrl: url, slotName: DEV_SLOT, statusIntervalMs: DEV_RELAY_STATUS_INTERVAL_MS, log: (m) => console.error(`[relay] ${m}`) });
   console.error(`Tributary is running on an embedded PostgreSQL ${fresh ? "(new)" : "(existing data)"}.`);
   process.stdout.write(`DATABASE_URL=${url}\n`);
   console.error(`Append from any client:  psql "${url}" -c "select tributary.append('orders', 'order-1', 'OrderPlaced', '{\\"total\\": 42}')"`);
   console.error("Ctrl-C to stop.");
-  if (values.demo) stopDemo = startDemo(sql, rate);
+  if (values.demo) stopDemo = startDemo(sql, { ratePerSecond: rate, slotName: DEV_SLOT });
   await relay.handle.done.catch(async (error: unknown) => {
     await stopAll().catch(() => undefined);
     throw error;
