@@ -16,14 +16,20 @@ import { startRelay } from "@tributary/relay";
 import { parse, UsageError } from "./args.ts";
 import { onShutdown } from "./shutdown.ts";
 import { startDemo } from "./demo-producer.ts";
+import { ServerLog, startFailure } from "./dev-start-failure.ts";
+import { DEV_RELAY_STATUS_INTERVAL_MS, DEV_SLOT } from "./dev-settings.ts";
 
-const usage = `Usage: tributary dev [--data-dir DIR] [--port PORT] [--demo [--rate N]]
+const usage = `Usage: tributary dev [--data-dir DIR] [--port PORT] [--server-log] [--demo [--rate N]]
 
 Starts an embedded PostgreSQL (no Docker, no system install), migrates it,
 runs the relay and prints the connection URL. Ctrl-C stops everything.
+A data folder serves one server at a time: a second \`tributary dev\` next to a
+running one needs its own --data-dir and --port.
 
   --data-dir DIR   where the database lives (default: ./.tributary/dev-db)
   --port PORT      port to listen on (default: 54329)
+  --server-log     also print the embedded PostgreSQL's own log as it runs
+                   (a start that fails shows it anyway)
   --demo           also append sample order events and show a live status line
   --rate N         demo events per second (default: 50)`;
 
@@ -38,6 +44,7 @@ export async function devCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
     "data-dir": { type: "string" },
     port: { type: "string" },
+    "server-log": { type: "boolean" },
     demo: { type: "boolean" },
     rate: { type: "string" },
   }, usage);
@@ -45,10 +52,13 @@ export async function devCommand(argv: string[]): Promise<void> {
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new UsageError(`--port must be a TCP port, not '${values.port}'`);
   const rate = Number(values.rate ?? 50);
   if (!(rate > 0)) throw new UsageError(`--rate must be a positive number of events per second, not '${values.rate}'`);
-  const dataDir = resolve(values["data-dir"] ?? join(".tributary", "dev-db"));
+  const dataDirFlag = values["data-dir"] ?? join(".tributary", "dev-db");
+  const dataDir = resolve(dataDirFlag);
   const fresh = !existsSync(join(dataDir, "PG_VERSION"));
   mkdirSync(dataDir, { recursive: true });
 
+  const tty = process.stderr.isTTY;
+  const log = new ServerLog(values["server-log"] ? (line) => process.stderr.write(`${tty ? "\r\x1b[2K" : ""}[postgres] ${line}\n`) : null);
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -57,17 +67,18 @@ export async function devCommand(argv: string[]): Promise<void> {
     persistent: true,
     createPostgresUser: userInfo().uid === 0,
     postgresFlags: ["-c", "wal_level=logical", "-c", "max_replication_slots=10", "-c", "max_wal_senders=10", "-c", "listen_addresses=127.0.0.1"],
-    onLog: () => {},
+    onLog: (chunk: string) => log.write(chunk),
     onError: () => {},
   });
   if (fresh) {
     console.error(`initialising embedded PostgreSQL in ${dataDir}`);
     await server.initialise();
   }
+  log.clear();
   try {
     await server.start();
-  } catch (error) {
-    throw new Error(`could not start the embedded PostgreSQL on port ${port} (${(error as Error)?.message ?? error}); is the port taken? try --port`);
+  } catch (cause) {
+    throw await startFailure({ dataDir, dataDirFlag, port, password: PASSWORD, log: log.tail(), cause });
   }
   const url = `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
   const sql = connectPostgres(url, { max: 2, onnotice: () => {} });
@@ -87,12 +98,12 @@ export async function devCommand(argv: string[]): Promise<void> {
     await stopAll();
     throw error;
   }
-  relay.handle = startRelay({ databaseUrl: url, slotName: "tributary", log: (m) => console.error(`[relay] ${m}`) });
+  relay.handle = startRelay({ databaseUrl: url, slotName: DEV_SLOT, statusIntervalMs: DEV_RELAY_STATUS_INTERVAL_MS, log: (m) => console.error(`[relay] ${m}`) });
   console.error(`Tributary is running on an embedded PostgreSQL ${fresh ? "(new)" : "(existing data)"}.`);
   process.stdout.write(`DATABASE_URL=${url}\n`);
   console.error(`Append from any client:  psql "${url}" -c "select tributary.append('orders', 'order-1', 'OrderPlaced', '{\\"total\\": 42}')"`);
   console.error("Ctrl-C to stop.");
-  if (values.demo) stopDemo = startDemo(sql, rate);
+  if (values.demo) stopDemo = startDemo(sql, { ratePerSecond: rate, slotName: DEV_SLOT });
   await relay.handle.done.catch(async (error: unknown) => {
     await stopAll().catch(() => undefined);
     throw error;
