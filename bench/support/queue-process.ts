@@ -113,7 +113,6 @@ export class QueueWorkerLauncher {
     return new QueueWorkerLauncher(await ChildBundle.build({
       prefix: "tributary-bench-queue-",
       entries: { "queue-worker-child": fileURLToPath(new URL("./queue-worker-child.ts", import.meta.url)) },
-      external: ["@opentelemetry/api"],
       alias: clientSource ? { "@tributary/client": clientSource } : {},
     }));
   }
