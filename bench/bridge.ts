@@ -33,7 +33,7 @@ import postgres, { type Sql } from "postgres";
 import type { Admin } from "kafkajs";
 import { migrate } from "@tributary/migrate";
 import { createStream } from "@tributary/client";
-import { KafkaBroker, kafkaVersion, type Cluster } from "@tributary/testkit";
+import { cliHeapLimit, KafkaBroker, kafkaVersion, type Cluster } from "@tributary/testkit";
 import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
 import { describeServer, postmasterPid, startBenchServer } from "./support/bench-server.ts";
 import { BARE_MODES, bareProducerRun, readRecords, type BareMode, type BareResult, type PartitionRecords } from "./support/bridge-bare-producer.ts";
@@ -92,7 +92,7 @@ const { flags, values } = parseBenchFlags(
     "bridge-src": { type: "string" },
     "client-src": { type: "string" },
     "compare-src": { type: "string", default: "" },
-    "bridge-node-args": { type: "string", default: "--max-old-space-size=128" },
+    "bridge-node-args": { type: "string", default: cliHeapLimit },
     profile: { type: "boolean", default: false },
   },
   usage,
@@ -160,7 +160,7 @@ async function backlogPhase({ cluster, sql, broker, pmPid }: Bench): Promise<{ r
   progress(`writing ${fmt.int(options.events)} events with ${options.writers} connections`);
   const written = await writeBacklog(cluster.url, options.events, options.writers, (n) => progress(`  written ${fmt.int(n)}`));
   progress("relaying the backlog");
-  const relay = startRelayProcess({ databaseUrl: cluster.url, slotName: RELAY_SLOT, nodeArgs: ["--max-old-space-size=128"] });
+  const relay = startRelayProcess({ databaseUrl: cluster.url, slotName: RELAY_SLOT });
   const activeAt = await relay.active;
   const doneAt = await waitForStreamedEvents(sql, options.events, 600_000, (n) => progress(`  relayed ${fmt.int(n)}`));
   const exit = await relay.stop();
@@ -242,7 +242,7 @@ async function round(bench: Bench, records: PartitionRecords[], n: number): Prom
 
 async function latencyPhase(bench: Bench): Promise<string[][]> {
   progress("starting a relay for (c)");
-  const relay = startRelayProcess({ databaseUrl: bench.cluster.url, slotName: RELAY_SLOT, nodeArgs: ["--max-old-space-size=128"] });
+  const relay = startRelayProcess({ databaseUrl: bench.cluster.url, slotName: RELAY_SLOT });
   const rows: string[][] = [];
   try {
     await relay.active;
@@ -300,7 +300,7 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
   rows.push(
     ["bridge settings", `${sources() ? `${sources()} (NOT the repository's), ` : ""}own process (esbuild bundle of bench/support/bridge-child.ts${options.bridgeNodeArgs.length ? `, node ${options.bridgeNodeArgs.join(" ")}` : ""}; its postgres and kafkajs imports timed by bridge-timing.ts), startBridge defaults: postgres.js pool max 4 + concurrency, idempotent producer acks -1 maxInFlightRequests 1, group joined fresh (startFrom earliest); topics made beforehand with the streams' partition counts`],
     ["server settings", "as in the first row, plus track_commit_timestamp=on (dates each relay batch: the split of (c))"],
-    ["relay settings", "relay child via tsx, MAX_BATCH_EVENTS=5000 (default), node --max-old-space-size=128"],
+    ["relay settings", `relay child via tsx, MAX_BATCH_EVENTS=5000 (default), node ${cliHeapLimit}`],
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
   );
   process.stdout.write(`\nKafka bridge benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);

@@ -27,7 +27,7 @@ import { join, resolve } from "node:path";
 import postgres, { type Sql } from "postgres";
 import { migrate } from "@tributary/migrate";
 import { createStream } from "@tributary/client";
-import type { Cluster } from "@tributary/testkit";
+import { cliHeapLimit, type Cluster } from "@tributary/testkit";
 import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
 import { describeServer, postmasterPid, startBenchServer } from "./support/bench-server.ts";
 import { writeBacklog } from "./support/bulk-writer.ts";
@@ -123,7 +123,7 @@ async function backlogPhase({ cluster, sql }: Bench): Promise<string[][]> {
   progress(`writing ${fmt.int(options.events)} events with ${options.writers} connections`);
   const written = await writeBacklog(cluster.url, options.events, options.writers, (n) => progress(`  written ${fmt.int(n)}`));
   progress("relaying the backlog");
-  const relay = startRelayProcess({ databaseUrl: cluster.url, slotName: RELAY_SLOT, nodeArgs: ["--max-old-space-size=128"] });
+  const relay = startRelayProcess({ databaseUrl: cluster.url, slotName: RELAY_SLOT });
   const activeAt = await relay.active;
   const doneAt = await waitForStreamedEvents(sql, options.events, 600_000, (n) => progress(`  relayed ${fmt.int(n)}`));
   const exit = await relay.stop();
@@ -226,7 +226,7 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
   }
   if (!options.skip.has("b") || !options.skip.has("c")) {
     progress("starting a relay for (b) and (c)");
-    const relay = startRelayProcess({ databaseUrl: bench.cluster.url, slotName: RELAY_SLOT, nodeArgs: ["--max-old-space-size=128"] });
+    const relay = startRelayProcess({ databaseUrl: bench.cluster.url, slotName: RELAY_SLOT });
     try {
       await relay.active;
       if (!options.skip.has("b")) rows.push(...(await latencyPhase(bench)));
@@ -238,7 +238,7 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
   rows.push(
     ["member settings", `${options.clientSource ? `@tributary/client from ${options.clientSource} (NOT the repository's), ` : ""}own process (esbuild bundle of bench/support/consumer-child.ts), postgres.js pool max 10, no-op per-event handler (the handler option) unless marked batchHandler, startFrom earliest; (c) session timeout as shown, else 10,000 ms`],
     ["server settings", "as in the first row, plus track_commit_timestamp=on (dates each relay batch: the split of (b))"],
-    ["relay settings", "relay child via tsx, MAX_BATCH_EVENTS=5000 (default), node --max-old-space-size=128"],
+    ["relay settings", `relay child via tsx, MAX_BATCH_EVENTS=5000 (default), node ${cliHeapLimit}`],
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
   );
   process.stdout.write(`\nConsumer benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);

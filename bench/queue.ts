@@ -115,8 +115,9 @@ interface Results {
   churn: Map<QueueSystemName, ChurnResult>;
 }
 
+/** pg-boss and graphile-worker are bench/'s own dependencies (bench/package.json), in bench/node_modules. */
 const packageVersion = (name: string) =>
-  (JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), "utf8")) as { version: string }).version;
+  (JSON.parse(readFileSync(new URL(`./node_modules/${name}/package.json`, import.meta.url), "utf8")) as { version: string }).version;
 
 const rate = (n: number, seconds: number) => `${fmt.int(n / seconds)}/s`;
 const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));

@@ -25,7 +25,7 @@ import { join } from "node:path";
 import postgres, { type Sql } from "postgres";
 import { migrate } from "@tributary/migrate";
 import { createStream } from "@tributary/client";
-import type { Cluster } from "@tributary/testkit";
+import { cliHeapLimit, type Cluster } from "@tributary/testkit";
 import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
 import { currentWalLsn, describeServer, postmasterPid, startBenchServer, walBytesBetween } from "./support/bench-server.ts";
 import { writeBacklog } from "./support/bulk-writer.ts";
@@ -64,8 +64,7 @@ const { flags, values } = parseBenchFlags(
     "lag-rate": { type: "string", default: "5000" },
     "lag-seconds": { type: "string", default: "15" },
     "lag-tx-events": { type: "string", default: "1" },
-    // Same V8 heap limit as `tributary relay` (apps/cli/bin/tributary.js).
-    "relay-node-args": { type: "string", default: "--max-old-space-size=128" },
+    "relay-node-args": { type: "string", default: cliHeapLimit },
     profile: { type: "boolean", default: false },
   },
   usage,

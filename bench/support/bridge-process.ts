@@ -1,24 +1,22 @@
 /**
  * The Kafka bridge under test in its own OS process (bridge-child.ts), so
  * its CPU time and peak RSS are its own; and (c)'s Kafka reader in another
- * (bridge-reader-child.ts). Bundled once with esbuild, like
- * bench:consumer's members: it starts in a fraction of a second and runs
- * plain JavaScript, no loader in between. The bundle resolves the bridge's
- * imports of `postgres` and `kafkajs` to bridge-timing.ts (the real modules
- * with timers on). `bridgeSource` / `clientSource` bundle against other
- * copies of @tributary/kafka-bridge / @tributary/client, to measure a
- * proposed change. With `cpuProfileDir` the child runs under
- * `node --cpu-prof` (the profile is written when it exits after SIGTERM).
+ * (bridge-reader-child.ts). Bundled once with esbuild (testkit's
+ * ChildBundle), like bench:consumer's members: it starts in a fraction of a
+ * second and runs plain JavaScript, no loader in between. The bundle
+ * resolves the bridge's imports of `postgres` and `kafkajs` to
+ * bridge-timing.ts (the real modules with timers on). `bridgeSource` /
+ * `clientSource` bundle against other copies of @tributary/kafka-bridge /
+ * @tributary/client, to measure a proposed change. With `cpuProfileDir` the
+ * child runs under `node --cpu-prof` (the profile is written when it exits
+ * after SIGTERM).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Plugin } from "esbuild";
+import { ChildBundle, ChildLines, spawnChild } from "@tributary/testkit";
 import type { BridgeTimings } from "./bridge-timing.ts";
-import { bundleChild } from "./bundle-child.ts";
-import { ChildLines } from "./child-lines.ts";
 
 const timingModule = fileURLToPath(new URL("./bridge-timing.ts", import.meta.url));
 const readerModule = fileURLToPath(new URL("./bridge-reader-child.ts", import.meta.url));
@@ -54,34 +52,22 @@ export class BridgeProcess {
   private readonly lines: ChildLines;
   private statsWaiters: Array<(t: BridgeTimings) => void> = [];
 
-  constructor(private readonly child: ChildProcess) {
-    let markStarted: (s: BridgeStart) => void = () => {};
-    let markReady: (at: number) => void = () => {};
-    this.started = new Promise((resolve) => (markStarted = resolve));
-    let failReady: (error: Error) => void = () => {};
-    let failRun: (error: Error) => void = () => {};
-    this.ready = new Promise((resolve, reject) => {
-      markReady = resolve;
-      failReady = reject;
+  constructor(child: ChildProcess) {
+    this.lines = new ChildLines(child, {
+      label: "bridge child",
+      onLine: (tag, rest) => {
+        if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
+        else if (tag === "stats") this.statsWaiters.shift()?.(JSON.parse(rest) as BridgeTimings);
+      },
     });
-    this.failed = new Promise((_, reject) => (failRun = reject));
-    this.ready.catch(() => undefined);
-    this.failed.catch(() => undefined);
-    const fail = (error: Error) => {
-      failReady(error);
-      failRun(error);
-    };
-    this.lines = new ChildLines(child, "bridge child", (tag, rest) => {
-      if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
-      else if (tag === "start") markStarted(JSON.parse(rest) as BridgeStart);
-      else if (tag === "ready") markReady((JSON.parse(rest) as { epochMs: number }).epochMs);
-      else if (tag === "stats") this.statsWaiters.shift()?.(JSON.parse(rest) as BridgeTimings);
-    }, fail);
+    this.started = this.lines.once("start", (rest) => JSON.parse(rest) as BridgeStart);
+    this.ready = this.lines.once("ready", (rest) => (JSON.parse(rest) as { epochMs: number }).epochMs);
+    this.failed = this.lines.failed;
     this.exited = this.lines.exited;
   }
 
   get pid(): number {
-    return this.child.pid!;
+    return this.lines.pid;
   }
 
   /** Peak RSS (bytes) sampled every 200 ms by the child. */
@@ -103,7 +89,7 @@ export class BridgeProcess {
   stats(): Promise<BridgeTimings> {
     return new Promise((resolve) => {
       this.statsWaiters.push(resolve);
-      this.child.stdin!.write("stats\n");
+      this.lines.write("stats");
     });
   }
 
@@ -134,35 +120,34 @@ const timingPlugin: Plugin = {
 
 /** The bundled child; build once per benchmark run. */
 export class BridgeLauncher {
-  private constructor(
-    private readonly dir: string,
-    readonly script: string,
-    private readonly readerScript: string,
-  ) {}
+  private constructor(private readonly bundle: ChildBundle) {}
 
   static async build(sources: { bridge?: string; client?: string } = {}): Promise<BridgeLauncher> {
     const { stop } = await import("esbuild");
-    const dir = mkdtempSync(join(tmpdir(), "tributary-bench-bridge-"));
-    const script = join(dir, "bridge-child.mjs");
     const alias: Record<string, string> = {};
     if (sources.bridge) alias["@tributary/kafka-bridge"] = sources.bridge;
     if (sources.client) alias["@tributary/client"] = sources.client;
     // Module markers in the bundle ("// services/kafka-bridge/src/…") are what bridge-profile.ts reads.
-    await bundleChild({
-      entryPoints: { "bridge-child": fileURLToPath(new URL("./bridge-child.ts", import.meta.url)), "bridge-reader-child": readerModule },
-      outdir: dir,
-      outExtension: { ".js": ".mjs" },
+    const bundle = await ChildBundle.build({
+      prefix: "tributary-bench-bridge-",
+      entries: { "bridge-child": fileURLToPath(new URL("./bridge-child.ts", import.meta.url)), "bridge-reader-child": readerModule },
       plugins: [timingPlugin],
-    }, alias);
+      alias,
+    });
     await stop(); // esbuild's service process is not needed any more
-    return new BridgeLauncher(dir, script, join(dir, "bridge-reader-child.mjs"));
+    return new BridgeLauncher(bundle);
+  }
+
+  get script(): string {
+    return this.bundle.script("bridge-child");
   }
 
   start(options: BridgeOptions): BridgeProcess {
-    const nodeArgs = [...(options.nodeArgs ?? []), ...(options.cpuProfileDir ? ["--cpu-prof", "--cpu-prof-dir", options.cpuProfileDir] : [])];
-    const child = spawn(process.execPath, [...nodeArgs, this.script], {
+    const child = spawnChild(this.script, {
+      nodeArgs: options.nodeArgs,
+      cpuProfileDir: options.cpuProfileDir,
+      stdin: true,
       env: {
-        ...process.env,
         DATABASE_URL: options.databaseUrl,
         BROKERS: options.brokers.join(","),
         STREAMS: options.streams.join(","),
@@ -171,22 +156,18 @@ export class BridgeLauncher {
         BATCH_SIZE: String(options.batchSize),
         CONCURRENCY: String(options.concurrency),
       },
-      stdio: ["pipe", "pipe", "pipe"],
     });
     return new BridgeProcess(child);
   }
 
   /** A kafkajs reader of `topic` in its own process (bridge-reader-child.ts). */
   startReader(brokers: readonly string[], topic: string, onRecords: (records: ReaderRecord[]) => void): ReaderProcess {
-    const child = spawn(process.execPath, [this.readerScript], {
-      env: { ...process.env, BROKERS: brokers.join(","), TOPIC: topic },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawnChild(this.bundle.script("bridge-reader-child"), { env: { BROKERS: brokers.join(","), TOPIC: topic } });
     return new ReaderProcess(child, onRecords);
   }
 
   dispose(): void {
-    rmSync(this.dir, { recursive: true, force: true });
+    this.bundle.dispose();
   }
 }
 
@@ -207,17 +188,13 @@ export class ReaderProcess {
   private readonly lines: ChildLines;
 
   constructor(child: ChildProcess, onRecords: (records: ReaderRecord[]) => void) {
-    let markJoined: () => void = () => {};
-    let fail: (error: Error) => void = () => {};
-    this.joined = new Promise((resolve, reject) => {
-      markJoined = resolve;
-      fail = reject;
+    this.lines = new ChildLines(child, {
+      label: "reader child",
+      onLine: (tag, rest) => {
+        if (tag === "records") onRecords(rest.split(";").map(parseRecord));
+      },
     });
-    this.joined.catch(() => undefined);
-    this.lines = new ChildLines(child, "reader child", (tag, rest) => {
-      if (tag === "joined") markJoined();
-      else if (tag === "records") onRecords(rest.split(";").map(parseRecord));
-    }, (error) => fail(error));
+    this.joined = this.lines.once("joined", () => undefined);
   }
 
   async stop(graceMs = 5_000): Promise<void> {

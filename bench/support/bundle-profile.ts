@@ -1,10 +1,11 @@
 /**
  * Summarizes a benchmark child's V8 .cpuprofile (node --cpu-prof) per
  * category (the caller's rules: waiting on sockets, postgres.js, GC, …) and
- * per function (self time). The child is an esbuild bundle (bundle-child.ts):
- * a sample's source module is found from the bundle's own module markers
- * (esbuild writes a "// path/to/module.ts" line before each module's code,
- * relative to the repository, so a copy elsewhere reads "../../tmp/…").
+ * per function (self time). The child is an esbuild bundle (testkit's
+ * ChildBundle): a sample's source module is found from the bundle's own
+ * module markers (esbuild writes a "// path/to/module.ts" line before each
+ * module's code, relative to the repository, so a copy elsewhere reads
+ * "../../tmp/…").
  * Only the given window counts (process.hrtime and the profile's timestamps
  * are both CLOCK_MONOTONIC, shared by the machine's processes).
  */

@@ -1,19 +1,15 @@
 /**
  * Consumer group members in their own OS processes (consumer-child.ts), so
  * their CPU time and RSS are their own and one can be killed with SIGKILL.
- * The child is bundled once with esbuild (like the tests' fixtures): it starts
- * in a fraction of a second and runs plain JavaScript, no loader in between.
+ * The child is bundled once with esbuild (testkit's ChildBundle, like the
+ * tests' fixtures): it starts in a fraction of a second and runs plain
+ * JavaScript, no loader in between.
  * With `cpuProfileDir` it runs under `node --cpu-prof` (the profile is
  * written when it exits after SIGTERM).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { bundleChild } from "./bundle-child.ts";
-import { ChildLines } from "./child-lines.ts";
-
+import { ChildBundle, ChildLines, spawnChild } from "@tributary/testkit";
 
 export interface HandledEvent {
   readonly stream: string;
@@ -77,37 +73,22 @@ export class MemberProcess {
   private peak = 0;
   private readonly lines: ChildLines;
 
-  constructor(private readonly child: ChildProcess, options: MemberOptions) {
-    let markJoined: (j: Joined) => void = () => {};
-    let failJoined: (error: Error) => void = () => {};
-    let markDone: (d: CatchupDone) => void = () => {};
-    let failDone: (error: Error) => void = () => {};
-    this.joined = new Promise((resolve, reject) => {
-      markJoined = resolve;
-      failJoined = reject;
+  constructor(child: ChildProcess, options: MemberOptions) {
+    this.lines = new ChildLines(child, {
+      label: "consumer child",
+      onLine: (tag, rest) => {
+        if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
+        else if (tag === "events") options.onEvents?.(rest.split(";").map(parseEvent));
+        else if (tag === "progress") options.onProgress?.(Number(rest));
+      },
     });
-    this.done = new Promise((resolve, reject) => {
-      markDone = resolve;
-      failDone = reject;
-    });
-    const fail = (error: Error) => {
-      failJoined(error);
-      failDone(error);
-    };
-    this.joined.catch(() => undefined);
-    this.done.catch(() => undefined);
-    this.lines = new ChildLines(child, "consumer child", (tag, rest) => {
-      if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
-      else if (tag === "events") options.onEvents?.(rest.split(";").map(parseEvent));
-      else if (tag === "progress") options.onProgress?.(Number(rest));
-      else if (tag === "joined") markJoined(JSON.parse(rest) as Joined);
-      else if (tag === "done") markDone(JSON.parse(rest) as CatchupDone);
-    }, fail);
+    this.joined = this.lines.once("joined", (rest) => JSON.parse(rest) as Joined);
+    this.done = this.lines.once("done", (rest) => JSON.parse(rest) as CatchupDone);
     this.exited = this.lines.exited;
   }
 
   get pid(): number {
-    return this.child.pid!;
+    return this.lines.pid;
   }
 
   /** Peak RSS (bytes) sampled every 200 ms. */
@@ -137,28 +118,26 @@ function parseEvent(text: string): HandledEvent {
 
 /** The bundled child; build once per benchmark run. */
 export class MemberLauncher {
-  private constructor(
-    private readonly dir: string,
-    readonly script: string,
-  ) {}
+  private constructor(private readonly bundle: ChildBundle) {}
 
   /** `clientSource`: bundle against another copy of @tributary/client (its src/index.ts), e.g. a proposed patch. */
   static async build(clientSource?: string): Promise<MemberLauncher> {
-    const dir = mkdtempSync(join(tmpdir(), "tributary-bench-consumer-"));
-    const script = join(dir, "consumer-child.mjs");
     // Module markers in the bundle ("// packages/client/src/…") are what consumer-profile.ts reads.
-    await bundleChild(
-      { entryPoints: [fileURLToPath(new URL("./consumer-child.ts", import.meta.url))], outfile: script },
-      clientSource ? { "@tributary/client": clientSource } : {},
-    );
-    return new MemberLauncher(dir, script);
+    return new MemberLauncher(await ChildBundle.build({
+      prefix: "tributary-bench-consumer-",
+      entries: { "consumer-child": fileURLToPath(new URL("./consumer-child.ts", import.meta.url)) },
+      alias: clientSource ? { "@tributary/client": clientSource } : {},
+    }));
+  }
+
+  get script(): string {
+    return this.bundle.script("consumer-child");
   }
 
   start(options: MemberOptions): MemberProcess {
-    const nodeArgs = options.cpuProfileDir ? ["--cpu-prof", "--cpu-prof-dir", options.cpuProfileDir] : [];
-    const child = spawn(process.execPath, [...nodeArgs, this.script], {
+    const child = spawnChild(this.script, {
+      cpuProfileDir: options.cpuProfileDir,
       env: {
-        ...process.env,
         DATABASE_URL: options.databaseUrl,
         GROUP: options.group,
         STREAMS: options.streams.join(","),
@@ -171,12 +150,11 @@ export class MemberLauncher {
         QUERY_TIMING: options.queryTiming ? "1" : "",
         APPLICATION_NAME: options.applicationName ?? "bench-consumer",
       },
-      stdio: ["ignore", "pipe", "pipe"],
     });
     return new MemberProcess(child, options);
   }
 
   dispose(): void {
-    rmSync(this.dir, { recursive: true, force: true });
+    this.bundle.dispose();
   }
 }

@@ -2,17 +2,13 @@
  * The queue workers of bench:queue in their own OS process
  * (queue-worker-child.ts), so their CPU time is their own and they do not
  * share an event loop with the producer. The child is bundled once with
- * esbuild (Tributary's client, pg-boss, graphile-worker and their drivers in
- * one file): plain JavaScript, no loader in the process.
+ * esbuild (testkit's ChildBundle; Tributary's client, pg-boss,
+ * graphile-worker and their drivers in one file): plain JavaScript, no
+ * loader in the process.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { bundleChild } from "./bundle-child.ts";
-import { ChildLines } from "./child-lines.ts";
-
+import { ChildBundle, ChildLines, spawnChild } from "@tributary/testkit";
 
 export type QueueSystemName = "tributary" | "pgboss" | "graphile";
 
@@ -62,48 +58,40 @@ export class QueueWorkerProcess {
   peakRss = 0;
   private startedAt = 0;
   private readonly lines: ChildLines;
-  private failure: Error | null = null;
 
-  constructor(private readonly child: ChildProcess, options: WorkerProcessOptions) {
-    let markReady: (r: { startedAt: number; readyAt: number }) => void = () => {};
-    let failReady: (error: Error) => void = () => {};
-    this.ready = new Promise((resolve, reject) => {
-      markReady = resolve;
-      failReady = reject;
+  constructor(child: ChildProcess, options: WorkerProcessOptions) {
+    this.lines = new ChildLines(child, {
+      label: `${options.system} worker`,
+      onLine: (tag, rest) => {
+        if (tag === "progress") {
+          const [handled, duplicates, cpu, rss] = rest.split(" ").map(Number);
+          this.handled = handled!;
+          this.duplicates = duplicates!;
+          this.cpuSeconds = cpu!;
+          this.peakRss = Math.max(this.peakRss, rss!);
+        } else if (tag === "seen") {
+          for (const item of rest.split(";")) {
+            const bar = item.indexOf("|");
+            options.onSeen?.(Number(item.slice(0, bar)), Number(item.slice(bar + 1)));
+          }
+        } else if (tag === "claims") {
+          const [count, p50, p99, max, rows] = rest.split(" ").map(Number);
+          options.onClaims?.({ at: Date.now(), count: count!, p50Ms: p50!, p99Ms: p99!, maxMs: max!, rows: rows! });
+        } else if (tag === "started") this.startedAt = Number(rest);
+      },
     });
-    this.ready.catch(() => undefined);
-    const fail = (error: Error) => {
-      this.failure ??= error;
-      failReady(error);
-    };
-    this.lines = new ChildLines(child, `${options.system} worker`, (tag, rest) => {
-      if (tag === "progress") {
-        const [handled, duplicates, cpu, rss] = rest.split(" ").map(Number);
-        this.handled = handled!;
-        this.duplicates = duplicates!;
-        this.cpuSeconds = cpu!;
-        this.peakRss = Math.max(this.peakRss, rss!);
-      } else if (tag === "seen") {
-        for (const item of rest.split(";")) {
-          const bar = item.indexOf("|");
-          options.onSeen?.(Number(item.slice(0, bar)), Number(item.slice(bar + 1)));
-        }
-      } else if (tag === "claims") {
-        const [count, p50, p99, max, rows] = rest.split(" ").map(Number);
-        options.onClaims?.({ at: Date.now(), count: count!, p50Ms: p50!, p99Ms: p99!, maxMs: max!, rows: rows! });
-      } else if (tag === "started") this.startedAt = Number(rest);
-      else if (tag === "ready") markReady({ startedAt: this.startedAt, readyAt: Number(rest) });
-    }, fail);
+    this.ready = this.lines.once("ready", (rest) => ({ startedAt: this.startedAt, readyAt: Number(rest) }));
     this.exited = this.lines.exited;
   }
 
   get pid(): number {
-    return this.child.pid!;
+    return this.lines.pid;
   }
 
   /** Throws if the child reported an error or died. */
   check(): void {
-    if (this.failure) throw this.failure;
+    const failure = this.lines.failure();
+    if (failure) throw failure;
   }
 
   stderr(): string {
@@ -118,26 +106,24 @@ export class QueueWorkerProcess {
 
 /** The bundled child; build once per benchmark run. */
 export class QueueWorkerLauncher {
-  private constructor(
-    private readonly dir: string,
-    readonly script: string,
-  ) {}
+  private constructor(private readonly bundle: ChildBundle) {}
 
   /** `clientSource`: bundle against another copy of @tributary/client (its src/index.ts), e.g. a proposed patch. */
   static async build(clientSource?: string): Promise<QueueWorkerLauncher> {
-    const dir = mkdtempSync(join(tmpdir(), "tributary-bench-queue-"));
-    const script = join(dir, "queue-worker-child.mjs");
-    await bundleChild(
-      { entryPoints: [fileURLToPath(new URL("./queue-worker-child.ts", import.meta.url))], outfile: script, external: ["@opentelemetry/api"] },
-      clientSource ? { "@tributary/client": clientSource } : {},
-    );
-    return new QueueWorkerLauncher(dir, script);
+    return new QueueWorkerLauncher(await ChildBundle.build({
+      prefix: "tributary-bench-queue-",
+      entries: { "queue-worker-child": fileURLToPath(new URL("./queue-worker-child.ts", import.meta.url)) },
+      alias: clientSource ? { "@tributary/client": clientSource } : {},
+    }));
+  }
+
+  get script(): string {
+    return this.bundle.script("queue-worker-child");
   }
 
   start(options: WorkerProcessOptions): QueueWorkerProcess {
-    const child = spawn(process.execPath, [this.script], {
+    const child = spawnChild(this.script, {
       env: {
-        ...process.env,
         SYSTEM: options.system,
         DATABASE_URL: options.databaseUrl,
         QUEUE: options.queue,
@@ -151,12 +137,11 @@ export class QueueWorkerLauncher {
         GRAPHILE_LOCAL_QUEUE: String(options.settings.graphileLocalQueue),
         GRAPHILE_COMPLETE_DELAY: String(options.settings.graphileCompleteDelay),
       },
-      stdio: ["ignore", "pipe", "pipe"],
     });
     return new QueueWorkerProcess(child, options);
   }
 
   dispose(): void {
-    rmSync(this.dir, { recursive: true, force: true });
+    this.bundle.dispose();
   }
 }

@@ -1,20 +1,20 @@
 /**
  * The relay under test, in its own OS process (test/support/relay-child.ts),
- * so its RSS and CPU are its own and not the benchmark driver's. With
- * `cpuProfileDir` it runs under `node --cpu-prof`; the profile is written when
- * the child exits after SIGTERM (a clean stop).
+ * so its RSS and CPU are its own and not the benchmark driver's. It runs the
+ * TypeScript sources under tsx, as every reported run did ("relay child via
+ * tsx"), not a bundle. With `cpuProfileDir` it runs under `node --cpu-prof`;
+ * the profile is written when the child exits after SIGTERM (a clean stop).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { ChildLines, cliHeapLimit, repositoryRoot, spawnChild } from "@tributary/testkit";
 
 const childScript = fileURLToPath(new URL("../../test/support/relay-child.ts", import.meta.url));
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 export interface RelayProcessOptions {
   readonly databaseUrl: string;
   readonly slotName: string;
   readonly maxBatchEvents?: number;
-  /** Extra node flags (e.g. --max-old-space-size=128, --import ./preload.mjs). */
+  /** Node flags (default: `tributary relay`'s heap limit, cliHeapLimit; e.g. --import ./preload.mjs). */
   readonly nodeArgs?: readonly string[];
   readonly cpuProfileDir?: string;
 }
@@ -33,57 +33,32 @@ export interface RelayProcess {
 }
 
 export function startRelayProcess(options: RelayProcessOptions): RelayProcess {
-  const nodeArgs = [
-    ...(options.nodeArgs ?? []),
-    ...(options.cpuProfileDir ? ["--cpu-prof", "--cpu-prof-dir", options.cpuProfileDir] : []),
-  ];
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, "--conditions=@tributary/source", "--import", "tsx", childScript], {
-    cwd: repoRoot,
+  const child = spawnChild(childScript, {
+    nodeArgs: [...(options.nodeArgs ?? [cliHeapLimit]), "--conditions=@tributary/source", "--import", "tsx"],
+    cpuProfileDir: options.cpuProfileDir,
+    cwd: repositoryRoot,
     env: {
-      ...process.env,
       DATABASE_URL: options.databaseUrl,
       SLOT: options.slotName,
       MAX_BATCH_EVENTS: String(options.maxBatchEvents ?? 5000),
       REPORT_RSS: "1",
     },
-    stdio: ["ignore", "pipe", "pipe"],
   });
   let peak = 0;
-  let errors = "";
-  let lineBuffer = "";
-  let markActive: (at: number) => void = () => {};
-  let failActive: (error: Error) => void = () => {};
-  const active = new Promise<number>((resolve, reject) => {
-    markActive = resolve;
-    failActive = reject;
+  const lines = new ChildLines(child, {
+    label: "relay child",
+    onLine: (tag, rest) => {
+      if (tag === "rss") peak = Math.max(peak, Number(rest));
+    },
   });
-  child.stdout!.on("data", (chunk: Buffer) => {
-    lineBuffer += chunk.toString();
-    for (let nl = lineBuffer.indexOf("\n"); nl >= 0; nl = lineBuffer.indexOf("\n")) {
-      const line = lineBuffer.slice(0, nl);
-      lineBuffer = lineBuffer.slice(nl + 1);
-      if (line === "active") markActive(performance.now());
-      else if (line.startsWith("rss ")) peak = Math.max(peak, Number(line.slice(4)));
-    }
-  });
-  child.stderr!.on("data", (chunk: Buffer) => (errors = (errors + chunk.toString()).slice(-8000)));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  void exited.then((code) => failActive(new Error(`relay child exited (${code}) before it was active: ${errors.trim()}`)));
   return {
-    pid: child.pid!,
-    active,
+    pid: lines.pid,
+    active: lines.once("active", () => performance.now()),
     peakRss: () => peak,
     resetPeakRss: () => {
       peak = 0;
     },
-    stop: async (graceMs = 15_000) => {
-      if (child.exitCode !== null || child.signalCode !== null) return exited;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
-    stderr: () => errors,
+    stop: (graceMs = 15_000) => lines.stop(graceMs),
+    stderr: () => lines.stderr(),
   };
 }

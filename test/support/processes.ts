@@ -16,14 +16,13 @@
  *   expectStreamMatchesLedger  the exactly-once check (invariants 1, 2, 3).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import type { Sql } from "postgres";
 import { expect } from "vitest";
 import { partitionFor } from "@tributary/client";
+import { ChildBundle } from "@tributary/testkit";
 import { assertDense, readAll } from "./streams.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -186,24 +185,8 @@ export class SupervisedRelay {
  * with esbuild, so children start in ~0.3 s instead of ~2 s under tsx.
  */
 export async function bundleFixture(entry: URL): Promise<{ dir: string; script: string }> {
-  const { build } = await import("esbuild");
-  const dir = mkdtempSync(join(tmpdir(), "tributary-child-"));
-  const script = join(dir, "child.mjs");
-  await build({
-    entryPoints: [fileURLToPath(entry)],
-    outfile: script,
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    // The workspace packages' TypeScript sources, not their built dist/ (package.json exports).
-    conditions: ["@tributary/source"],
-    external: ["pg-native"],
-    // CommonJS dependencies (pg) call require() inside the ESM bundle.
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-    logLevel: "error",
-  });
-  return { dir, script };
+  const bundle = await ChildBundle.build({ entries: { child: fileURLToPath(entry) } });
+  return { dir: bundle.dir, script: bundle.script("child") };
 }
 
 export class RelayChildren {

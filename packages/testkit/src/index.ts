@@ -4,3 +4,5 @@ export { KafkaBroker, kafkaAvailability, kafkaJars, kafkaVersion } from "./inter
 export type { KafkaAvailability, KafkaBrokerOptions, KafkaSaslCredentials } from "./internal/kafka.ts";
 export { createCertificateAuthority, issueCertificate } from "./internal/certificates.ts";
 export type { CertificateAuthority, IssuedCertificate } from "./internal/certificates.ts";
+export { ChildBundle, ChildLines, cliHeapLimit, repositoryRoot, spawnChild } from "./internal/child-process.ts";
+export type { ChildBundleOptions, ChildLinesOptions, ChildSpawnOptions } from "./internal/child-process.ts";
