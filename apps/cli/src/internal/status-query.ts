@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { RELAY_LOCK } from "@tributary/core";
 import { hasQueues, readQueueCounts } from "./queues-query.ts";
 
 export interface StreamStatus {
@@ -10,7 +11,7 @@ export interface StreamStatus {
 export interface RelayStatus {
   slot: string;
   plugin: string;
-  /** A relay holds the slot's advisory lock (services/relay: (0x74726962, hashtext(slot))). */
+  /** A relay holds the slot's advisory lock, (RELAY_LOCK, hashtext(slot)). */
   active: boolean;
   /**
    * "active" (a relay holds the lock and renews its lease), "stalled" (a relay
@@ -85,9 +86,6 @@ export interface Status {
   /** Absent when the schema predates queues (migration 0003 not applied). */
   queues?: QueueStatus[];
 }
-
-// services/relay/src/internal/relay.ts: the relay's advisory lock is (RELAY_LOCK, hashtext(slot)).
-const RELAY_LOCK = 0x7472_6962;
 
 /** One read of streams, relay slots, consumer groups and queues for `tributary status` and the dev status line. */
 export async function readStatus(sql: Sql): Promise<Status> {

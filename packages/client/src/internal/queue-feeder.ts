@@ -11,6 +11,7 @@
  * { id, stream, partition, offset, key, type, data, headers, committed_at }.
  */
 import type { Sql } from "postgres";
+import { QUEUE_CHANNEL } from "@tributary/core";
 import { consumer, type Consumer } from "./consumer/consumer.ts";
 import { jsonText } from "./json-text.ts";
 
@@ -31,7 +32,7 @@ export async function feedQueue(sql: Sql, queue: string, stream: string, options
             event: { id: e.id, stream: e.stream, partition: e.partition, offset: e.offset, key: e.key, type: e.type, data: e.data, headers: e.headers, committed_at: e.committedAt },
           })))}::text::jsonb) as e(key text, event jsonb)
          order by (e.event->>'offset')::bigint`;
-      await tx!`select pg_notify('tributary_queue', ${queue})`;
+      await tx!`select pg_notify(${QUEUE_CHANNEL}, ${queue})`;
     },
   });
 }

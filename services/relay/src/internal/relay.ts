@@ -32,7 +32,7 @@ import { randomUUID } from "node:crypto";
 import { Duration, Effect, Schedule } from "effect";
 import type { Sql } from "postgres";
 import { connectPostgres, parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client";
-import { Keyring, type Decoder } from "@tributary/core";
+import { Keyring, RELAY_LOCK, type Decoder } from "@tributary/core";
 import { checkWalLevel, inspectSlot } from "@tributary/migrate";
 import { Lsn, ReplicationSource } from "@tributary/wal";
 import { BatchRefusedError, RelayFatalError, RelayFencedError, fatalSetupError, isRetryable } from "./errors.ts";
@@ -60,9 +60,6 @@ export interface RelayConfig {
   /** Called with the live pump once the relay is active (status, metrics). */
   readonly onActive?: (pump: RelayPump) => void;
 }
-
-// Advisory lock namespace for relays: (RELAY_LOCK, hashtext(slot)).
-const RELAY_LOCK = 0x7472_6962; // "trib"
 
 /**
  * The relay's own sessions ignore statement and idle timeouts set on its role
