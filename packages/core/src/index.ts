@@ -6,7 +6,7 @@
  */
 export { murmur2, partitionFor } from "./internal/partitioner.ts";
 export { EVENTS_CHANNEL, GROUPS_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL } from "./internal/notify-channels.ts";
-export { GROUP_LOCK, MIGRATE_LOCK, QUEUE_FIFO_LOCK, QUEUE_VACUUM_LOCK, RELAY_LOCK } from "./internal/advisory-locks.ts";
+export { GROUP_LOCK, MIGRATE_LOCK, QUEUE_FIFO_LOCK, QUEUE_VACUUM_LOCK, RELAY_CANDIDATE_LOCK, RELAY_LOCK } from "./internal/advisory-locks.ts";
 export { isRejection, Keyring, MESSAGE_PREFIX, readEventMessage } from "./internal/event-message.ts";
 export type { RawEvent, Rejection, RejectionReason } from "./internal/event-message.ts";
 export { decoders, PUBLICATION } from "./internal/replication.ts";

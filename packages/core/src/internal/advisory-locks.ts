@@ -22,6 +22,14 @@
 export const RELAY_LOCK = 0x7472_6962;
 
 /**
+ * 0x74726963 "tric": (RELAY_CANDIDATE_LOCK, hashtext(slot)), shared session
+ * lock every relay session of the slot takes on its lock connection before
+ * it polls RELAY_LOCK. A holder that does not also hold RELAY_LOCK is a
+ * standby: `tributary status` counts them from pg_locks.
+ */
+export const RELAY_CANDIDATE_LOCK = 0x7472_6963;
+
+/**
  * 0x74726967 "trig": (GROUP_LOCK, hashtext(group)), transaction lock around
  * every change of a consumer group's membership, assignment or offsets reset
  * (invariant 8), so rebalances never interleave.

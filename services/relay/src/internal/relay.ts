@@ -32,7 +32,7 @@ import { randomUUID } from "node:crypto";
 import { Duration, Effect, Schedule } from "effect";
 import type { Sql } from "postgres";
 import { connectPostgres, parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client";
-import { Keyring, RELAY_LOCK, type Decoder } from "@tributary/core";
+import { Keyring, RELAY_CANDIDATE_LOCK, RELAY_LOCK, type Decoder } from "@tributary/core";
 import { checkWalLevel, inspectSlot } from "@tributary/migrate";
 import { Lsn, ReplicationSource } from "@tributary/wal";
 import { BatchRefusedError, RelayFatalError, RelayFencedError, fatalSetupError, isRetryable } from "./errors.ts";
@@ -88,7 +88,10 @@ const connect = (url: string, max: number, writeTimeoutMs: number, extra: { max_
 const DEFAULT_TAKEOVER_MS = 15_000;
 const DEFAULT_WRITE_TIMEOUT_MS = 60_000;
 
-/** Holds the slot's advisory lock on a reserved connection for the scope's life. */
+/**
+ * Holds the slot's advisory lock on a reserved connection for the scope's life
+ * (session locks: they are held until the session's connections close).
+ */
 const lead = (sql: Sql, config: RelayConfig, log: (m: string) => void) =>
   Effect.gen(function* () {
     const conn = yield* Effect.acquireRelease(
@@ -96,8 +99,12 @@ const lead = (sql: Sql, config: RelayConfig, log: (m: string) => void) =>
       (c) => Effect.sync(() => c.release()),
     );
     let announced = false;
-    // One statement tries the lock and reads the lease, so a standby's last
-    // query stays its lock poll (tributary status counts standbys by it).
+    // The candidate lock marks this connection as a relay of the slot in
+    // pg_locks: one that does not hold RELAY_LOCK too is a standby, and
+    // `tributary status` counts them so (docs/ARCHITECTURE.md "Advisory locks
+    // and NOTIFY channels"). Shared and tried, so it never waits.
+    yield* Effect.tryPromise(() => conn`select pg_try_advisory_lock_shared(${RELAY_CANDIDATE_LOCK}, hashtext(${config.slotName}))`);
+    // One statement per poll tries the lock and reads the lease.
     const tryLead = () => conn<{ ok: boolean; expired: boolean | null }[]>`
       select pg_try_advisory_lock(${RELAY_LOCK}, hashtext(${config.slotName})) as ok,
              (select expires_at < now() from tributary.relay_leases where slot_name = ${config.slotName}) as expired`;
