@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres, { type Sql } from "postgres";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import type { Decoder } from "@tributary/core";
 import { defaultMigrationsDir, migrate, MigrationError, readMigrations, type MigrationErrorCode } from "@tributary/migrate";
 import { RelayFatalError, startRelay } from "@tributary/relay";
 import { Cluster, findInstallation } from "@tributary/testkit";
@@ -29,7 +30,7 @@ async function migrationError(promise: Promise<unknown>, code: MigrationErrorCod
 }
 
 /** What `startRelay(...).done` rejects with, within `ms`. */
-async function relayFatal(databaseUrl: string, slotName: string, options: { decoder?: "pgoutput" | "wal2json" } = {}, ms = 15_000): Promise<RelayFatalError> {
+async function relayFatal(databaseUrl: string, slotName: string, options: { decoder?: Decoder } = {}, ms = 15_000): Promise<RelayFatalError> {
   const logs: string[] = [];
   const relay = startRelay({ databaseUrl, slotName, ...options, log: (m) => logs.push(m) });
   let timer: NodeJS.Timeout | undefined;

@@ -1,6 +1,6 @@
 /** Command-line flags shared by the benchmarks (`--name value`, `--flag`). */
 import { parseArgs } from "node:util";
-import type { Decoder } from "@tributary/migrate";
+import type { Decoder } from "@tributary/core";
 import type { ServerKind } from "@tributary/testkit";
 
 export interface ServerFlags {

@@ -7,6 +7,7 @@
  * commit record's timestamp to the row being readable by a consumer.
  */
 import postgres, { type Sql } from "postgres";
+import { EVENTS_CHANNEL } from "@tributary/core";
 import { benchEvent, BENCH_PARTITIONS, type BenchEvent } from "./event-payload.ts";
 
 export interface LagOptions {
@@ -163,7 +164,7 @@ export async function measureLag(options: LagOptions): Promise<LagResult> {
   const readerSql = postgres(options.url, { max: 1, onnotice: () => {} });
   try {
     const reader = new LagReader(readerSql, options.stream);
-    const listener = await readerSql.listen("tributary_events", () => void reader.wake());
+    const listener = await readerSql.listen(EVENTS_CHANNEL, () => void reader.wake());
     // A freshly started relay may first re-read WAL from the slot's restart_lsn
     // (it moves only on running-xacts records): wait until one event goes
     // through before the clock starts, so the figures are steady-state ones.

@@ -5,14 +5,14 @@
  * decoding work for both; only the consumer differs.
  */
 import { spawn } from "node:child_process";
-import type { Decoder } from "@tributary/migrate";
+import { PUBLICATION, type Decoder } from "@tributary/core";
 import { PG_RECVLOGICAL } from "./bench-server.ts";
 
 /** The relay's START_REPLICATION options (packages/wal pgoutput.ts / wal2json.ts), as pg_recvlogical -o flags. */
 export function pluginOptions(decoder: Decoder): string[] {
   const options =
     decoder === "pgoutput"
-      ? ["proto_version=1", "publication_names=tributary_relay", "messages=true"]
+      ? ["proto_version=1", `publication_names=${PUBLICATION}`, "messages=true"]
       : ["format-version=2", "include-lsn=on", "include-timestamp=on", "include-transaction=on", "filter-tables=*.*"];
   return options.flatMap((o) => ["-o", o]);
 }

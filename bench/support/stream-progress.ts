@@ -5,6 +5,7 @@
  * Woken by the relay's NOTIFY after each batch, with a slow poll as a backstop.
  */
 import type { Sql } from "postgres";
+import { EVENTS_CHANNEL } from "@tributary/core";
 
 export async function streamedEvents(sql: Sql): Promise<number> {
   const [row] = await sql<{ n: string }[]>`select coalesce(sum(next_offset), 0)::text as n from tributary.partition_offsets`;
@@ -40,7 +41,7 @@ export async function waitForStreamedEvents(sql: Sql, expected: number, timeoutM
       reading = false;
     }
   };
-  const listener = await sql.listen("tributary_events", () => void check());
+  const listener = await sql.listen(EVENTS_CHANNEL, () => void check());
   const poll = setInterval(() => void check(), 250);
   const progress = setInterval(() => onProgress?.(last), 2000);
   const deadline = setTimeout(() => failed(new Error(`timed out after ${timeoutMs} ms: the stream holds ${last} of ${expected} events`)), timeoutMs);

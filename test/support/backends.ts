@@ -6,7 +6,8 @@
 import { randomBytes } from "node:crypto";
 import postgres, { type Sql } from "postgres";
 import { describe, inject } from "vitest";
-import { migrate, type Decoder } from "@tributary/migrate";
+import type { Decoder } from "@tributary/core";
+import { migrate } from "@tributary/migrate";
 
 export interface Backend {
   readonly name: string;

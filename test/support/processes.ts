@@ -23,6 +23,7 @@ import type { Sql } from "postgres";
 import { expect } from "vitest";
 import { partitionFor } from "@tributary/client";
 import { ChildBundle } from "@tributary/testkit";
+import { RELAY_LOCK } from "@tributary/core";
 import { assertDense, readAll } from "./streams.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -248,10 +249,10 @@ export interface RelayBackends {
 export async function relayBackends(sql: Sql, slotName: string): Promise<RelayBackends> {
   const [slot] = await sql<{ pid: number | null }[]>`
     select active_pid as pid from pg_replication_slots where slot_name = ${slotName}`;
-  // The relay's lock: pg_try_advisory_lock(0x74726962, hashtext(slot)), a two-key lock (objsubid 2).
+  // The relay's lock: (RELAY_LOCK, hashtext(slot)), a two-key lock (objsubid 2).
   const [lock] = await sql<{ pid: number }[]>`
     select pid from pg_locks
-     where locktype = 'advisory' and granted and objsubid = 2 and classid = ${0x74726962}
+     where locktype = 'advisory' and granted and objsubid = 2 and classid = ${RELAY_LOCK}
        and objid = (hashtext(${slotName})::bigint & 4294967295)::oid
        and database = (select oid from pg_database where datname = current_database())`;
   const walsender = slot?.pid ?? null;

@@ -13,7 +13,7 @@ export { append, appendBatch, createStream } from "./internal/append.ts";
 export type { AppendEvent, Executor } from "./internal/append.ts";
 export { TributaryInputError } from "./internal/errors.ts";
 export type { AppendErrorCode } from "./internal/errors.ts";
-export { murmur2, partitionFor } from "./internal/partitioner.ts";
+export { partitionFor } from "@tributary/core";
 export { jsonText } from "./internal/json-text.ts";
 export { decodeRawEvent, readPartition, readRawPartition } from "./internal/events.ts";
 export type { RawStreamEvent, StreamEvent } from "./internal/events.ts";

@@ -1,12 +1,13 @@
 import type { Sql } from "postgres";
+import type { Decoder } from "@tributary/core";
 import { applyMigrations, readMigrations, type MigrateResult } from "./internal/migrations.ts";
-import { checkWalLevel, defaultSlotName, ensureSlot, type Decoder, type SlotState } from "./internal/slot.ts";
+import { checkWalLevel, defaultSlotName, ensureSlot, type SlotState } from "./internal/slot.ts";
 
 export { MigrationError, type MigrationErrorCode } from "./internal/errors.ts";
 export { applyMigrations, defaultMigrationsDir, readMigrations } from "./internal/migrations.ts";
 export type { MigrateResult, MigrationFile } from "./internal/migrations.ts";
-export { checkWalLevel, decoders, defaultSlotName, ensureSlot, inspectSlot } from "./internal/slot.ts";
-export type { Decoder, SlotState } from "./internal/slot.ts";
+export { checkWalLevel, defaultSlotName, ensureSlot, inspectSlot } from "./internal/slot.ts";
+export type { SlotState } from "./internal/slot.ts";
 
 export interface MigrateOptions {
   readonly slotName?: string;

@@ -1,5 +1,6 @@
 import { connectPostgres } from "@tributary/client";
-import { decoders, defaultSlotName, migrate, type Decoder } from "@tributary/migrate";
+import { decoders, type Decoder } from "@tributary/core";
+import { defaultSlotName, migrate } from "@tributary/migrate";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 
 const usage = `Usage: tributary migrate [--database-url URL] [--slot NAME] [--decoder pgoutput|wal2json]

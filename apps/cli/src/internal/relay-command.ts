@@ -1,4 +1,5 @@
-import { defaultSlotName, decoders, type Decoder } from "@tributary/migrate";
+import { decoders, type Decoder } from "@tributary/core";
+import { defaultSlotName } from "@tributary/migrate";
 import { startRelay } from "@tributary/relay";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { onShutdown } from "./shutdown.ts";

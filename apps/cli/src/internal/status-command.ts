@@ -42,13 +42,12 @@ function formatStatus(status: Status): string {
   for (const r of status.relays) {
     lines.push(
       `${r.slot.padEnd(17)} ${r.plugin.padEnd(10)} ${(r.state === "lost" ? "LOST" : r.state).padEnd(8)} ` +
-        `${(r.standbys === null ? "?" : String(r.standbys)).padEnd(9)} ${formatBytes(r.lagBytes).padEnd(12)} ` +
+        `${String(r.standbys).padEnd(9)} ${formatBytes(r.lagBytes).padEnd(12)} ` +
         `${formatSeconds(r.lagSeconds).padEnd(12)} ${formatBytes(r.walRetainedBytes).padEnd(13)} ${(r.walStatus ?? "-").padEnd(11)} ` +
         `${r.checkpointLsn} at ${r.checkpointAt}`,
     );
   }
   if (status.relays.length === 0) lines.push("(no relay slot: run tributary migrate)");
-  if (status.relays.some((r) => r.standbys === null)) lines.push(`${status.standbyRelays} standby relay(s) wait for one of the active slots`);
 
   lines.push("", "GROUP                            MEMBERS (ALIVE)          LAG");
   for (const g of status.groups) lines.push(`${g.group.padEnd(32)} ${`${g.members} (${g.aliveMembers})`.padEnd(16)} ${String(g.lag).padStart(12)}`);

@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { RELAY_CANDIDATE_LOCK, RELAY_LOCK } from "@tributary/core";
 import { hasQueues, readQueueCounts } from "./queues-query.ts";
 
 export interface StreamStatus {
@@ -10,7 +11,7 @@ export interface StreamStatus {
 export interface RelayStatus {
   slot: string;
   plugin: string;
-  /** A relay holds the slot's advisory lock (services/relay: (0x74726962, hashtext(slot))). */
+  /** A relay holds the slot's advisory lock, (RELAY_LOCK, hashtext(slot)). */
   active: boolean;
   /**
    * "active" (a relay holds the lock and renews its lease), "stalled" (a relay
@@ -19,11 +20,11 @@ export interface RelayStatus {
    */
   state: "active" | "stalled" | "idle" | "lost";
   /**
-   * Relays waiting to take over. Standbys cannot be told apart by slot (their
-   * lock poll is parameterized), so they are counted here only when this is
-   * the one active slot of the database; otherwise null (see standbyRelays).
+   * Relays waiting to take over this slot from its active relay: holders of
+   * the slot's RELAY_CANDIDATE_LOCK that do not hold its RELAY_LOCK. 0 when
+   * no relay is active.
    */
-  standbys: number | null;
+  standbys: number;
   /** WAL not yet acknowledged by the relay: pg_current_wal_lsn() - confirmed_flush_lsn. */
   lagBytes: number | null;
   /**
@@ -79,15 +80,12 @@ export interface Status {
   alarms: string[];
   rejected: RejectedStatus[];
   relays: RelayStatus[];
-  /** Relay connections of this database waiting for a slot's lock, whatever the slot. */
+  /** Relays of this database waiting for a slot's lock, whatever the slot. */
   standbyRelays: number;
   groups: GroupStatus[];
   /** Absent when the schema predates queues (migration 0003 not applied). */
   queues?: QueueStatus[];
 }
-
-// services/relay/src/internal/relay.ts: the relay's advisory lock is (RELAY_LOCK, hashtext(slot)).
-const RELAY_LOCK = 0x7472_6962;
 
 /** One read of streams, relay slots, consumer groups and queues for `tributary status` and the dev status line. */
 export async function readStatus(sql: Sql): Promise<Status> {
@@ -98,19 +96,33 @@ export async function readStatus(sql: Sql): Promise<Status> {
   // Migration 0006 added the set-aside messages and the relay lease.
   const [trustedRow] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.rejected_messages') is not null as ok`;
   const trusted = trustedRow!.ok;
-  // A two-key advisory lock shows in pg_locks as classid = key 1, objid = key 2
-  // (as an unsigned oid), objsubid = 2.
-  const relays = await sql<{
-    slot: string; plugin: string; locked: boolean; slot_exists: boolean; lag: string | null; lag_seconds: number | null;
+  // The relays' locks, per slot (docs/ARCHITECTURE.md "Advisory locks and
+  // NOTIFY channels"): the active relay holds (RELAY_LOCK, hashtext(slot)),
+  // and every relay of the slot, active or standby, holds
+  // (RELAY_CANDIDATE_LOCK, hashtext(slot)) shared. A two-key advisory lock
+  // shows in pg_locks as classid = key 1, objid = key 2 (as an unsigned oid),
+  // objsubid = 2. One read of pg_locks, so active and standbys agree.
+  const relayLocks = await sql<{ slot_key: string; active: boolean; standbys: number }[]>`
+    with held as (
+      select l.pid, l.classid, l.objid from pg_locks l
+       where l.locktype = 'advisory' and l.granted and l.objsubid = 2
+         and l.database = (select oid from pg_database where datname = current_database())
+         and l.classid in (${RELAY_LOCK}::bigint::oid, ${RELAY_CANDIDATE_LOCK}::bigint::oid)
+    )
+    select h.objid::text as slot_key,
+           bool_or(h.classid = ${RELAY_LOCK}::bigint::oid) as active,
+           (count(*) filter (where h.classid = ${RELAY_CANDIDATE_LOCK}::bigint::oid and not exists (
+              select 1 from held a where a.pid = h.pid and a.objid = h.objid and a.classid = ${RELAY_LOCK}::bigint::oid)))::int as standbys
+      from held h
+     group by h.objid`;
+  const locksBySlotKey = new Map(relayLocks.map((l) => [l.slot_key, l]));
+  const relayRows = await sql<{
+    slot: string; plugin: string; slot_key: string; slot_exists: boolean; lag: string | null; lag_seconds: number | null;
     retained: string | null; wal_status: string | null; end_lsn: string; updated_at: Date; relay_id: string | null;
     lease_expired: boolean | null;
   }[]>`
     select c.slot_name as slot, c.plugin,
-           exists (select 1 from pg_locks l
-                    where l.locktype = 'advisory' and l.granted and l.objsubid = 2
-                      and l.database = (select oid from pg_database where datname = current_database())
-                      and l.classid = ${RELAY_LOCK}::bigint::oid
-                      and l.objid = (hashtext(c.slot_name)::bigint & 4294967295)::oid) as locked,
+           (hashtext(c.slot_name)::bigint & 4294967295)::text as slot_key,
            r.slot_name is not null as slot_exists,
            (pg_current_wal_lsn() - r.confirmed_flush_lsn)::text as lag,
            case when r.confirmed_flush_lsn is null then null
@@ -126,15 +138,10 @@ export async function readStatus(sql: Sql): Promise<Status> {
       left join pg_replication_slots r on r.slot_name = c.slot_name
       left join lateral (select s.pid, s.flush_lag from pg_stat_replication s where s.pid = r.active_pid) sr on true
      order by c.slot_name`;
-  // A standby's reserved connection polls pg_try_advisory_lock and holds no relay lock.
-  const [standby] = await sql<{ n: number }[]>`
-    select count(*)::int as n
-      from pg_stat_activity a
-     where a.datname = current_database() and a.application_name = 'tributary-relay'
-       and a.query like '%pg_try_advisory_lock%'
-       and not exists (select 1 from pg_locks l
-                        where l.pid = a.pid and l.locktype = 'advisory' and l.granted and l.objsubid = 2
-                          and l.classid = ${RELAY_LOCK}::bigint::oid)`;
+  const relays = relayRows.map((r) => {
+    const locks = locksBySlotKey.get(r.slot_key);
+    return { ...r, locked: locks?.active ?? false, standbys: locks?.active ? locks.standbys : 0 };
+  });
   const [hasGroups] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.consumer_groups') is not null as ok`;
   const groups = hasGroups!.ok
     ? await sql<{ group_name: string; generation: string; members: number; alive: number; lag: string }[]>`
@@ -153,8 +160,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
                (array_agg(detail order by id desc))[1] as latest_detail
           from tributary.rejected_messages group by reason order by reason`
     : [];
-  const standbyRelays = standby!.n;
-  const activeSlots = relays.filter((r) => r.locked).length;
+  const standbyRelays = relayLocks.reduce((n, l) => n + l.standbys, 0);
   const stateOf = (r: (typeof relays)[number]): RelayStatus["state"] =>
     !r.slot_exists || r.wal_status === "lost" ? "lost" : r.locked ? (r.lease_expired ? "stalled" : "active") : "idle";
   const alarms = [
@@ -171,7 +177,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
       plugin: r.plugin,
       active: r.locked,
       state: stateOf(r),
-      standbys: r.locked && activeSlots === 1 ? standbyRelays : r.locked ? null : 0,
+      standbys: r.standbys,
       lagBytes: r.lag === null ? null : Number(r.lag),
       lagSeconds: r.lag_seconds,
       walRetainedBytes: r.retained === null ? null : Number(r.retained),

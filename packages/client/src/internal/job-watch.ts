@@ -10,6 +10,7 @@
  * succeeded).
  */
 import type { Sql } from "postgres";
+import { JOBS_CHANNEL } from "@tributary/core";
 
 export type JobState = "queued" | "running" | "succeeded" | "failed" | "dead";
 
@@ -32,7 +33,7 @@ export async function* watchJobs(sql: Sql, options: WatchOptions = {}): AsyncGen
   const ids = options.ids ? new Set(options.ids.map(String)) : null;
   const pending: JobStateChange[] = [];
   let wake: (() => void) | null = null;
-  const listener = await sql.listen("tributary_jobs", (payload) => {
+  const listener = await sql.listen(JOBS_CHANNEL, (payload) => {
     const raw = JSON.parse(payload) as { queue: string; id: number; state: JobState; deliveries: number; error: string | null; at: string };
     const change: JobStateChange = { queue: raw.queue, id: String(raw.id), state: raw.state, deliveries: raw.deliveries, error: raw.error, at: new Date(raw.at) };
     if (options.queue !== undefined && change.queue !== options.queue) return;

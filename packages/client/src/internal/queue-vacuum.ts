@@ -17,9 +17,7 @@
  * to autovacuum, and the worker says so once.
  */
 import type { Sql } from "postgres";
-
-/** 0x74727176 "trqv": the queue table's VACUUM, one worker at a time. */
-const VACUUM_LOCK = 1953657206;
+import { QUEUE_VACUUM_LOCK } from "@tributary/core";
 
 export interface QueueVacuumOptions {
   /** How often to look at the table's dead rows (default 2,000 ms). */
@@ -57,13 +55,13 @@ export async function startQueueVacuum(sql: Sql, options: QueueVacuumOptions): P
     if (!stats || Number(stats.dead) < deadRows + Number(stats.live) / 10) return;
     const connection = await sql.reserve();
     try {
-      const [lock] = await connection<{ got: boolean }[]>`select pg_try_advisory_lock(${VACUUM_LOCK}, 0) as got`;
+      const [lock] = await connection<{ got: boolean }[]>`select pg_try_advisory_lock(${QUEUE_VACUUM_LOCK}, 0) as got`;
       if (!lock?.got) return; // another worker is at it
       try {
         await connection.unsafe("vacuum (skip_locked) tributary.queue_messages");
         runs++;
       } finally {
-        await connection`select pg_advisory_unlock(${VACUUM_LOCK}, 0)`;
+        await connection`select pg_advisory_unlock(${QUEUE_VACUUM_LOCK}, 0)`;
       }
     } finally {
       connection.release();

@@ -36,6 +36,7 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Sql } from "postgres";
+import { QUEUE_CHANNEL } from "@tributary/core";
 import { ackBatch, extend, claim, nack, release, TributaryQueueError, type ClaimedMessage } from "./queue.ts";
 import { feedQueue } from "./queue-feeder.ts";
 import { startQueueVacuum } from "./queue-vacuum.ts";
@@ -116,7 +117,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     wake = null;
     resolve?.();
   };
-  const listener = await sql.listen("tributary_queue", (payload) => {
+  const listener = await sql.listen(QUEUE_CHANNEL, (payload) => {
     if (payload === queue) wakeUp();
   });
   const heartbeat = setInterval(() => {

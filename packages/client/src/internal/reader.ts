@@ -33,11 +33,9 @@
  * iteration with that error: retrying would not fix it.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { EVENTS_CHANNEL } from "@tributary/core";
 import { isConnectionError } from "./connection-errors.ts";
 import { toStreamEvent, type EventRow, type StreamEvent } from "./events.ts";
-
-/** The relay's notification channel (services/relay stream-writer). Payload: the slot name, unused here. */
-const eventsChannel = "tributary_events";
 
 /**
  * Where a reader starts in each partition:
@@ -216,7 +214,7 @@ async function listenForEvents(sql: Sql, signal: AbortSignal | undefined): Promi
   try {
     // onlisten runs again after postgres.js re-listens on a new connection:
     // notifications may have been missed meanwhile, so that is a wake-up too.
-    listening = await sql.listen(eventsChannel, nudge, nudge);
+    listening = await sql.listen(EVENTS_CHANNEL, nudge, nudge);
   } catch (error) {
     signal?.removeEventListener("abort", onAbort);
     throw error;

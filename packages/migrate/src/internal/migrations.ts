@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Sql } from "postgres";
+import { MIGRATE_LOCK } from "@tributary/core";
 import { MigrationError } from "./errors.ts";
 
 export interface MigrationFile {
@@ -39,9 +40,6 @@ export function readMigrations(dir: string = defaultMigrationsDir): MigrationFil
       return { version: Number(version), name: name!, sql, checksum: createHash("sha256").update(sql).digest("hex") };
     });
 }
-
-// hashtext('tributary.migrate'): any constant shared by all migrators works.
-const MIGRATE_LOCK = 7_310_112_201;
 
 export interface MigrateResult {
   readonly applied: readonly MigrationFile[];

@@ -6,10 +6,9 @@
  * an error and never re-create it silently.
  */
 import type { Sql } from "postgres";
+import type { Decoder } from "@tributary/core";
 import { MigrationError } from "./errors.ts";
 
-export type Decoder = "pgoutput" | "wal2json";
-export const decoders: readonly Decoder[] = ["pgoutput", "wal2json"];
 export const defaultSlotName = "tributary";
 
 export interface SlotState {

@@ -15,11 +15,9 @@
  *   'C' Int8 flags, Int64 commit LSN, Int64 end LSN, Int64 commit time
  */
 import { PgoutputPlugin } from "pg-logical-replication";
-import { MESSAGE_PREFIX } from "./event-message.ts";
+import { MESSAGE_PREFIX, PUBLICATION } from "@tributary/core";
 import type { WalMessage } from "./wal-message.ts";
 import { withParse } from "./decoder-plugin.ts";
-
-export const PUBLICATION = "tributary_relay";
 
 /** µs between the Unix epoch and PostgreSQL's epoch (2000-01-01). */
 const POSTGRES_EPOCH_MICROS = 946_684_800_000_000n;

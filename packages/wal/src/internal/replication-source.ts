@@ -28,12 +28,11 @@
  */
 import type { ClientConfig } from "pg";
 import { LogicalReplicationService } from "pg-logical-replication";
+import type { Decoder } from "@tributary/core";
 import { Lsn } from "./lsn.ts";
 import { pgoutputPlugin } from "./pgoutput.ts";
 import { wal2jsonPlugin } from "./wal2json.ts";
 import type { WalMessage } from "./wal-message.ts";
-
-export type DecoderName = "pgoutput" | "wal2json";
 
 export interface ReplicationHandler {
   /** Called for each message, in order; may call pause() / resume(). */
@@ -55,7 +54,7 @@ export interface ReplicationSourceOptions {
    */
   readonly connection: ClientConfig;
   readonly slotName: string;
-  readonly decoder: DecoderName;
+  readonly decoder: Decoder;
   readonly statusIntervalMs?: number;
 }
 

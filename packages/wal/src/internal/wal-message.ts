@@ -7,7 +7,7 @@ import type { Lsn } from "./lsn.ts";
  * LSN (`commitLsn`), known at begin; `endLsn` (the end of the commit record)
  * is the position to acknowledge once the transaction is durably in the
  * stream. A message is only bytes here: whether it is an event (signed by
- * append()) is the relay's to decide (event-message.ts readEventMessage).
+ * append()) is the relay's to decide (@tributary/core readEventMessage).
  */
 export type WalMessage =
   | { readonly kind: "begin"; readonly commitLsn: Lsn; readonly commitTimeMicros: bigint }

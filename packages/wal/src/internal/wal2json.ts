@@ -1,7 +1,7 @@
 /** wal2json format-version 2 (a separately installed output plugin). */
 import { Wal2JsonPlugin } from "pg-logical-replication";
+import { MESSAGE_PREFIX } from "@tributary/core";
 import { Lsn } from "./lsn.ts";
-import { MESSAGE_PREFIX } from "./event-message.ts";
 import type { WalMessage } from "./wal-message.ts";
 import { withParse } from "./decoder-plugin.ts";
 

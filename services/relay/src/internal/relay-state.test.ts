@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createHmac } from "node:crypto";
-import { Keyring, type WalMessage } from "@tributary/wal";
-import { partitionFor } from "@tributary/client";
+import { Keyring, partitionFor } from "@tributary/core";
+import type { WalMessage } from "@tributary/wal";
 import { RelayState, entryKey, type BatchLimits, type Checkpoint, type TrustOptions } from "./relay-state.ts";
 
 const start: Checkpoint = { commitLsn: 0n, endLsn: 100n, partialCommitLsn: null, partialEvents: 0, version: 0n };

@@ -33,8 +33,8 @@
  * transaction as the events. A failed write leaves these counters ahead of the
  * database: the caller must then discard this state and reload (crash-only).
  */
-import { partitionFor } from "@tributary/client";
-import { isRejection, readEventMessage, type Keyring, type Lsn, type RawEvent, type Rejection, type WalMessage } from "@tributary/wal";
+import { isRejection, partitionFor, readEventMessage, type Keyring, type RawEvent, type Rejection } from "@tributary/core";
+import type { Lsn, WalMessage } from "@tributary/wal";
 import { CopyRows, timestampText } from "./copy-format.ts";
 
 /** A position in the WAL as far as the stream is concerned. */

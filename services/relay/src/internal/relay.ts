@@ -32,8 +32,9 @@ import { randomUUID } from "node:crypto";
 import { Duration, Effect, Schedule } from "effect";
 import type { Sql } from "postgres";
 import { connectPostgres, parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client";
-import { checkWalLevel, inspectSlot, type Decoder } from "@tributary/migrate";
-import { Keyring, Lsn, ReplicationSource } from "@tributary/wal";
+import { Keyring, RELAY_CANDIDATE_LOCK, RELAY_LOCK, type Decoder } from "@tributary/core";
+import { checkWalLevel, inspectSlot } from "@tributary/migrate";
+import { Lsn, ReplicationSource } from "@tributary/wal";
 import { BatchRefusedError, RelayFatalError, RelayFencedError, fatalSetupError, isRetryable } from "./errors.ts";
 import { renewLease, takeLease, takeOverExpired } from "./lease.ts";
 import { RelayPump, type BatchHooks, type PumpStats } from "./pump.ts";
@@ -59,9 +60,6 @@ export interface RelayConfig {
   /** Called with the live pump once the relay is active (status, metrics). */
   readonly onActive?: (pump: RelayPump) => void;
 }
-
-// Advisory lock namespace for relays: (RELAY_LOCK, hashtext(slot)).
-const RELAY_LOCK = 0x7472_6962; // "trib"
 
 /**
  * The relay's own sessions ignore statement and idle timeouts set on its role
@@ -90,7 +88,10 @@ const connect = (url: string, max: number, writeTimeoutMs: number, extra: { max_
 const DEFAULT_TAKEOVER_MS = 15_000;
 const DEFAULT_WRITE_TIMEOUT_MS = 60_000;
 
-/** Holds the slot's advisory lock on a reserved connection for the scope's life. */
+/**
+ * Holds the slot's advisory lock on a reserved connection for the scope's life
+ * (session locks: they are held until the session's connections close).
+ */
 const lead = (sql: Sql, config: RelayConfig, log: (m: string) => void) =>
   Effect.gen(function* () {
     const conn = yield* Effect.acquireRelease(
@@ -98,8 +99,12 @@ const lead = (sql: Sql, config: RelayConfig, log: (m: string) => void) =>
       (c) => Effect.sync(() => c.release()),
     );
     let announced = false;
-    // One statement tries the lock and reads the lease, so a standby's last
-    // query stays its lock poll (tributary status counts standbys by it).
+    // The candidate lock marks this connection as a relay of the slot in
+    // pg_locks: one that does not hold RELAY_LOCK too is a standby, and
+    // `tributary status` counts them so (docs/ARCHITECTURE.md "Advisory locks
+    // and NOTIFY channels"). Shared and tried, so it never waits.
+    yield* Effect.tryPromise(() => conn`select pg_try_advisory_lock_shared(${RELAY_CANDIDATE_LOCK}, hashtext(${config.slotName}))`);
+    // One statement per poll tries the lock and reads the lease.
     const tryLead = () => conn<{ ok: boolean; expired: boolean | null }[]>`
       select pg_try_advisory_lock(${RELAY_LOCK}, hashtext(${config.slotName})) as ok,
              (select expires_at < now() from tributary.relay_leases where slot_name = ${config.slotName}) as expired`;

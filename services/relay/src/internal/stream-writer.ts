@@ -13,6 +13,7 @@
  * leave the write hanging.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { EVENTS_CHANNEL } from "@tributary/core";
 import { Lsn } from "@tributary/wal";
 import type { Batch } from "./relay-state.ts";
 import { BatchWriteTimeoutError, RelayFencedError } from "./errors.ts";
@@ -51,7 +52,7 @@ async function writeInTransaction(tx: TransactionSql, slotName: string, relayId:
                            ${batch.offsets.map((o) => o.partition)}::int[],
                            ${batch.offsets.map((o) => o.nextOffset)}::bigint[])
       on conflict (stream, partition) do update set next_offset = excluded.next_offset`;
-    await tx`select pg_notify('tributary_events', ${slotName})`;
+    await tx`select pg_notify(${EVENTS_CHANNEL}, ${slotName})`;
   }
   if (batch.rejects.length > 0) {
     const r = batch.rejects;

@@ -25,11 +25,12 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { Duration, Schedule } from "effect";
 import type { Sql } from "postgres";
+import { EVENTS_CHANNEL, GROUPS_CHANNEL } from "@tributary/core";
 import type { RawStreamEvent, StreamEvent } from "../events.ts";
 import { resolveStart, type StartPosition } from "../reader.ts";
 import { handleBatch, type AnyEvent, type BatchHandling, type EventBatchHandler, type EventHandler, type FailurePolicy, type RawEventBatchHandler } from "./batch-handler.ts";
 import { fetchPartitions, fetchRawPartitions } from "./fetch.ts";
-import { GROUPS_CHANNEL, heartbeat, leave, release, type HeartbeatResult } from "./membership.ts";
+import { heartbeat, leave, release, type HeartbeatResult } from "./membership.ts";
 import { commitOffsets, committedOffsets } from "./offsets.ts";
 import { partitionKey } from "./assignor.ts";
 import { isPermanentDatabaseError } from "../connection-errors.ts";
@@ -184,7 +185,7 @@ class GroupMember implements Consumer {
   }
 
   async start(): Promise<void> {
-    this.listeners.push(await this.sql.listen("tributary_events", () => this.wake()));
+    this.listeners.push(await this.sql.listen(EVENTS_CHANNEL, () => this.wake()));
     this.listeners.push(await this.sql.listen(GROUPS_CHANNEL, (group) => {
       if (group === this.options.group) this.requestHeartbeat();
     }));

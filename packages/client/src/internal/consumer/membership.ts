@@ -25,11 +25,8 @@
  * members re-heartbeat at once instead of waiting for their interval.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { GROUP_LOCK, GROUPS_CHANNEL } from "@tributary/core";
 import { assignPartitions, partitionKey } from "./assignor.ts";
-
-/** Advisory lock namespace for groups: (GROUP_LOCK, hashtext(group)). */
-const GROUP_LOCK = 0x7472_6967; // "trig"
-export const GROUPS_CHANNEL = "tributary_groups";
 
 export interface MemberIdentity {
   readonly group: string;

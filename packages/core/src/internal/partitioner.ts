@@ -2,6 +2,8 @@
  * Kafka's default partitioner: partition = toPositive(murmur2(utf8(key))) mod n.
  * Using the same function lets stream partition p map 1:1 to Kafka partition p
  * (docs/ARCHITECTURE.md invariant 3). A port of org.apache.kafka.common.utils.Utils.murmur2.
+ * The relay numbers events with it; @tributary/client re-exports partitionFor
+ * so applications can compute a key's partition.
  */
 const SEED = 0x9747b28c;
 const M = 0x5bd1e995;
