@@ -3,7 +3,7 @@
  * transaction, and redraws one status line a second (appended, relayed, lag).
  */
 import type { Sql } from "postgres";
-import { append } from "@tributary/client";
+import { append, transaction } from "@tributary/client";
 import { formatBytes, readStatus } from "./status-query.ts";
 
 const types = ["OrderPlaced", "OrderPaid", "OrderShipped"] as const;
@@ -20,7 +20,7 @@ export function startDemo(sql: Sql, ratePerSecond: number): () => Promise<void> 
       while (appended < due && !stopped) {
         const n = appended++;
         const order = `order-${Math.floor(n / 3)}`;
-        await sql.begin((tx) => append(tx, {
+        await transaction(sql, (tx) => append(tx, {
           stream: "orders",
           key: order,
           type: types[n % 3]!,
