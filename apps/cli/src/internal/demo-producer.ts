@@ -10,7 +10,7 @@
  * of its own start, which covers every transaction committed before it.
  */
 import type { Sql } from "postgres";
-import { append } from "@tributary/client";
+import { append, transaction } from "@tributary/client";
 import { formatBytes, readStatus } from "./status-query.ts";
 import { nextDemoOrder, relayPassed } from "./demo-orders.ts";
 
@@ -37,7 +37,7 @@ export function startDemo(sql: Sql, options: DemoOptions): () => Promise<void> {
       while (appended < due && !stopped) {
         const n = firstOrder * 3 + appended++;
         const order = `order-${Math.floor(n / 3)}`;
-        await sql.begin((tx) => append(tx, {
+        await transaction(sql, (tx) => append(tx, {
           stream: DEMO_STREAM,
           key: order,
           type: types[n % 3]!,

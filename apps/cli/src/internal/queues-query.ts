@@ -8,6 +8,7 @@
  * queue-worker.ts) is under WORKER_ALIVE_SECONDS old: three missed beats.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { transaction } from "@tributary/client";
 
 type Executor = Sql | TransactionSql;
 
@@ -125,7 +126,7 @@ export async function readQueueCounts(sql: Executor, queue: string | null = null
 
 /** Queues with their live workers and schedules, read in one snapshot. */
 export async function describeQueues(sql: Sql, queue: string | null = null): Promise<QueueDescription[]> {
-  return sql.begin("isolation level repeatable read read only", async (tx) => {
+  return transaction(sql, "isolation level repeatable read read only", async (tx) => {
     if (queue !== null) await requireQueue(tx, queue);
     const counts = await readQueueCounts(tx, queue);
     const workers = await tx<{
@@ -164,7 +165,7 @@ export async function describeQueues(sql: Sql, queue: string | null = null): Pro
 
 /** The queue's dead letters, oldest first (by id), and how many there are in all. */
 export async function readDeadLetters(sql: Sql, queue: string, limit: number): Promise<{ total: number; deadLetters: DeadLetterRow[] }> {
-  return sql.begin("isolation level repeatable read read only", async (tx) => {
+  return transaction(sql, "isolation level repeatable read read only", async (tx) => {
     await requireQueue(tx, queue);
     const [count] = await tx<{ n: string }[]>`select count(*)::text as n from tributary.queue_dead_letters where queue = ${queue}`;
     const rows = await tx<{
@@ -191,7 +192,7 @@ export interface RedriveResult {
 
 /** tributary.redrive(queue, ids): every dead letter of the queue, or the given ids, back into it. */
 export async function redriveDeadLetters(sql: Sql, queue: string, ids: readonly string[] | null): Promise<RedriveResult> {
-  return sql.begin(async (tx) => {
+  return transaction(sql, async (tx) => {
     await requireQueue(tx, queue);
     // Locked, so the ids found here are exactly the ones redrive() moves.
     const found = ids === null ? [] : await tx<{ id: string }[]>`

@@ -22,6 +22,7 @@
  *     its in-memory position and loads the reset offsets (invariant 8).
  */
 import type { Sql, TransactionSql } from "postgres";
+import { transaction } from "./connection/transaction.ts";
 import { lockGroup } from "./consumer/membership.ts";
 import type { StartPosition } from "./reader.ts";
 
@@ -215,7 +216,7 @@ export async function resetGroupOffsets(sql: Sql, options: { group: string; stre
   const { group, stream, to } = options;
   checkGroupName(group);
   checkTarget(to);
-  return sql.begin(async (tx) => {
+  return transaction(sql, async (tx) => {
     const [streamRow] = await tx<{ partitions: number }[]>`select partitions from tributary.streams where name = ${stream}`;
     if (!streamRow) {
       throw new GroupAdminError("STREAM_NOT_FOUND", `stream '${stream}' does not exist: check the name (tributary status lists the streams).`);

@@ -12,12 +12,15 @@
  * reported: the table stays at a few MB.
  *
  * One VACUUM at a time across all workers of the database (a session
- * advisory lock, tried, never waited for). A role that may not vacuum the
+ * advisory lock, tried, never waited for), on a session of its own
+ * (openSession: a connection beside the pool's, ended after the VACUUM, which
+ * releases the lock; docs/ARCHITECTURE.md, Known traps). A role that may not vacuum the
  * table (not its owner; on PostgreSQL 17+, no MAINTAIN privilege) leaves it
  * to autovacuum, and the worker says so once.
  */
 import type { Sql } from "postgres";
 import { QUEUE_VACUUM_LOCK } from "@tributary/core";
+import { withSession } from "./connection/session.ts";
 
 export interface QueueVacuumOptions {
   /** How often to look at the table's dead rows (default 2,000 ms). */
@@ -53,19 +56,12 @@ export async function startQueueVacuum(sql: Sql, options: QueueVacuumOptions): P
     const [stats] = await sql<{ dead: string; live: string }[]>`
       select n_dead_tup::text as dead, n_live_tup::text as live from pg_stat_user_tables where relid = 'tributary.queue_messages'::regclass`;
     if (!stats || Number(stats.dead) < deadRows + Number(stats.live) / 10) return;
-    const connection = await sql.reserve();
-    try {
-      const [lock] = await connection<{ got: boolean }[]>`select pg_try_advisory_lock(${QUEUE_VACUUM_LOCK}, 0) as got`;
+    await withSession(sql, async (session) => {
+      const [lock] = await session<{ got: boolean }[]>`select pg_try_advisory_lock(${QUEUE_VACUUM_LOCK}, 0) as got`;
       if (!lock?.got) return; // another worker is at it
-      try {
-        await connection.unsafe("vacuum (skip_locked) tributary.queue_messages");
-        runs++;
-      } finally {
-        await connection`select pg_advisory_unlock(${QUEUE_VACUUM_LOCK}, 0)`;
-      }
-    } finally {
-      connection.release();
-    }
+      await session.unsafe("vacuum (skip_locked) tributary.queue_messages");
+      runs++;
+    });
   };
   const timer = setInterval(() => {
     if (stopped || running) return;

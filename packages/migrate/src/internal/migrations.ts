@@ -4,12 +4,18 @@
  * with a SHA-256 checksum. Two processes migrating at once serialize on an
  * advisory lock; an applied file whose content changed is an error, never
  * re-applied.
+ *
+ * The lock and the transactions run on a session of their own (openSession,
+ * docs/ARCHITECTURE.md, Known traps): if its connection dies, nothing more is
+ * sent on it, and ending it releases the lock and rolls back a failed
+ * migration's transaction.
  */
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Sql } from "postgres";
 import { MIGRATE_LOCK } from "@tributary/core";
+import { withSession } from "@tributary/client";
 import { MigrationError } from "./errors.ts";
 
 export interface MigrationFile {
@@ -47,54 +53,47 @@ export interface MigrateResult {
 }
 
 export async function applyMigrations(sql: Sql, files: readonly MigrationFile[]): Promise<MigrateResult> {
-  const conn = await sql.reserve();
-  try {
+  return withSession(sql, async (conn) => {
     await conn`select pg_advisory_lock(${MIGRATE_LOCK})`;
-    try {
-      await conn`create schema if not exists tributary`;
-      await conn`
-        create table if not exists tributary.schema_migrations (
-          version int primary key,
-          name text not null,
-          checksum text not null,
-          applied_at timestamptz not null default now()
-        )`;
-      const rows = await conn<{ version: number; name: string; checksum: string }[]>`
-        select version, name, checksum from tributary.schema_migrations order by version`;
-      const known = new Map(rows.map((r) => [r.version, r]));
-      for (const file of files) {
-        const done = known.get(file.version);
-        if (done && done.checksum !== file.checksum) {
-          throw new MigrationError(
-            "MIGRATION_CHANGED",
-            `migration ${String(file.version).padStart(4, "0")}_${file.name}.sql was changed after it was applied ` +
-              `(recorded checksum ${done.checksum.slice(0, 12)}…, file now ${file.checksum.slice(0, 12)}…). ` +
-              `Applied migrations are never edited: restore the file and put the change in a new numbered migration.`,
-          );
-        }
+    await conn`create schema if not exists tributary`;
+    await conn`
+      create table if not exists tributary.schema_migrations (
+        version int primary key,
+        name text not null,
+        checksum text not null,
+        applied_at timestamptz not null default now()
+      )`;
+    const rows = await conn<{ version: number; name: string; checksum: string }[]>`
+      select version, name, checksum from tributary.schema_migrations order by version`;
+    const known = new Map(rows.map((r) => [r.version, r]));
+    for (const file of files) {
+      const done = known.get(file.version);
+      if (done && done.checksum !== file.checksum) {
+        throw new MigrationError(
+          "MIGRATION_CHANGED",
+          `migration ${String(file.version).padStart(4, "0")}_${file.name}.sql was changed after it was applied ` +
+            `(recorded checksum ${done.checksum.slice(0, 12)}…, file now ${file.checksum.slice(0, 12)}…). ` +
+            `Applied migrations are never edited: restore the file and put the change in a new numbered migration.`,
+        );
       }
-      const pending = files.filter((f) => !known.has(f.version));
-      for (const file of pending) {
-        // Explicit BEGIN/COMMIT: the advisory lock lives on this reserved connection.
-        await conn`begin`;
-        try {
-          await conn.unsafe(file.sql);
-          await conn`insert into tributary.schema_migrations (version, name, checksum)
-                     values (${file.version}, ${file.name}, ${file.checksum})`;
-          await conn`commit`;
-        } catch (error) {
-          await conn`rollback`.catch(() => undefined);
-          throw new MigrationError(
-            "MIGRATION_FAILED",
-            `migration ${String(file.version).padStart(4, "0")}_${file.name}.sql failed and was rolled back: ${(error as Error).message}`,
-          );
-        }
-      }
-      return { applied: pending, alreadyApplied: files.length - pending.length };
-    } finally {
-      await conn`select pg_advisory_unlock(${MIGRATE_LOCK})`;
     }
-  } finally {
-    conn.release();
-  }
+    const pending = files.filter((f) => !known.has(f.version));
+    for (const file of pending) {
+      // Explicit BEGIN/COMMIT: the advisory lock lives on this session. A
+      // failed migration's transaction is rolled back when the session ends.
+      await conn`begin`;
+      try {
+        await conn.unsafe(file.sql);
+        await conn`insert into tributary.schema_migrations (version, name, checksum)
+                   values (${file.version}, ${file.name}, ${file.checksum})`;
+        await conn`commit`;
+      } catch (error) {
+        throw new MigrationError(
+          "MIGRATION_FAILED",
+          `migration ${String(file.version).padStart(4, "0")}_${file.name}.sql failed and was rolled back: ${(error as Error).message}`,
+        );
+      }
+    }
+    return { applied: pending, alreadyApplied: files.length - pending.length };
+  });
 }

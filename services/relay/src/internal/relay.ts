@@ -31,7 +31,7 @@
 import { randomUUID } from "node:crypto";
 import { Duration, Effect, Schedule } from "effect";
 import type { Sql } from "postgres";
-import { connectPostgres, parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client";
+import { connectPostgres, openSession, parseDatabaseUrl, pgClientConfig, sessionUsesTls, type Session } from "@tributary/client";
 import { Keyring, RELAY_CANDIDATE_LOCK, RELAY_LOCK, type Decoder } from "@tributary/core";
 import { checkWalLevel, inspectSlot } from "@tributary/migrate";
 import { Lsn, ReplicationSource } from "@tributary/wal";
@@ -89,15 +89,18 @@ const DEFAULT_TAKEOVER_MS = 15_000;
 const DEFAULT_WRITE_TIMEOUT_MS = 60_000;
 
 /**
- * Holds the slot's advisory lock on a reserved connection for the scope's life
- * (session locks: they are held until the session's connections close).
+ * Holds the slot's advisory lock for the scope's life, on a session of its
+ * own (openSession, not sql.reserve: a reserved connection that died takes
+ * the process down with the next renewal; docs/ARCHITECTURE.md, Known
+ * traps). The session's `closed` says the lock is gone.
  */
 const lead = (sql: Sql, config: RelayConfig, log: (m: string) => void) =>
   Effect.gen(function* () {
-    const conn = yield* Effect.acquireRelease(
-      Effect.tryPromise(() => sql.reserve()),
-      (c) => Effect.sync(() => c.release()),
+    const lock = yield* Effect.acquireRelease(
+      Effect.sync(() => openSession(sql)),
+      (s) => Effect.promise(() => s.end({ timeout: 1 })),
     );
+    const conn = lock.sql;
     let announced = false;
     // The candidate lock marks this connection as a relay of the slot in
     // pg_locks: one that does not hold RELAY_LOCK too is a standby, and
@@ -129,12 +132,18 @@ const lead = (sql: Sql, config: RelayConfig, log: (m: string) => void) =>
         while: (e) => e instanceof Error && e.cause instanceof NotLeader,
       }),
     );
-    return conn;
+    return lock;
   });
 
 class NotLeader extends Error {}
 
 const takeoverMs = (config: RelayConfig) => config.takeoverAfterMs ?? DEFAULT_TAKEOVER_MS;
+
+/** Rejects when the lock's session closed (at once if it already has): the lock went with it, a standby may be taking over. */
+const lockLost = (lock: Session, relayId: string): Promise<never> =>
+  lock.closed.then((closed) => {
+    throw new RelayFencedError(`relay ${relayId} lost its lock connection (${closed.message}); a standby may take over`);
+  });
 
 /** What a refused batch taught earlier sessions (kept across sessions, lost on exit: a restart relearns it). */
 interface Recovery {
@@ -199,7 +208,8 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
       Effect.tryPromise({ try: what, catch: (e) => fatalSetupError(toFatal(e), config) });
     const sql = yield* connect(config.databaseUrl, 4, writeTimeoutMs);
     yield* setup(() => checkWalLevel(sql));
-    const lockConn = yield* lead(sql, config, log).pipe(Effect.mapError((e) => fatalSetupError(e instanceof Error && e.cause ? e.cause : e, config)));
+    const lock = yield* lead(sql, config, log).pipe(Effect.mapError((e) => fatalSetupError(e instanceof Error && e.cause ? e.cause : e, config)));
+    const lockConn = lock.sql;
     // The one connection batches are written on (a pool of one that is never
     // recycled, so its backend stays the one named in the lease).
     const writer = yield* connect(config.databaseUrl, 1, writeTimeoutMs, { max_lifetime: null });
@@ -240,7 +250,7 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
     config.onActive?.(pump);
     yield* Effect.tryPromise({ try: (signal) => {
       signal.addEventListener("abort", () => void source.stop());
-      return source.run(loaded.checkpoint.endLsn, pump);
+      return Promise.race([source.run(loaded.checkpoint.endLsn, pump), lockLost(lock, relayId)]);
     }, catch: (e) => fatalSetupError(e, config) });
   });
 

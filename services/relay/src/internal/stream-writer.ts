@@ -13,13 +13,15 @@
  * leave the write hanging.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { transaction } from "@tributary/client";
 import { EVENTS_CHANNEL } from "@tributary/core";
 import { Lsn } from "@tributary/wal";
 import type { Batch } from "./relay-state.ts";
 import { BatchWriteTimeoutError, RelayFencedError } from "./errors.ts";
 
 export async function writeBatch(sql: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint, timeoutMs: number): Promise<bigint> {
-  const write = sql.begin((tx) => writeInTransaction(tx, slotName, relayId, batch, expectedVersion)) as Promise<bigint>;
+  // transaction, not sql.begin: a writer backend terminated mid-batch (a takeover) must not take the process down.
+  const write = transaction(sql, (tx) => writeInTransaction(tx, slotName, relayId, batch, expectedVersion));
   return withDeadline(write, timeoutMs, `a batch write of ${batch.size} events and ${batch.rejects.length} set-aside messages`);
 }
 

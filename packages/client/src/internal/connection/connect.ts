@@ -7,16 +7,26 @@
 import type { ConnectionOptions } from "node:tls";
 import postgres, { type Options, type Sql } from "postgres";
 import { parseDatabaseUrl } from "./database-url.ts";
+import { noDelaySockets, type SocketFactory } from "./no-delay-socket.ts";
 
-/** postgres.js on `url`, with the URL's TLS parameters and password applied as libpq would; `options` as for postgres(). */
+/** postgres.js's `socket` option (documented in its README, missing from its types). */
+type WithSocket = Options<{}> & { socket?: SocketFactory };
+
+/**
+ * postgres.js on `url`, with the URL's TLS parameters and password applied as
+ * libpq would, on TCP_NODELAY sockets (no-delay-socket.ts); `options` as for
+ * postgres() (a `socket` given there is used instead).
+ */
 export function connectPostgres(url: string, options: Options<{}> = {}): Sql {
   const target = parseDatabaseUrl(url);
   const ssl = target.tls.kind === "disable" ? false : target.tls.kind === "prefer" ? "prefer" : target.tls.options;
-  return postgres(target.driverUrl, {
+  const withSocket: WithSocket = {
+    socket: noDelaySockets(),
     ...options,
     ssl,
     ...(target.password !== undefined ? { pass: target.password } : {}),
-  });
+  };
+  return postgres(target.driverUrl, withSocket);
 }
 
 /** The subset of node-postgres's ClientConfig we fill (so this package need not depend on pg). */

@@ -17,6 +17,7 @@
 import { Effect, type Schedule } from "effect";
 import type { Sql, TransactionSql } from "postgres";
 import { append } from "../append.ts";
+import { transaction } from "../connection/transaction.ts";
 import { decodeRawEvent, type RawStreamEvent, type StreamEvent } from "../events.ts";
 import { commitOffsets } from "./offsets.ts";
 
@@ -110,7 +111,7 @@ export async function handleBatch(h: BatchHandling, ref: PartitionRef, events: A
 async function runAndCommit(h: BatchHandling, ref: PartitionRef, events: AnyEvent[]): Promise<void> {
   const commit = [{ ...ref, nextOffset: events.at(-1)!.offset + 1 }];
   if (h.transactional) {
-    await h.sql.begin(async (tx) => {
+    await transaction(h.sql, async (tx) => {
       await invoke(h, events, tx);
       await commitOffsets(tx, h.group, h.memberId, commit);
     });
@@ -156,7 +157,7 @@ async function fail(h: BatchHandling, ref: PartitionRef, failed: AnyEvent, error
     return { kind: "paused", nextOffset: event.offset, error };
   }
   const deadLetter = h.deadLetterStream(event.stream);
-  await h.sql.begin(async (tx) => {
+  await transaction(h.sql, async (tx) => {
     await append(tx, {
       stream: deadLetter,
       key: event.key,

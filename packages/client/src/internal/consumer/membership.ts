@@ -26,6 +26,7 @@
  */
 import type { Sql, TransactionSql } from "postgres";
 import { GROUP_LOCK, GROUPS_CHANNEL } from "@tributary/core";
+import { transaction } from "../connection/transaction.ts";
 import { assignPartitions, partitionKey } from "./assignor.ts";
 
 export interface MemberIdentity {
@@ -61,7 +62,7 @@ export interface HeartbeatResult {
 type Tx = TransactionSql;
 
 export async function heartbeat(sql: Sql, request: HeartbeatRequest): Promise<HeartbeatResult> {
-  return (await sql.begin(async (tx) => {
+  return await transaction(sql, async (tx) => {
     await lockGroup(tx, request.group);
     // Row-level security would hide what the role may not use (migrations/0007_privileges.sql):
     // say so instead (42501, naming the grant an admin runs).
@@ -84,12 +85,12 @@ export async function heartbeat(sql: Sql, request: HeartbeatRequest): Promise<He
              client = excluded.client, heartbeat_at = now()`;
     const rebalanced = await rebalance(tx, request.group, request.releaseTimeoutMs);
     return { ...(await memberView(tx, request)), rebalanced };
-  })) as HeartbeatResult;
+  });
 }
 
 /** Leaves the group at once: the member's partitions go to the others now, not after the session timeout. */
 export async function leave(sql: Sql, member: MemberIdentity, releaseTimeoutMs: number): Promise<void> {
-  await sql.begin(async (tx) => {
+  await transaction(sql, async (tx) => {
     await lockGroup(tx, member.group);
     await tx`delete from tributary.group_members where group_name = ${member.group} and member_id = ${member.memberId}`;
     await rebalance(tx, member.group, releaseTimeoutMs);

@@ -11,6 +11,7 @@
  * commit together or not at all.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { transaction } from "../connection/transaction.ts";
 
 export interface OffsetCommit {
   readonly stream: string;
@@ -64,7 +65,7 @@ export async function commitOffsets(sql: Sql | TransactionSql, group: string, me
     }
   };
   // Outside a transaction, a partial commit must not stay: run it in one.
-  if ("begin" in sql && commits.length > 1) await sql.begin((tx) => run(tx));
+  if ("begin" in sql && commits.length > 1) await transaction(sql, (tx) => run(tx));
   else await run(sql);
 }
 
