@@ -12,7 +12,8 @@
  * None of this depends on the WAL decoder: it runs once per server (pgoutput).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { appendBatch, commitOffsets, createStream, partitionFor, StaleGenerationError } from "@tributary/client";
+import { appendBatch, createStream, partitionFor, StaleGenerationError } from "@tributary/client";
+import { commitOffsets } from "@tributary/client/internals";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { waitForCount } from "./support/streams.ts";

@@ -31,7 +31,8 @@
 import { randomUUID } from "node:crypto";
 import { Duration, Effect, Schedule } from "effect";
 import type { Sql } from "postgres";
-import { connectPostgres, parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client";
+import { connectPostgres } from "@tributary/client";
+import { parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client/internals";
 import { Keyring, RELAY_CANDIDATE_LOCK, RELAY_LOCK, type Decoder } from "@tributary/core";
 import { checkWalLevel, inspectSlot } from "@tributary/migrate";
 import { Lsn, ReplicationSource } from "@tributary/wal";

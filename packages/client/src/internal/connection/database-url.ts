@@ -157,15 +157,3 @@ function isFile(path: string): boolean {
     return false;
   }
 }
-
-/** The URL with its password masked, for messages that must show where they connect. */
-export function redactDatabaseUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    parsed.searchParams.has("password") && parsed.searchParams.set("password", "***");
-    return parsed.href;
-  } catch {
-    return "(an invalid URL)";
-  }
-}
