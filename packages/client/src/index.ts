@@ -48,15 +48,6 @@ export type { JobState, JobStateChange, WatchOptions } from "./internal/job-watc
 // Connecting: a libpq URL to verified TLS options (docs/ARCHITECTURE.md "Connections").
 export { connectPostgres } from "./internal/connection/connect.ts";
 
-// Errors, each with a stable string code.
-export { TributaryInputError } from "./internal/errors.ts";
-export type { AppendErrorCode } from "./internal/errors.ts";
-export { TributaryReadError } from "./internal/reader.ts";
-export type { ReadErrorCode } from "./internal/reader.ts";
-export { GroupAdminError } from "./internal/group-admin.ts";
-export type { GroupAdminErrorCode } from "./internal/group-admin.ts";
-export { StaleGenerationError } from "./internal/consumer/offsets.ts";
-export { TributaryQueueError } from "./internal/queue.ts";
-export type { QueueErrorCode } from "./internal/queue.ts";
-export { DatabaseUrlError } from "./internal/connection/database-url.ts";
-export type { DatabaseUrlErrorCode } from "./internal/connection/database-url.ts";
+// Errors: one family, a stable string code each, a closed set of codes per area.
+export { TributaryConnectionError, TributaryError, TributaryGroupError, TributaryInputError, TributaryQueueError, TributaryReadError } from "./internal/errors.ts";
+export type { ConnectionErrorCode, GroupErrorCode, InputErrorCode, QueueErrorCode, ReadErrorCode, TributaryErrorCode } from "./internal/errors.ts";

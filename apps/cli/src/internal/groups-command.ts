@@ -1,4 +1,4 @@
-import { describeGroups, GroupAdminError, resetGroupOffsets, type GroupDescription, type GroupReset, type ResetTarget, connectPostgres } from "@tributary/client";
+import { describeGroups, TributaryGroupError, resetGroupOffsets, type GroupDescription, type GroupReset, type ResetTarget, connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { columns } from "./text-columns.ts";
 
@@ -85,7 +85,7 @@ export function parseTarget(text: string): ResetTarget {
 
 /** A refusal or bad input from the group API is the caller's to fix: exit 2 with its message. */
 function asUsageError(error: unknown): never {
-  if (error instanceof GroupAdminError) throw new UsageError(error.message);
+  if (error instanceof TributaryGroupError) throw new UsageError(error.message);
   throw error;
 }
 

@@ -31,7 +31,7 @@
 import { randomUUID } from "node:crypto";
 import { Duration, Effect, Schedule } from "effect";
 import type { Sql } from "postgres";
-import { connectPostgres } from "@tributary/client";
+import { connectPostgres, TributaryConnectionError } from "@tributary/client";
 import { parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client/internals";
 import { Keyring, RELAY_CANDIDATE_LOCK, RELAY_LOCK, type Decoder } from "@tributary/core";
 import { checkWalLevel, inspectSlot } from "@tributary/migrate";
@@ -293,7 +293,7 @@ const renewWhileProgressing = (lockConn: Sql, pump: RelayPump, source: Replicati
 
 function toFatal(error: unknown): unknown {
   const e = error as { name?: string; code?: string; message?: string };
-  if (e?.name === "MigrationError" || e?.name === "DatabaseUrlError") return new RelayFatalError(e.code ?? "SETUP", e.message ?? String(error));
+  if (e?.name === "MigrationError" || error instanceof TributaryConnectionError) return new RelayFatalError(e.code ?? "SETUP", e.message ?? String(error));
   return error;
 }
 
