@@ -1,5 +1,6 @@
 import { describeGroups, TributaryGroupError, resetGroupOffsets, type GroupDescription, type GroupReset, type ResetTarget, connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
+import { cliMessage } from "./cli-errors.ts";
 import { columns } from "./text-columns.ts";
 
 const listUsage = `Usage: tributary groups [--database-url URL] [--group NAME] [--json]
@@ -85,7 +86,7 @@ export function parseTarget(text: string): ResetTarget {
 
 /** A refusal or bad input from the group API is the caller's to fix: exit 2 with its message. */
 function asUsageError(error: unknown): never {
-  if (error instanceof TributaryGroupError) throw new UsageError(error.message);
+  if (error instanceof TributaryGroupError) throw new UsageError(cliMessage(error));
   throw error;
 }
 

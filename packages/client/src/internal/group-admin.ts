@@ -201,7 +201,7 @@ export async function resetGroupOffsets(sql: Sql, options: { group: string; stre
   return sql.begin(async (tx) => {
     const [streamRow] = await tx<{ partitions: number }[]>`select partitions from tributary.streams where name = ${stream}`;
     if (!streamRow) {
-      throw new TributaryGroupError("UNKNOWN_STREAM", `stream '${stream}' does not exist: check the name (tributary status lists the streams).`);
+      throw new TributaryGroupError("UNKNOWN_STREAM", `stream '${stream}' does not exist: check the name (tributary.streams lists the streams).`);
     }
     await lockGroup(tx, group);
     const created = await tx`

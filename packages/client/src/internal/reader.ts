@@ -243,7 +243,7 @@ export async function streamPartitions(sql: Sql | TransactionSql, stream: string
     throw new TributaryReadError(
       "UNKNOWN_STREAM",
       `stream '${stream}' does not exist: nothing has been appended to it and it was not created with ` +
-        `tributary.create_stream. Check the name (\`tributary status\` lists the streams).`,
+        `tributary.create_stream. Check the name (tributary.streams lists the streams).`,
     );
   }
   return row.partitions;
