@@ -1,7 +1,7 @@
 /**
  * @tributary/client — append events inside your own PostgreSQL transaction,
- * read them back, consume them as a group, and run queues on them. Every
- * function takes a postgres.js `sql` (or a transaction) first.
+ * read them back, consume them as a group, and run queues on them. What
+ * reads or writes the database takes a postgres.js `sql` (or a transaction) first.
  *
  *   import postgres from "postgres";
  *   import { append } from "@tributary/client";
@@ -35,9 +35,11 @@ export { Consumer as ConsumerService } from "./internal/consumer/consumer-effect
 export { describeGroups, resetGroupOffsets } from "./internal/group-admin.ts";
 export type { GroupDescription, GroupMemberDescription, GroupPartitionDescription, GroupReset, PartitionReset, ResetTarget } from "./internal/group-admin.ts";
 
-// Queues: the SQL API's verbs, workers, cron, job states.
+// Queues: the SQL API's verbs, workers, cron, job states, and their administration.
 export { ack, ackBatch, claim, createQueue, deadLetters, extend, nack, redrive, release, send } from "./internal/queue.ts";
 export type { ClaimedMessage, DeadLetter, QueueOptions, SendOptions } from "./internal/queue.ts";
+export { describeQueues, listDeadLetters, redriveDeadLetters } from "./internal/queue-admin.ts";
+export type { QueueDescription, QueueRedrive, QueueScheduleDescription, QueueWorkerDescription } from "./internal/queue-admin.ts";
 export { work } from "./internal/queue-worker.ts";
 export type { MessageHandler, QueueWorker, WorkerContext, WorkOptions } from "./internal/queue-worker.ts";
 export { runScheduler } from "./internal/queue-scheduler.ts";
@@ -45,7 +47,7 @@ export type { Scheduler } from "./internal/queue-scheduler.ts";
 export { watchJobs } from "./internal/job-watch.ts";
 export type { JobState, JobStateChange, WatchOptions } from "./internal/job-watch.ts";
 
-// Connecting: a libpq URL to verified TLS options (docs/ARCHITECTURE.md "Connections").
+// Connecting: a postgres.js client for a libpq URL, TLS verified as libpq does (docs/ARCHITECTURE.md "Connections").
 export { connectPostgres } from "./internal/connection/connect.ts";
 
 // Errors: one family, a stable string code each, a closed set of codes per area.
