@@ -8,7 +8,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Effect } from "effect";
-import { appendBatch, consumer, ConsumerService, createStream, decodeRawEvent, StaleGenerationError, type Consumer, type RawStreamEvent, type StreamEvent } from "@tributary/client";
+import { appendBatch, consumer, ConsumerService, createStream, decodeRawEvent, TributaryGroupError, type Consumer, type RawStreamEvent, type StreamEvent } from "@tributary/client";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { heartbeat } from "../packages/client/src/internal/consumer/membership.ts";
 import { commitOffsets } from "../packages/client/src/internal/consumer/offsets.ts";
@@ -143,7 +143,8 @@ for (const backend of pgoutput) {
       const b = await heartbeat(db.sql, { ...request, memberId: "b" });
       expect(b.owned.map((o) => o.ready)).toEqual([true, true, true, true]);
       const error = await commitOffsets(db.sql, "g", "a", [{ ...partition, nextOffset: 3 }]).then(() => null, (e: unknown) => e);
-      expect(error).toBeInstanceOf(StaleGenerationError);
+      expect(error).toBeInstanceOf(TributaryGroupError);
+      expect((error as TributaryGroupError).code).toBe("STALE_GENERATION");
       expect((error as Error).message).toMatch(/no longer owns orders\/\d+/);
       // a's heartbeat rejoins it as a new member: it gets a fair share under a new generation, not its old one.
       const back = await heartbeat(db.sql, { ...request, memberId: "a" });
@@ -167,7 +168,7 @@ for (const backend of pgoutput) {
       // …until it releases; then b owns it, ready, and a's old generation is rejected.
       const b2 = await heartbeat(db.sql, { ...request, memberId: "b" });
       expect(b2.owned.find((o) => o.partition === moving.partition)?.ready).toBe(true);
-      await expect(commitOffsets(db.sql, "g", "a", [{ ...old, nextOffset: 6 }])).rejects.toBeInstanceOf(StaleGenerationError);
+      await expect(commitOffsets(db.sql, "g", "a", [{ ...old, nextOffset: 6 }])).rejects.toMatchObject({ code: "STALE_GENERATION" });
     });
 
     it("wakes a caught-up member by notification, without waiting for its poll", async () => {

@@ -14,7 +14,7 @@ import postgres, { type Sql } from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { migrate } from "@tributary/migrate";
 import { Cluster, findInstallation } from "@tributary/testkit";
-import { append, claim, consumer, ack, nack, extend, readPartition, send, tailStream, work } from "@tributary/client";
+import { append, claim, consumer, ack, nack, extend, send, tailStream, work } from "@tributary/client";
 import { startRelay } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { runCli } from "./support/cli.ts";
@@ -39,6 +39,13 @@ async function refused(attempt: () => Promise<unknown>, expected: Refusal): Prom
   expect(error, `expected a refusal matching ${expected.message}`).not.toBeNull();
   expect({ code: error!.code, message: error!.message }, `${error!.message} / ${JSON.stringify(error)}`).toMatchObject({ code: expected.code, message: expect.stringMatching(expected.message) });
   if (expected.hint) expect(error!.hint).toMatch(expected.hint);
+}
+
+/** The offsets of a stream's partition 0 this role can read (row-level security leaves out the rest). */
+async function readableOffsets(sql: Sql, stream: string): Promise<number[]> {
+  const rows = await sql<{ offset: string }[]>`
+    select "offset"::text from tributary.events where stream = ${stream} and partition = 0 order by "offset" limit 10`;
+  return rows.map((r) => Number(r.offset));
 }
 
 const permissionDenied = (what: string): Refusal => ({ code: "42501", message: new RegExp(`permission denied for ${what}`) });
@@ -265,12 +272,11 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
     describe("reader", () => {
       it("reads its streams, and nothing of the others", async () => {
         const reader = as(role.reader);
-        const events = await readPartition(reader, { stream: "orders.eu", partition: 0, from: 0, limit: 10 });
-        expect(events.map((e) => e.offset)).toEqual([0, 1, 2]);
+        expect(await readableOffsets(reader, "orders.eu")).toEqual([0, 1, 2]);
         const [row] = await reader<{ streams: string[]; n: string }[]>`
           select array_agg(distinct stream order by stream) as streams, count(*)::text as n from tributary.events`;
         expect(row!.streams).toEqual(["orders.eu"]);
-        expect(await readPartition(reader, { stream: "payroll", partition: 0, from: 0, limit: 10 })).toEqual([]);
+        expect(await readableOffsets(reader, "payroll")).toEqual([]);
         const ends = await reader<{ stream: string }[]>`select distinct stream from tributary.partition_offsets`;
         expect(ends.map((e) => e.stream)).toEqual(["orders.eu"]);
         const streams = await reader<{ name: string }[]>`select name from tributary.streams order by name`;
@@ -364,9 +370,8 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
 
       it("a grant to a group role applies to its members", async () => {
         const member = as(role.member);
-        const events = await readPartition(member, { stream: "payroll", partition: 0, from: 0, limit: 10 });
-        expect(events.map((e) => e.offset)).toEqual([0, 1]);
-        expect(await readPartition(member, { stream: "orders.eu", partition: 0, from: 0, limit: 10 })).toEqual([]);
+        expect(await readableOffsets(member, "payroll")).toEqual([0, 1]);
+        expect(await readableOffsets(member, "orders.eu")).toEqual([]);
       });
     });
 
@@ -444,8 +449,8 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         const admin = as(role.admin);
         const member = as(role.member);
         await admin`select tributary.grant_stream(${role.readers}, 'orders.*', 'read')`;
-        expect((await readPartition(member, { stream: "orders.eu", partition: 0, from: 0, limit: 10 })).length).toBe(3);
-        expect(await readPartition(member, { stream: "ordersX", partition: 0, from: 0, limit: 10 })).toEqual([]);
+        expect(await readableOffsets(member, "orders.eu")).toEqual([0, 1, 2]);
+        expect(await readableOffsets(member, "ordersX")).toEqual([]);
         const list = await admin<{ role: string; pattern: string; via: string[] }[]>`
           select role, pattern, via from tributary.grant_list where role = ${role.readers} order by pattern`;
         expect(list).toEqual([
@@ -454,7 +459,7 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         ]);
         const [revoked] = await admin<{ ok: boolean }[]>`select tributary.revoke_stream(${role.readers}, 'orders.*', 'read') as ok`;
         expect(revoked!.ok).toBe(true);
-        expect(await readPartition(member, { stream: "orders.eu", partition: 0, from: 0, limit: 10 })).toEqual([]);
+        expect(await readableOffsets(member, "orders.eu")).toEqual([]);
         await refused(() => admin`select tributary.grant_stream(${role.readers}, 'orders.%', 'read')`, { code: "22023", message: /invalid stream pattern 'orders\.%'/ });
         await refused(() => admin`select tributary.grant_queue(${role.readers}, 'emails', 'read')`, { code: "22023", message: /invalid queue privilege 'read'/ });
       });

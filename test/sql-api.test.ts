@@ -20,7 +20,7 @@
  */
 import type { ReservedSql, Sql } from "postgres";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { append, appendBatch, createStream, partitionFor, TributaryInputError, type AppendErrorCode } from "@tributary/client";
+import { append, appendBatch, createStream, partitionFor, TributaryInputError, type InputErrorCode } from "@tributary/client";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, describeBackends, type TestDatabase } from "./support/backends.ts";
 import { assertDense, readAll, waitForCount } from "./support/streams.ts";
@@ -178,7 +178,7 @@ describe("SQL API input validation", () => {
   describe("from the TypeScript client: a TributaryInputError with a stable code", () => {
     const event = { stream: "s", key: "k", type: "T", data: { ok: true } };
     const none = null as unknown as string;
-    const cases: Array<[string, (sql: Sql, small: Sql) => Promise<unknown>, AppendErrorCode, RegExp]> = [
+    const cases: Array<[string, (sql: Sql, small: Sql) => Promise<unknown>, InputErrorCode, RegExp]> = [
       ["empty stream name", (sql) => append(sql, { ...event, stream: "" }), "INVALID_STREAM_NAME", RULES.streamName],
       ["201-character stream name", (sql) => append(sql, { ...event, stream: "s".repeat(201) }), "INVALID_STREAM_NAME", RULES.streamName],
       ["stream name with bad characters", (sql) => append(sql, { ...event, stream: "orders/eu" }), "INVALID_STREAM_NAME", RULES.streamName],

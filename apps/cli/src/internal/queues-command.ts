@@ -1,16 +1,17 @@
 /**
  * `tributary queues`: queues with their counts, live workers and schedules;
  * `queues dead` lists a queue's dead letters; `queues redrive` puts them back
- * (tributary.redrive). Queries in queues-query.ts.
+ * (tributary.redrive). The reads and the redrive are the client's queue
+ * administration (packages/client queue-admin.ts).
  */
 import type { Sql } from "postgres";
-import { connectPostgres } from "@tributary/client";
-import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import {
-  describeQueues, hasQueues, readDeadLetters, redriveDeadLetters, WORKER_ALIVE_SECONDS,
-  type DeadLetterRow, type QueueDescription, type RedriveResult,
-} from "./queues-query.ts";
-import { formatRate, formatSeconds } from "./status-query.ts";
+  connectPostgres, describeQueues, listDeadLetters, redriveDeadLetters, TributaryQueueError,
+  type DeadLetter, type QueueDescription, type QueueRedrive,
+} from "@tributary/client";
+import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
+import { cliMessage } from "./cli-errors.ts";
+import { formatRate, formatSeconds, hasQueues } from "./status-query.ts";
 import { columns } from "./text-columns.ts";
 
 const listUsage = `Usage: tributary queues [--database-url URL] [--queue NAME] [--json]
@@ -24,7 +25,7 @@ schedules. By the database's clock, a message is
   in flight   claimed, its visibility timeout not expired
   delayed     waiting for its delay, run_at or retry backoff
   dead        in the dead letters after max deliveries
-A worker is live with a heartbeat in the last ${WORKER_ALIVE_SECONDS} s; RATE is its acked messages
+A worker is live with a heartbeat in the last 15 s; RATE is its acked messages
 per second since it started.
 
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
@@ -63,7 +64,7 @@ export async function queuesCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { ...databaseUrlOption, queue: { type: "string" }, json: { type: "boolean" } }, listUsage);
   if (positionals.length > 0) throw new UsageError(`unknown subcommand '${positionals[0]}'\n\n${listUsage}`);
   await withDatabase(databaseUrl(values), async (sql) => {
-    const queues = await describeQueues(sql, values.queue ?? null);
+    const queues = await describeQueues(sql, values.queue === undefined ? {} : { queue: values.queue });
     if (values.json) {
       process.stdout.write(queues.map((q) => JSON.stringify(q) + "\n").join(""));
       return;
@@ -80,9 +81,9 @@ async function deadCommand(argv: string[]): Promise<void> {
     throw new UsageError(`--limit must be a positive whole number, not '${values.limit}'`);
   }
   await withDatabase(databaseUrl(values), async (sql) => {
-    const { total, deadLetters } = await readDeadLetters(sql, queue, limit);
+    const { total, deadLetters } = await listDeadLetters(sql, queue, { limit });
     if (values.json) {
-      process.stdout.write(deadLetters.map((d) => JSON.stringify(d) + "\n").join(""));
+      process.stdout.write(deadLetters.map((d) => JSON.stringify(deadLetterJson(d)) + "\n").join(""));
       return;
     }
     process.stdout.write(formatDeadLetters(queue, total, deadLetters));
@@ -105,8 +106,8 @@ async function redriveCommand(argv: string[]): Promise<void> {
     if (!/^[0-9]{1,19}$/.test(id) || BigInt(id) > 9223372036854775807n) throw new UsageError(`--id must be a dead letter's id (a whole number), not '${id}'`);
   }
   await withDatabase(databaseUrl(values), async (sql) => {
-    const result = await redriveDeadLetters(sql, queue, values.all ? null : ids);
-    process.stdout.write(values.json ? JSON.stringify(result) + "\n" : formatRedrive(result));
+    const result = await redriveDeadLetters(sql, queue, values.all ? undefined : ids);
+    process.stdout.write(values.json ? JSON.stringify({ ...result, missing: result.missing.map(Number) }) + "\n" : formatRedrive(result));
     if (result.missing.length > 0 && !values.json) {
       process.stderr.write(`not dead letters of queue '${queue}' (already redriven, or never dead): ${result.missing.join(", ")}\n`);
     }
@@ -134,11 +135,16 @@ async function withDatabase(url: string, body: (sql: Sql) => Promise<void>): Pro
 
 /** The SQL API's rule errors (unknown queue, …) are the caller's to fix: exit 2 with its message and hint. */
 function asUsageError(error: unknown): never {
-  const e = error as { code?: string; constraint_name?: string; message?: string; hint?: string };
-  if (e?.code === "22023" && e.constraint_name?.startsWith("tributary_queue_")) {
-    throw new UsageError(e.hint ? `${e.message} (${e.hint})` : e.message ?? String(error));
-  }
+  if (error instanceof TributaryQueueError) throw new UsageError(cliMessage(error));
   throw error;
+}
+
+/** A dead letter as --json prints it: the id a number, as `queues dead` and `redrive --id` show it. */
+function deadLetterJson(d: DeadLetter) {
+  return {
+    id: Number(d.id), key: d.key, deliveries: d.deliveries, lastError: d.lastError, enqueuedAt: d.enqueuedAt, deadAt: d.deadAt,
+    payload: d.payload, history: d.history,
+  };
 }
 
 /** A setting: "30 s", "1.5 s", "5 min", "90 s", "2 h". */
@@ -176,11 +182,11 @@ function formatQueue(q: QueueDescription): string {
   return lines.join("\n") + "\n";
 }
 
-function formatDeadLetters(queue: string, total: number, deadLetters: DeadLetterRow[]): string {
+function formatDeadLetters(queue: string, total: number, deadLetters: readonly DeadLetter[]): string {
   if (total === 0) return `(no dead letters in queue '${queue}')\n`;
   const lines = columns(
     ["ID", "KEY", "DELIVERIES", "DEAD AT", "LAST ERROR"],
-    deadLetters.map((d) => [String(d.id), d.key ?? "-", String(d.deliveries), d.deadAt.toISOString(), oneLine(d.lastError)]),
+    deadLetters.map((d) => [d.id, d.key ?? "-", String(d.deliveries), d.deadAt.toISOString(), oneLine(d.lastError)]),
     "rlrll",
   );
   if (deadLetters.length < total) lines.push(`  (${deadLetters.length} of ${total} shown: raise --limit for more)`);
@@ -194,6 +200,6 @@ function oneLine(text: string | null): string {
   return line.length > 120 ? `${line.slice(0, 119)}…` : line;
 }
 
-function formatRedrive(r: RedriveResult): string {
+function formatRedrive(r: QueueRedrive): string {
   return `redrove ${r.redriven} dead letter${r.redriven === 1 ? "" : "s"} back into queue '${r.queue}'\n`;
 }

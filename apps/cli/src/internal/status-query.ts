@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
+import { describeGroups, describeQueues } from "@tributary/client";
 import { RELAY_CANDIDATE_LOCK, RELAY_LOCK } from "@tributary/core";
-import { hasQueues, readQueueCounts } from "./queues-query.ts";
 
 export interface StreamStatus {
   stream: string;
@@ -50,7 +50,7 @@ export interface GroupStatus {
   lag: number;
 }
 
-/** A queue's messages by state (see queues-query.ts) and its live workers. */
+/** A queue's messages by state (the client's describeQueues) and its live workers. */
 export interface QueueStatus {
   queue: string;
   /** The depth: messages a claim may take now. */
@@ -85,6 +85,12 @@ export interface Status {
   groups: GroupStatus[];
   /** Absent when the schema predates queues (migration 0003 not applied). */
   queues?: QueueStatus[];
+}
+
+/** Whether this database's schema has queues (migration 0003 applied). */
+export async function hasQueues(sql: Sql): Promise<boolean> {
+  const [row] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.queues') is not null as ok`;
+  return row!.ok;
 }
 
 /** One read of streams, relay slots, consumer groups and queues for `tributary status` and the dev status line. */
@@ -143,17 +149,8 @@ export async function readStatus(sql: Sql): Promise<Status> {
     return { ...r, locked: locks?.active ?? false, standbys: locks?.active ? locks.standbys : 0 };
   });
   const [hasGroups] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.consumer_groups') is not null as ok`;
-  const groups = hasGroups!.ok
-    ? await sql<{ group_name: string; generation: string; members: number; alive: number; lag: string }[]>`
-        select g.group_name, g.generation::text,
-               (select count(*)::int from tributary.group_members m where m.group_name = g.group_name) as members,
-               (select count(*)::int from tributary.group_members m
-                 where m.group_name = g.group_name and m.heartbeat_at + m.session_timeout > now()) as alive,
-               (select coalesce(sum(l.lag), 0)::text from tributary.group_lag l where l.group_name = g.group_name) as lag
-          from tributary.consumer_groups g
-         order by g.group_name`
-    : [];
-  const queues = (await hasQueues(sql)) ? await readQueueCounts(sql) : null;
+  const groups = hasGroups!.ok ? await describeGroups(sql) : [];
+  const queues = (await hasQueues(sql)) ? await describeQueues(sql) : null;
   const rejected = trusted
     ? await sql<{ reason: string; count: number; latest_at: Date; latest_detail: string }[]>`
         select reason, count(*)::int as count, max(rejected_at) as latest_at,
@@ -188,11 +185,11 @@ export async function readStatus(sql: Sql): Promise<Status> {
     })),
     standbyRelays,
     groups: groups.map((g) => ({
-      group: g.group_name,
-      generation: Number(g.generation),
-      members: g.members,
-      aliveMembers: g.alive,
-      lag: Number(g.lag),
+      group: g.group,
+      generation: g.generation,
+      members: g.members.length,
+      aliveMembers: g.members.filter((m) => m.alive).length,
+      lag: g.lag,
     })),
     ...(queues === null ? {} : {
       queues: queues.map((q) => ({

@@ -8,6 +8,7 @@
  */
 import { connectPostgres, consumer, jsonText, parseStartPosition, streamPartitions, tailPartition, tailStream, TributaryReadError, type StreamEvent } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
+import { cliMessage } from "./cli-errors.ts";
 import { onShutdown } from "./shutdown.ts";
 
 const usage = `Usage: tributary tail STREAM [--from earliest|latest|OFFSET|TIME] [--partition N] [--database-url URL]
@@ -53,7 +54,7 @@ export async function tailCommand(argv: string[]): Promise<void> {
   try {
     from = parseStartPosition(values.from ?? "latest");
   } catch (error) {
-    if (error instanceof TributaryReadError) throw new UsageError(`--from: ${error.message}`);
+    if (error instanceof TributaryReadError) throw new UsageError(`--from: ${cliMessage(error)}`);
     throw error;
   }
   const partition = values.partition === undefined ? undefined : Number(values.partition);
@@ -89,7 +90,7 @@ export async function tailCommand(argv: string[]): Promise<void> {
   try {
     await printing;
   } catch (error) {
-    if (error instanceof TributaryReadError) throw new UsageError(error.message);
+    if (error instanceof TributaryReadError) throw new UsageError(cliMessage(error));
     throw error;
   }
 }
@@ -102,7 +103,7 @@ async function tailAsGroupMember(url: string, stream: string, group: string, fro
     await streamPartitions(sql, stream);
   } catch (error) {
     await sql.end({ timeout: 1 });
-    if (error instanceof TributaryReadError) throw new UsageError(error.message);
+    if (error instanceof TributaryReadError) throw new UsageError(cliMessage(error));
     throw error;
   }
   exitOnClosedStdout();

@@ -5,7 +5,7 @@
  * business rows (the transactional outbox).
  */
 import type { Sql, TransactionSql } from "postgres";
-import { TributaryInputError, translateError } from "./errors.ts";
+import { fromSqlApiError, TributaryInputError } from "./errors.ts";
 import { jsonText } from "./json-text.ts";
 
 export interface AppendEvent {
@@ -49,7 +49,7 @@ export async function append(tx: Executor, event: AppendEvent): Promise<string> 
         ${jsonText(event.data)}::text::jsonb, ${jsonText(event.headers ?? {})}::text::jsonb) as id`;
     return row!.id;
   } catch (error) {
-    throw translateError(error);
+    throw fromSqlApiError(error);
   }
 }
 
@@ -67,7 +67,7 @@ export async function appendBatch(tx: Executor, events: readonly AppendEvent[]):
         ${events.map((e) => jsonText(e.headers ?? {}))}::text[]::jsonb[]) as ids`;
     return row!.ids;
   } catch (error) {
-    throw translateError(error);
+    throw fromSqlApiError(error);
   }
 }
 
@@ -79,6 +79,6 @@ export async function createStream(tx: Executor, name: string, partitions = 8): 
   try {
     await tx`select tributary.create_stream(${name}, ${partitions}::int)`;
   } catch (error) {
-    throw translateError(error);
+    throw fromSqlApiError(error);
   }
 }

@@ -1,7 +1,7 @@
 /**
- * Reading events back from tributary.events: the shape handlers and readers
- * receive, and the one query that reads a partition from an offset (an index
- * range scan on the primary key (stream, partition, "offset")).
+ * The shape of the events handlers and readers receive, decoded
+ * (StreamEvent) or raw (RawStreamEvent), and a raw read of one partition from
+ * an offset (an index range scan on the primary key (stream, partition, "offset")).
  */
 import type { Sql, TransactionSql } from "postgres";
 
@@ -47,20 +47,6 @@ export function toStreamEvent(row: EventRow): StreamEvent {
   };
 }
 
-/** Up to `limit` events of one partition with offset >= `from`, in offset order. */
-export async function readPartition(
-  sql: Sql | TransactionSql,
-  options: { stream: string; partition: number; from: number; limit: number },
-): Promise<StreamEvent[]> {
-  const rows = await sql<EventRow[]>`
-    select stream, partition, "offset", id, key, type, data, headers, committed_at
-      from tributary.events
-     where stream = ${options.stream} and partition = ${options.partition} and "offset" >= ${options.from}
-     order by "offset"
-     limit ${options.limit}`;
-  return rows.map(toStreamEvent);
-}
-
 /**
  * A stream event as PostgreSQL sent it, for forwarding without decoding (the
  * Kafka bridge: ConsumerOptions.rawBatchHandler): each column's text as the
@@ -96,7 +82,11 @@ export function decodeRawEvent(e: RawStreamEvent): StreamEvent {
   };
 }
 
-/** Like readPartition, but the events come raw (RawStreamEvent). */
+/**
+ * Up to `limit` events of one partition with offset >= `from`, in offset
+ * order, raw (RawStreamEvent). The benchmarks read the stream back with it
+ * (exported from @tributary/client/internals).
+ */
 export async function readRawPartition(
   sql: Sql | TransactionSql,
   options: { stream: string; partition: number; from: number; limit: number },

@@ -24,26 +24,8 @@
 import type { Sql, TransactionSql } from "postgres";
 import { transaction } from "./connection/transaction.ts";
 import { lockGroup } from "./consumer/membership.ts";
+import { TributaryGroupError } from "./errors.ts";
 import type { StartPosition } from "./reader.ts";
-
-export type GroupAdminErrorCode =
-  | "INVALID_GROUP_NAME"
-  | "GROUP_NOT_FOUND"
-  | "STREAM_NOT_FOUND"
-  | "INVALID_RESET_TARGET"
-  | "OFFSET_OUT_OF_RANGE"
-  | "GROUP_HAS_LIVE_MEMBERS";
-
-/** A group operation refused for a reason the caller can act on; the message says how. */
-export class GroupAdminError extends Error {
-  override readonly name = "GroupAdminError";
-  constructor(
-    readonly code: GroupAdminErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 export interface GroupMemberDescription {
   readonly memberId: string;
@@ -84,11 +66,12 @@ export interface GroupDescription {
 }
 
 
+/** The consumer_groups check (migration 0002), refused before any round trip: by consumer() and the administration. */
 const groupNamePattern = /^[A-Za-z0-9._-]{1,200}$/;
 
-function checkGroupName(group: string): void {
+export function checkGroupName(group: string): void {
   if (typeof group !== "string" || !groupNamePattern.test(group)) {
-    throw new GroupAdminError(
+    throw new TributaryGroupError(
       "INVALID_GROUP_NAME",
       `invalid group name ${JSON.stringify(group)}: a group name is 1 to 200 characters of A-Z a-z 0-9 . _ -`,
     );
@@ -96,7 +79,7 @@ function checkGroupName(group: string): void {
 }
 
 /**
- * Every group (or only `group`, which must exist: GROUP_NOT_FOUND) with its
+ * Every group (or only `group`, which must exist: UNKNOWN_GROUP) with its
  * members, and per partition its owner, committed offset, end and lag.
  */
 export async function describeGroups(sql: Sql | TransactionSql, options: { group?: string } = {}): Promise<GroupDescription[]> {
@@ -106,7 +89,7 @@ export async function describeGroups(sql: Sql | TransactionSql, options: { group
   const groups = await sql<{ group_name: string; generation: string; created_at: Date }[]>`
     select group_name, generation::text, created_at from tributary.consumer_groups where ${filter} order by group_name`;
   if (only !== undefined && groups.length === 0) {
-    throw new GroupAdminError("GROUP_NOT_FOUND", `consumer group '${only}' does not exist (no member has joined it and no offsets were reset for it).`);
+    throw new TributaryGroupError("UNKNOWN_GROUP", `consumer group '${only}' does not exist (no member has joined it and no offsets were reset for it).`);
   }
   const members = await sql<{
     group_name: string; member_id: string; client: string | null; streams: string[];
@@ -182,15 +165,15 @@ function checkTarget(to: ResetTarget): void {
   if (to === "earliest" || to === "latest") return;
   if (typeof to === "number") {
     if (!Number.isSafeInteger(to) || to < 0) {
-      throw new GroupAdminError("INVALID_RESET_TARGET", `invalid offset ${to}: an offset is an integer from 0`);
+      throw new TributaryGroupError("INVALID_RESET_TARGET", `invalid offset ${to}: an offset is an integer from 0`);
     }
     return;
   }
   if (to instanceof Date) {
-    if (Number.isNaN(to.getTime())) throw new GroupAdminError("INVALID_RESET_TARGET", "invalid time: the Date is not a valid time");
+    if (Number.isNaN(to.getTime())) throw new TributaryGroupError("INVALID_RESET_TARGET", "invalid time: the Date is not a valid time");
     return;
   }
-  throw new GroupAdminError("INVALID_RESET_TARGET", `invalid reset target ${JSON.stringify(to)}: use "earliest", "latest", an offset or a Date`);
+  throw new TributaryGroupError("INVALID_RESET_TARGET", `invalid reset target ${JSON.stringify(to)}: use "earliest", "latest", an offset or a Date`);
 }
 
 /**
@@ -205,7 +188,7 @@ function checkTarget(to: ResetTarget): void {
  *
  * A group that does not exist yet is created: resetting a group before its
  * first run is how one starts it at a chosen position. An unknown stream is
- * STREAM_NOT_FOUND. Refused with GROUP_HAS_LIVE_MEMBERS while a member
+ * UNKNOWN_STREAM. Refused with GROUP_HAS_LIVE_MEMBERS while a member
  * subscribed to the stream (or holding one of its partitions) is alive (its
  * heartbeat within its session timeout): stop it, or wait for its session to
  * time out, then reset. The stream's partition assignments are dropped, which
@@ -219,7 +202,7 @@ export async function resetGroupOffsets(sql: Sql, options: { group: string; stre
   return transaction(sql, async (tx) => {
     const [streamRow] = await tx<{ partitions: number }[]>`select partitions from tributary.streams where name = ${stream}`;
     if (!streamRow) {
-      throw new GroupAdminError("STREAM_NOT_FOUND", `stream '${stream}' does not exist: check the name (tributary status lists the streams).`);
+      throw new TributaryGroupError("UNKNOWN_STREAM", `stream '${stream}' does not exist: check the name (tributary.streams lists the streams).`);
     }
     await lockGroup(tx, group);
     const created = await tx`
@@ -249,7 +232,7 @@ export async function resetGroupOffsets(sql: Sql, options: { group: string; stre
       else if (to instanceof Date) next = row.at_time === null ? end : Number(row.at_time);
       else {
         if (to > end) {
-          throw new GroupAdminError(
+          throw new TributaryGroupError(
             "OFFSET_OUT_OF_RANGE",
             `offset ${to} is beyond the end of stream '${stream}' partition ${row.partition} (end ${end}): ` +
               `use an offset from 0 to ${end}, or reset to latest (each partition's end). Nothing was changed.`,
@@ -283,7 +266,7 @@ async function refuseLiveMembers(tx: TransactionSql, group: string, stream: stri
   if (live.length === 0) return;
   const who = live.map((m) => `${m.member_id}${m.client ? ` (${m.client})` : ""}`).join(", ");
   const wait = Math.max(...live.map((m) => m.seconds_left));
-  throw new GroupAdminError(
+  throw new TributaryGroupError(
     "GROUP_HAS_LIVE_MEMBERS",
     `consumer group '${group}' has ${live.length} live member${live.length === 1 ? "" : "s"} subscribed to stream '${stream}': ${who}. ` +
       `A live member keeps its position in memory and would commit over the reset. ` +

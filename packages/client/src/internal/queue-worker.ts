@@ -37,7 +37,8 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Sql } from "postgres";
 import { QUEUE_CHANNEL } from "@tributary/core";
-import { ackBatch, extend, claim, nack, release, TributaryQueueError, type ClaimedMessage } from "./queue.ts";
+import { TributaryQueueError } from "./errors.ts";
+import { ackBatch, extend, claim, nack, release, type ClaimedMessage } from "./queue.ts";
 import { feedQueue } from "./queue-feeder.ts";
 import { startQueueVacuum } from "./queue-vacuum.ts";
 

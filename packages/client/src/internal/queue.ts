@@ -6,6 +6,7 @@
  * and names it; errors come back as TributaryQueueError with a stable code.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { fromSqlApiError } from "./errors.ts";
 import { jsonText } from "./json-text.ts";
 
 export type QueueExecutor = Sql | TransactionSql;
@@ -48,42 +49,11 @@ export interface ClaimedMessage<Payload = unknown> {
   readonly visibleUntil: Date;
 }
 
-export type QueueErrorCode =
-  | "UNKNOWN_QUEUE"
-  | "INVALID_QUEUE_NAME"
-  | "INVALID_OPTION"
-  | "INVALID_PAYLOAD"
-  | "INVALID_WORKER"
-  | "STALE_RECEIPT";
-
-const constraintCodes: Record<string, QueueErrorCode> = {
-  tributary_queue_unknown: "UNKNOWN_QUEUE",
-  tributary_queue_name: "INVALID_QUEUE_NAME",
-  tributary_queue_option: "INVALID_OPTION",
-  tributary_queue_payload: "INVALID_PAYLOAD",
-  tributary_queue_worker: "INVALID_WORKER",
-  tributary_queue_stale_receipt: "STALE_RECEIPT",
-};
-
-export class TributaryQueueError extends Error {
-  override readonly name = "TributaryQueueError";
-  constructor(readonly code: QueueErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
-}
-
-function translate(error: unknown): unknown {
-  const e = error as { code?: string; constraint_name?: string; message?: string; hint?: string };
-  const code = e?.code === "22023" && e.constraint_name ? constraintCodes[e.constraint_name] : undefined;
-  if (!code) return error;
-  return new TributaryQueueError(code, e.hint ? `${e.message} (${e.hint})` : e.message ?? code, { cause: error });
-}
-
 async function call<T>(run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (error) {
-    throw translate(error);
+    throw fromSqlApiError(error);
   }
 }
 

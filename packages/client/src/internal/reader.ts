@@ -35,6 +35,7 @@
 import type { Sql, TransactionSql } from "postgres";
 import { EVENTS_CHANNEL } from "@tributary/core";
 import { isConnectionError } from "./connection-errors.ts";
+import { TributaryReadError } from "./errors.ts";
 import { toStreamEvent, type EventRow, type StreamEvent } from "./events.ts";
 
 /**
@@ -45,18 +46,6 @@ import { toStreamEvent, type EventRow, type StreamEvent } from "./events.ts";
  *   a Date      the first event committed at or after that time, else the end.
  */
 export type StartPosition = "earliest" | "latest" | number | Date;
-
-export type ReadErrorCode = "UNKNOWN_STREAM" | "INVALID_PARTITION" | "INVALID_START";
-
-export class TributaryReadError extends Error {
-  override readonly name = "TributaryReadError";
-  constructor(
-    readonly code: ReadErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 export interface TailOptions {
   readonly stream: string;
@@ -254,7 +243,7 @@ export async function streamPartitions(sql: Sql | TransactionSql, stream: string
     throw new TributaryReadError(
       "UNKNOWN_STREAM",
       `stream '${stream}' does not exist: nothing has been appended to it and it was not created with ` +
-        `tributary.create_stream. Check the name (\`tributary status\` lists the streams).`,
+        `tributary.create_stream. Check the name (tributary.streams lists the streams).`,
     );
   }
   return row.partitions;

@@ -1,5 +1,5 @@
 /**
- * The replication slot the relay reads. `tributary migrate` creates it, so
+ * The replication slot the relay reads. migrate() creates it, so
  * events appended after migrate are retained in the WAL even before any relay
  * has run (docs/ARCHITECTURE.md invariant 7). A slot that existed once (a checkpoint row
  * says so) and is now gone or invalidated is a gap in the stream: we stop with
@@ -25,7 +25,7 @@ export async function checkWalLevel(sql: Sql): Promise<void> {
     throw new MigrationError(
       "WAL_LEVEL_NOT_LOGICAL",
       `wal_level is '${row?.wal_level}', but Tributary reads the WAL through logical decoding. ` +
-        `Run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL, and run this command again.`,
+        `Run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL, and try again.`,
     );
   }
 }
@@ -51,7 +51,7 @@ export async function inspectSlot(sql: Sql, slotName: string, options: { creatio
           `replication slot '${slotName}' was dropped, but the relay had been reading from it: ` +
             `events committed since then may be missing from the stream. Tributary will not re-create it silently. ` +
             `Investigate (who dropped it?), then to accept the gap and go on: ` +
-            `DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${slotName}'; and run tributary migrate.`,
+            `DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${slotName}'; then run migrate() (@tributary/migrate).`,
         );
       }
       return null;
@@ -60,7 +60,7 @@ export async function inspectSlot(sql: Sql, slotName: string, options: { creatio
       throw new MigrationError(
         "SLOT_IN_OTHER_DATABASE",
         `replication slot '${slotName}' belongs to database '${slot.database}', not '${slot.current}': ` +
-          `slot names are server-wide. Give this database its own slot with --slot <name>.`,
+          `slot names are server-wide. Give this database its own slot with slotName: "<name>".`,
       );
     }
     if (slot.wal_status === "lost") {
@@ -68,7 +68,7 @@ export async function inspectSlot(sql: Sql, slotName: string, options: { creatio
         "SLOT_LOST",
         `replication slot '${slotName}' was invalidated (wal_status 'lost'): PostgreSQL removed WAL the relay had not read ` +
           `(max_slot_wal_keep_size?). Events from that WAL are missing from the stream. To accept the gap: ` +
-          `SELECT pg_drop_replication_slot('${slotName}'); DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${slotName}'; then run tributary migrate.`,
+          `SELECT pg_drop_replication_slot('${slotName}'); DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${slotName}'; then run migrate() (@tributary/migrate).`,
       );
     }
     if (slot.confirmed_flush_lsn !== null) {
@@ -85,7 +85,7 @@ export async function inspectSlot(sql: Sql, slotName: string, options: { creatio
       throw new MigrationError(
         "SLOT_NOT_READY",
         `replication slot '${slotName}' is still being created: its creation waits for the transactions running on the server ` +
-          `to finish. Find long-running transactions in pg_stat_activity, then run this command again.`,
+          `to finish. Find long-running transactions in pg_stat_activity, then try again.`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -104,7 +104,7 @@ async function refuseSecondSlot(sql: Sql, slotName: string): Promise<void> {
     "SECOND_SLOT",
     `this database's streams are already fed by replication slot '${other.slot_name}' (${other.plugin}); ` +
       `a relay on a second slot '${slotName}' would write every event a second time. ` +
-      `For a standby relay, run another \`tributary relay --slot ${other.slot_name}\`: it takes over when the active one stops. ` +
+      `For a standby relay, start another relay with slotName: "${other.slot_name}" (it takes over when the active one stops). ` +
       `To move to a new slot instead, stop the relays, drop the old one (SELECT pg_drop_replication_slot('${other.slot_name}'); ` +
       `DELETE FROM tributary.relay_checkpoints WHERE slot_name = '${other.slot_name}';) and migrate again: events committed in between are lost.`,
   );
@@ -127,7 +127,7 @@ export async function ensureSlot(sql: Sql, slotName: string, decoder: Decoder): 
     throw new MigrationError(
       "SLOT_PLUGIN_MISMATCH",
       `replication slot '${slotName}' uses the ${slot.plugin} decoder, not ${decoder}. ` +
-        `Use --decoder ${slot.plugin}: a slot's decoder is fixed when it is created, and one slot feeds a database's streams.`,
+        `Use decoder: "${slot.plugin}" (a slot's decoder is fixed when it is created, and one slot feeds a database's streams).`,
     );
   }
   await sql`
@@ -144,14 +144,14 @@ function explainSlotCreationError(error: unknown, slotName: string, decoder: Dec
     return new MigrationError(
       "PLUGIN_MISSING",
       `the ${decoder} output plugin is not installed on the PostgreSQL server (${e.message}). ` +
-        `Install it on the server (Debian/Ubuntu: apt-get install postgresql-${serverMajor}-${decoder}) or use --decoder pgoutput.`,
+        `Install it on the server (Debian/Ubuntu: apt-get install postgresql-${serverMajor}-${decoder}) or use decoder: "pgoutput".`,
     );
   }
   if (/may not be used as an output plugin/.test(e.message ?? "")) {
     return new MigrationError(
       "PLUGIN_NOT_ALLOWED",
       `the server does not allow ${decoder} as an output plugin (${e.message}). ` +
-        `Add it to output_plugin_libraries (ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, ${decoder}'; SELECT pg_reload_conf();) or use --decoder pgoutput.`,
+        `Add it to output_plugin_libraries (ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, ${decoder}'; SELECT pg_reload_conf();) or use decoder: "pgoutput".`,
     );
   }
   if (/wal_level/.test(e.message ?? "")) {

@@ -1,12 +1,10 @@
 /**
- * Log sequence numbers as a value type: a 64-bit bigint with parse/format and
- * named sentinels. PostgreSQL prints them as two hex halves "X/Y".
+ * Log sequence numbers as a value type: a 64-bit bigint (compared with < and
+ * >) with parse/format. PostgreSQL prints them as two hex halves "X/Y".
  */
 export type Lsn = bigint;
 
 export const Lsn = {
-  zero: 0n as Lsn,
-
   parse(text: string): Lsn {
     const match = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text);
     if (!match) throw new Error(`not an LSN: ${JSON.stringify(text)} (expected hex "X/Y", e.g. "0/16B3748")`);
@@ -15,9 +13,5 @@ export const Lsn = {
 
   format(lsn: Lsn): string {
     return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
-  },
-
-  max(a: Lsn, b: Lsn): Lsn {
-    return a > b ? a : b;
   },
 };

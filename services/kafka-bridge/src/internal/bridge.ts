@@ -61,7 +61,7 @@ export function startBridge(config: BridgeConfig): BridgeHandle {
   const stopping = new AbortController();
   let resources: Resources | null = null;
   const run = (async () => {
-    if (config.streams.length === 0) throw new BridgeError("INVALID_CONFIG", "no streams to forward: give --streams a,b (or streams in the config file)");
+    if (config.streams.length === 0) throw new BridgeError("INVALID_CONFIG", "no streams to forward: streams is empty");
     const kafka = new Kafka({ logLevel: logLevel.NOTHING, ...config.kafka });
     const sql = connectPostgres(config.databaseUrl, { max: 4 + (config.concurrency ?? 8), onnotice: () => {}, connection: { application_name: "tributary-bridge" } });
     resources = { sql, kafka, producer: null, member: null };

@@ -25,13 +25,13 @@ export function isFatal(error: unknown): boolean {
 export function explainKafkaError(error: unknown): string {
   const e = error as { name?: string; message?: string; type?: string };
   if (e?.name === "KafkaJSSASLAuthenticationError" || e?.type === "SASL_AUTHENTICATION_FAILED") {
-    return `Kafka rejected the credentials (${e.message}): check --sasl-mechanism, --sasl-username and --sasl-password`;
+    return `Kafka rejected the credentials (${e.message}): check kafka.sasl (mechanism, username and password)`;
   }
   if (/certificate|altnames|self[- ]signed/i.test(e?.message ?? "")) {
-    return `Kafka unreachable: its TLS certificate was not accepted (${e.message}): check --ssl-ca (the CA that signed the brokers' certificates) and that --brokers names hosts the certificates are for`;
+    return `Kafka unreachable: its TLS certificate was not accepted (${e.message}): check kafka.ssl.ca (the CA that signed the brokers' certificates) and that kafka.brokers names hosts the certificates are for`;
   }
   if (e?.name === "KafkaJSNumberOfRetriesExceeded" || e?.name === "KafkaJSConnectionError" || e?.name === "KafkaJSNonRetriableError") {
-    return `Kafka unreachable (${e.message}): check --brokers and the network`;
+    return `Kafka unreachable (${e.message}): check kafka.brokers and the network`;
   }
   return e?.message ?? String(error);
 }

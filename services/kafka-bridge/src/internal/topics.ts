@@ -2,7 +2,7 @@
  * Which Kafka topic each stream goes to, and whether the topic's partitions
  * line up with the stream's (then stream partition p → Kafka partition p).
  * A missing topic is created with the stream's partition count only when
- * allowed (--create-topics); otherwise it is an error naming the topic.
+ * allowed (createTopics); otherwise it is an error naming the topic.
  */
 import type { Admin } from "kafkajs";
 import type { Sql } from "postgres";
@@ -32,14 +32,14 @@ export async function routeTopics(sql: Sql, admin: Admin, streams: readonly stri
   const partitionsOf = new Map(rows.map((r) => [r.name, r.partitions]));
   const missingStreams = streams.filter((s) => !partitionsOf.has(s));
   if (missingStreams.length > 0) {
-    throw new BridgeError("STREAM_MISSING", `stream${missingStreams.length > 1 ? "s" : ""} ${missingStreams.map((s) => `'${s}'`).join(", ")} not found: check --streams (tributary status lists the streams), or create it with tributary.create_stream.`);
+    throw new BridgeError("STREAM_MISSING", `stream${missingStreams.length > 1 ? "s" : ""} ${missingStreams.map((s) => `'${s}'`).join(", ")} not found: check the stream names given (tributary.streams lists the streams), or create it with tributary.create_stream.`);
   }
   const existing = new Set(await admin.listTopics());
   const toCreate = streams.filter((s) => !existing.has(topicName(s, naming)));
   if (toCreate.length > 0) {
     if (!createTopics) {
       const names = toCreate.map((s) => `'${topicName(s, naming)}' (for stream '${s}', ${partitionsOf.get(s)} partitions)`).join(", ");
-      throw new BridgeError("TOPIC_MISSING", `Kafka topic ${names} does not exist: create it with the stream's partition count, or run the bridge with --create-topics.`);
+      throw new BridgeError("TOPIC_MISSING", `Kafka topic ${names} does not exist: create it with the stream's partition count, or run the bridge with createTopics: true.`);
     }
     await admin.createTopics({
       waitForLeaders: true,

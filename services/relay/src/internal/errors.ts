@@ -78,7 +78,7 @@ export function fatalSetupError(error: unknown, context: { slotName: string }): 
   const e = error as { code?: string; message?: string };
   const message = e?.message ?? String(error);
   if (e?.code && TLS_VERIFY_CODES.has(e.code)) {
-    return new RelayFatalError("TLS", `the server's certificate was refused (${e.code}: ${message}): check sslrootcert (the CA that signed it) and that the host in DATABASE_URL is a name the certificate holds.`);
+    return new RelayFatalError("TLS", `the server's certificate was refused (${e.code}: ${message}): check sslrootcert (the CA that signed it) and that the host in the database URL is a name the certificate holds.`);
   }
   if (e?.code === "0A000" && /row-level security/.test(message)) {
     return new RelayFatalError("NO_BYPASSRLS", `${message}: the relay writes tributary.events, which row-level security guards for readers. Its login role needs BYPASSRLS (ALTER ROLE <role> BYPASSRLS); see README "Security".`);
@@ -86,9 +86,9 @@ export function fatalSetupError(error: unknown, context: { slotName: string }): 
   switch (e?.code) {
     case "28P01":
     case "28000":
-      return new RelayFatalError("AUTHENTICATION", `the database refused the relay's login: ${message}. Check the user and password in DATABASE_URL (or the password file) and pg_hba.conf.`);
+      return new RelayFatalError("AUTHENTICATION", `the database refused the relay's login: ${message}. Check the user and password in the database URL (or the password file) and pg_hba.conf.`);
     case "3D000":
-      return new RelayFatalError("NO_DATABASE", `${message}: check the database name in DATABASE_URL.`);
+      return new RelayFatalError("NO_DATABASE", `${message}: check the database name in the database URL.`);
     case "42501":
       if (/replication|WAL sender|walsender/i.test(message)) {
         return new RelayFatalError("NO_REPLICATION", `${message}: the relay's login role needs the REPLICATION attribute (ALTER ROLE <role> REPLICATION), a pg_hba.conf entry allowing it, and membership in tributary_relay.`);
@@ -97,7 +97,7 @@ export function fatalSetupError(error: unknown, context: { slotName: string }): 
     case "42P01":
     case "3F000":
     case "42883":
-      return new RelayFatalError("NOT_MIGRATED", `${message}: the tributary schema is missing or older than this relay. Run tributary migrate first (slot '${context.slotName}').`);
+      return new RelayFatalError("NOT_MIGRATED", `${message}: the tributary schema is missing or older than this relay. Run migrate() (@tributary/migrate) first (slot '${context.slotName}').`);
     default:
       return error;
   }

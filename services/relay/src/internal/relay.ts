@@ -31,7 +31,8 @@
 import { randomUUID } from "node:crypto";
 import { Duration, Effect, Schedule } from "effect";
 import type { Sql } from "postgres";
-import { connectPostgres, openSession, parseDatabaseUrl, pgClientConfig, sessionUsesTls, type Session } from "@tributary/client";
+import { connectPostgres, openSession, TributaryConnectionError, type Session } from "@tributary/client";
+import { parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client/internals";
 import { Keyring, RELAY_CANDIDATE_LOCK, RELAY_LOCK, type Decoder } from "@tributary/core";
 import { checkWalLevel, inspectSlot } from "@tributary/migrate";
 import { Lsn, ReplicationSource } from "@tributary/wal";
@@ -161,7 +162,7 @@ async function loadState(sql: Sql, config: RelayConfig): Promise<{ checkpoint: C
     select commit_lsn::text, end_lsn::text, partial_commit_lsn::text, partial_events::text, version::text
       from tributary.relay_checkpoints where slot_name = ${config.slotName}`;
   if (!row) {
-    throw new RelayFatalError("NOT_MIGRATED", `no checkpoint for slot '${config.slotName}': run tributary migrate first (it creates the slot).`);
+    throw new RelayFatalError("NOT_MIGRATED", `no checkpoint for slot '${config.slotName}': run migrate() (@tributary/migrate) first (it creates the slot).`);
   }
   const offsets = await sql<{ stream: string; partition: number; next_offset: string }[]>`
     select stream, partition, next_offset::text from tributary.partition_offsets`;
@@ -196,7 +197,7 @@ async function checkSlotMatchesCheckpoint(sql: Sql, slotName: string, confirmedF
   }
   const others = await sql<{ slot_name: string }[]>`select slot_name from tributary.relay_checkpoints where slot_name <> ${slotName}`;
   if (others.length > 0) {
-    throw new RelayFatalError("SECOND_SLOT", `slot '${others[0]!.slot_name}' already feeds this database's streams; a second slot would duplicate every event. Run standbys with the same --slot.`);
+    throw new RelayFatalError("SECOND_SLOT", `slot '${others[0]!.slot_name}' already feeds this database's streams; a second slot would duplicate every event. Run the relay and its standbys with slotName: "${others[0]!.slot_name}".`);
   }
 }
 
@@ -217,11 +218,11 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
     yield* setup(() => takeLease(lockConn, config.slotName, relayId, writerBackend!.pid, takeoverMs(config)));
     const slot = yield* setup(() => inspectSlot(sql, config.slotName));
     if (!slot) {
-      return yield* Effect.fail(new RelayFatalError("NO_SLOT", `replication slot '${config.slotName}' does not exist: run tributary migrate first (it creates the slot).`));
+      return yield* Effect.fail(new RelayFatalError("NO_SLOT", `replication slot '${config.slotName}' does not exist: run migrate() (@tributary/migrate) first (it creates the slot).`));
     }
     if (config.decoder && slot.plugin !== config.decoder) {
       return yield* Effect.fail(new RelayFatalError("SLOT_PLUGIN_MISMATCH",
-        `replication slot '${config.slotName}' uses the ${slot.plugin} decoder, not ${config.decoder}: start the relay with --decoder ${slot.plugin} ` +
+        `replication slot '${config.slotName}' uses the ${slot.plugin} decoder, not ${config.decoder}: start the relay with decoder: "${slot.plugin}" ` +
           `(the slot's decoder is fixed when migrate creates it).`));
     }
     const loaded = yield* setup(() => loadState(sql, config));
@@ -302,7 +303,7 @@ const renewWhileProgressing = (lockConn: Sql, pump: RelayPump, source: Replicati
 
 function toFatal(error: unknown): unknown {
   const e = error as { name?: string; code?: string; message?: string };
-  if (e?.name === "MigrationError" || e?.name === "DatabaseUrlError") return new RelayFatalError(e.code ?? "SETUP", e.message ?? String(error));
+  if (e?.name === "MigrationError" || error instanceof TributaryConnectionError) return new RelayFatalError(e.code ?? "SETUP", e.message ?? String(error));
   return error;
 }
 

@@ -18,7 +18,7 @@ import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
 import { checkServerIdentity, type ConnectionOptions } from "node:tls";
 import { passwordFromPassFile } from "./pgpass.ts";
-import { DatabaseUrlError } from "./errors.ts";
+import { TributaryConnectionError } from "../errors.ts";
 
 export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
 const sslModes: readonly SslMode[] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
@@ -44,8 +44,6 @@ export interface DatabaseTarget {
   readonly parameters: Readonly<Record<string, string>>;
 }
 
-export { DatabaseUrlError, type DatabaseUrlErrorCode } from "./errors.ts";
-
 /** Query parameters libpq reads on the client side: never sent to the server as settings. */
 const clientSideParameters = new Set(["sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword", "password", "ssl"]);
 
@@ -56,10 +54,10 @@ export function parseDatabaseUrl(url: string, env: NodeJS.ProcessEnv = process.e
   } catch {
     // URL's own error carries the input (and so the password): say what is wrong without it.
     const multiHost = /^[a-z]+:\/\/[^/?]*,/i.test(url) ? " (several hosts in one URL are not supported)" : "";
-    throw new DatabaseUrlError("INVALID_URL", `the database URL is not a valid URL${multiHost}: expected postgres://user@host:5432/database[?sslmode=verify-full&sslrootcert=ca.pem]`);
+    throw new TributaryConnectionError("INVALID_URL", `the database URL is not a valid URL${multiHost}: expected postgres://user@host:5432/database[?sslmode=verify-full&sslrootcert=ca.pem]`);
   }
   if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
-    throw new DatabaseUrlError("INVALID_URL", `the database URL starts with '${parsed.protocol}//': expected postgres:// or postgresql://`);
+    throw new TributaryConnectionError("INVALID_URL", `the database URL starts with '${parsed.protocol}//': expected postgres:// or postgresql://`);
   }
   const query = Object.fromEntries(parsed.searchParams);
   const host = query.host ?? (decodeURIComponent(parsed.hostname).replace(/^\[(.*)\]$/, "$1") || env.PGHOST || "localhost");
@@ -80,7 +78,7 @@ export function parseDatabaseUrl(url: string, env: NodeJS.ProcessEnv = process.e
 function tlsPolicy(query: Record<string, string>, env: NodeJS.ProcessEnv, host: string): TlsPolicy {
   const given = query.sslmode ?? legacySsl(query.ssl) ?? env.PGSSLMODE ?? "prefer";
   if (!sslModes.includes(given as SslMode)) {
-    throw new DatabaseUrlError("INVALID_SSLMODE", `sslmode=${given} is not a TLS mode: use disable, allow, prefer, require, verify-ca or verify-full`);
+    throw new TributaryConnectionError("INVALID_SSLMODE", `sslmode=${given} is not a TLS mode: use disable, allow, prefer, require, verify-ca or verify-full`);
   }
   let mode = given as SslMode;
   const rootCertSource = query.sslrootcert !== undefined ? "sslrootcert" : "PGSSLROOTCERT";
@@ -123,7 +121,7 @@ function rootCertificates(path: string | undefined, source: string, mode: SslMod
   if (path === undefined) {
     const fallback = join(homedir(), ".postgresql", "root.crt");
     if (!isFile(fallback)) {
-      throw new DatabaseUrlError("NO_ROOT_CERT",
+      throw new TributaryConnectionError("NO_ROOT_CERT",
         `sslmode=${mode} needs the CA that signed the server's certificate: add sslrootcert=/path/to/ca.pem to the URL ` +
         `(or set PGSSLROOTCERT; sslrootcert=system uses the system's CAs); ${fallback} does not exist`);
     }
@@ -146,7 +144,7 @@ function readPem(path: string, parameter: string, what: string): string {
     return readFileSync(path, "utf8");
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    throw new DatabaseUrlError("UNREADABLE_FILE", `${parameter}=${path}: cannot read the ${what} file (${reason}); give the path of a readable PEM file`);
+    throw new TributaryConnectionError("UNREADABLE_FILE", `${parameter}=${path}: cannot read the ${what} file (${reason}); give the path of a readable PEM file`);
   }
 }
 
@@ -155,17 +153,5 @@ function isFile(path: string): boolean {
     return statSync(path).isFile();
   } catch {
     return false;
-  }
-}
-
-/** The URL with its password masked, for messages that must show where they connect. */
-export function redactDatabaseUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    parsed.searchParams.has("password") && parsed.searchParams.set("password", "***");
-    return parsed.href;
-  } catch {
-    return "(an invalid URL)";
   }
 }

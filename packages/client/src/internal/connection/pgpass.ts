@@ -6,7 +6,7 @@
  * silently. The password never appears in an error.
  */
 import { readFileSync, statSync } from "node:fs";
-import { DatabaseUrlError } from "./errors.ts";
+import { TributaryConnectionError } from "../errors.ts";
 
 export interface PassFileKey {
   readonly host: string;
@@ -23,17 +23,17 @@ export function passwordFromPassFile(path: string, key: PassFileKey, explicit: b
     if (!stat.isFile()) return undefined;
     mode = stat.mode;
   } catch {
-    if (explicit) throw new DatabaseUrlError("UNREADABLE_FILE", `PGPASSFILE=${path}: the password file does not exist`);
+    if (explicit) throw new TributaryConnectionError("UNREADABLE_FILE", `PGPASSFILE=${path}: the password file does not exist`);
     return undefined;
   }
   if (process.platform !== "win32" && (mode & 0o077) !== 0) {
-    throw new DatabaseUrlError("PASSFILE_PERMISSIONS", `the password file ${path} can be read by group or others: chmod 600 ${path}`);
+    throw new TributaryConnectionError("PASSFILE_PERMISSIONS", `the password file ${path} can be read by group or others: chmod 600 ${path}`);
   }
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    throw new DatabaseUrlError("UNREADABLE_FILE", `the password file ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+    throw new TributaryConnectionError("UNREADABLE_FILE", `the password file ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})`);
   }
   const wanted = [key.host, String(key.port), key.database, key.user];
   for (const line of text.split(/\r?\n/)) {

@@ -132,7 +132,7 @@ async function invoke(h: BatchHandling, events: AnyEvent[], tx: TransactionSql |
   }
 }
 
-/** Runs `work`, retrying with the schedule; a StaleGenerationError is never retried (it is final). */
+/** Runs `work`, retrying with the schedule; a STALE_GENERATION commit is never retried (it is final). */
 async function attempt(h: BatchHandling, work: () => Promise<void>, retries = h.retries): Promise<{ ok: true } | { ok: false; error: unknown }> {
   const program = Effect.tryPromise({ try: work, catch: (error) => error }).pipe(
     Effect.retry({ schedule: h.retry, times: retries, while: (error) => !isFinal(error) }),

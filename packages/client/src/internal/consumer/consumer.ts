@@ -34,9 +34,7 @@ import { heartbeat, leave, release, type HeartbeatResult } from "./membership.ts
 import { commitOffsets, committedOffsets } from "./offsets.ts";
 import { partitionKey } from "./assignor.ts";
 import { isPermanentDatabaseError } from "../connection-errors.ts";
-
-/** The consumer_groups check (migration 0002): refused before any round trip. */
-const groupNamePattern = /^[A-Za-z0-9._-]{1,200}$/;
+import { checkGroupName } from "../group-admin.ts";
 
 export interface ConsumerOptions {
   readonly group: string;
@@ -150,9 +148,7 @@ class GroupMember implements Consumer {
       throw new TypeError("consumer: give exactly one of handler, batchHandler or rawBatchHandler");
     }
     if (options.streams.length === 0) throw new TypeError("consumer: streams must name at least one stream");
-    if (typeof options.group !== "string" || !groupNamePattern.test(options.group)) {
-      throw new TypeError(`consumer: invalid group name ${JSON.stringify(options.group)}: a group name is 1 to 200 characters of A-Z a-z 0-9 . _ -`);
-    }
+    checkGroupName(options.group);
     this.memberId = options.memberId ?? `${options.group}-${randomUUID()}`;
     this.log = options.log ?? ((m) => console.error(`[tributary consumer ${options.group}] ${m}`));
     const sessionTimeoutMs = options.sessionTimeoutMs ?? 10_000;

@@ -12,6 +12,7 @@
  */
 import type { Sql, TransactionSql } from "postgres";
 import { transaction } from "../connection/transaction.ts";
+import { TributaryGroupError } from "../errors.ts";
 
 export interface OffsetCommit {
   readonly stream: string;
@@ -21,22 +22,15 @@ export interface OffsetCommit {
   readonly nextOffset: number;
 }
 
-export class StaleGenerationError extends Error {
-  override readonly name = "StaleGenerationError";
-  readonly code = "STALE_GENERATION";
-  constructor(
-    readonly group: string,
-    readonly memberId: string,
-    readonly partitions: ReadonlyArray<{ stream: string; partition: number; generation: number }>,
-  ) {
-    super(
-      `member ${memberId} of group ${group} no longer owns ${partitions.map((p) => `${p.stream}/${p.partition} (generation ${p.generation})`).join(", ")}: ` +
-        "the partition moved to another member (this member was paused or silent past its session timeout); its commit was rejected and the new owner resumes from the last committed offset.",
-    );
-  }
+function staleGeneration(group: string, memberId: string, partitions: readonly OffsetCommit[]): TributaryGroupError {
+  return new TributaryGroupError(
+    "STALE_GENERATION",
+    `member ${memberId} of group ${group} no longer owns ${partitions.map((p) => `${p.stream}/${p.partition} (generation ${p.generation})`).join(", ")}: ` +
+      "the partition moved to another member (this member was paused or silent past its session timeout); its commit was rejected and the new owner resumes from the last committed offset.",
+  );
 }
 
-/** Commits offsets, all or none: throws StaleGenerationError if any partition is no longer this member's. */
+/** Commits offsets, all or none: throws a TributaryGroupError STALE_GENERATION if any partition is no longer this member's. */
 export async function commitOffsets(sql: Sql | TransactionSql, group: string, memberId: string, commits: readonly OffsetCommit[]): Promise<void> {
   if (commits.length === 0) return;
   const run = async (tx: Sql | TransactionSql) => {
@@ -61,7 +55,7 @@ export async function commitOffsets(sql: Sql | TransactionSql, group: string, me
     if (written.length !== commits.length) {
       const ok = new Set(written.map((w) => `${w.stream}\u0000${w.partition}`));
       const stale = commits.filter((c) => !ok.has(`${c.stream}\u0000${c.partition}`));
-      throw new StaleGenerationError(group, memberId, stale);
+      throw staleGeneration(group, memberId, stale);
     }
   };
   // Outside a transaction, a partial commit must not stay: run it in one.
