@@ -1,9 +1,11 @@
 /**
- * Queue workers (work()): wake-ups by notification, concurrency, retries to
- * the dead letters, extend() for long handlers, a clean stop that releases
- * what it cannot finish, and 16 workers in their own processes, some killed
- * (-9) mid-handler: every message completes at least once, none lost.
+ * Queue workers (work()): wake-ups by notification (also one that comes
+ * while a claim is on the wire), concurrency, retries to the dead letters,
+ * extend() for long handlers, a clean stop that releases what it cannot
+ * finish, and 16 workers in their own processes, some killed (-9)
+ * mid-handler: every message completes at least once, none lost.
  */
+import { createServer, connect, type AddressInfo, type Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import { appendBatch, createQueue, createStream, send, work, type QueueWorker } from "@tributary/client";
@@ -13,6 +15,68 @@ import { Fixture, type FixtureChild } from "./support/consumer-processes.ts";
 import { eventually } from "./support/processes.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A TCP hop to the test server that holds back the server's answer to the
+ * first claim executed through it until release(): the window between a
+ * claim reading the queue and its answer reaching the worker, held open on
+ * purpose. (postgres.js prepares a statement first — Parse, answered at once
+ * — then executes it with a Bind naming it: the Bind's answer is held.)
+ */
+async function claimAnswerGate(databaseUrl: string) {
+  const target = new URL(databaseUrl);
+  let claimAnswered = false;
+  let claimStatement: string | null = null;
+  let armed = true;
+  const releases: Array<() => void> = [];
+  const sockets = new Set<Socket>();
+  const readyForQuery = Buffer.from([0x5a, 0, 0, 0, 5]); // 'Z', length 5: the end of a statement's answer
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    sockets.add(client).add(upstream);
+    let held: Buffer[] | null = null;
+    client.on("data", (chunk) => {
+      const text = chunk.toString("latin1");
+      // Parse: 'P', length, statement name, NUL, query text. Bind: 'B', length, portal, NUL, statement name, NUL.
+      claimStatement ??= /P[^]{4}([^\x00]*)\x00[^\x00]*tributary\.claim\(/.exec(text)?.[1] ?? null;
+      if (armed && claimStatement !== null && new RegExp(`B[^]{4}\\x00${claimStatement}\\x00`).test(text)) {
+        armed = false;
+        held = [];
+        releases.push(() => {
+          for (const b of held!) client.write(b);
+          held = null;
+        });
+      }
+      upstream.write(chunk);
+    });
+    upstream.on("data", (chunk) => {
+      if (held === null) return void client.write(chunk);
+      held.push(chunk);
+      if (Buffer.concat(held).includes(readyForQuery)) claimAnswered = true;
+    });
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      a.on("error", () => b.destroy());
+      a.on("close", () => b.destroy());
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = new URL(databaseUrl);
+  url.hostname = "127.0.0.1";
+  url.port = String((server.address() as AddressInfo).port);
+  return {
+    url: url.toString(),
+    /** The claim ran on the server and its whole answer is held here. */
+    claimAnswered: () => claimAnswered,
+    release: () => {
+      for (const r of releases.splice(0)) r();
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
 const backend = backends().find((b) => b.decoder === "pgoutput")!;
 
 describe(`queue workers [${backend.name}]`, () => {
@@ -31,29 +95,77 @@ describe(`queue workers [${backend.name}]`, () => {
     await db?.drop();
   });
 
-  it("an idle worker picks up a new message within milliseconds (NOTIFY, not its poll), at most `concurrency` at once", async () => {
+  it("an idle worker picks up a new message on its NOTIFY, long before its poll; at most `concurrency` at once; each acked on its first delivery", async () => {
     db = await createTestDatabase(backend);
     await createQueue(db.sql, "jobs");
+    const [queue] = await db.sql<{ visibility_ms: number }[]>`
+      select extract(epoch from visibility_timeout)::float8 * 1000 as visibility_ms from tributary.queue_settings('jobs')`;
+    const pollIntervalMs = 60_000;
     let running = 0;
     let peak = 0;
     const done: number[] = [];
-    workers.push(await work<{ n: number }>(db.sql, "jobs", async (m) => {
-      running++;
-      peak = Math.max(peak, running);
-      await sleep(30);
-      running--;
-      done.push(m.payload.n);
-    }, { concurrency: 3, pollIntervalMs: 60_000, log: () => {} }));
-    await sleep(200);
-    const started = Date.now();
-    await send(db.sql, "jobs", { n: 0 });
-    await eventually("the first message handled", () => done.length === 1, 5_000, 5);
-    expect(Date.now() - started).toBeLessThan(1_000);
-    await db.sql`select tributary.send('jobs', jsonb_build_object('n', g)) from generate_series(1, 20) g`;
-    await eventually("all handled", () => done.length === 21, 10_000);
-    expect(peak).toBe(3);
-    const [row] = await db.sql`select count(*)::int as n from tributary.queue_messages`;
-    expect(row?.n).toBe(0); // all acked
+    // A client of its own, named, so the test can see the worker's first claim finish on the server.
+    const workerSql = postgres(db.url, { max: 3, onnotice: () => {}, connection: { application_name: "idle-worker" } });
+    try {
+      const worker = await work<{ n: number }>(workerSql, "jobs", async (m) => {
+        running++;
+        peak = Math.max(peak, running);
+        await sleep(30);
+        running--;
+        done.push(m.payload.n);
+      }, { concurrency: 3, pollIntervalMs, vacuum: false, log: () => {} });
+      try {
+        // Idle: its first claim found the queue empty (on the server; a NOTIFY that beats that
+        // claim's answer to the worker is kept for another claim), so only a NOTIFY or the poll wakes it.
+        await eventually("the worker's first claim answered", async () => (await db.sql`
+          select 1 from pg_stat_activity
+           where datname = current_database() and application_name = 'idle-worker' and state = 'idle' and query like '%tributary.claim(%'`).length > 0);
+        await send(db.sql, "jobs", { n: 0 });
+        // Its poll comes pollIntervalMs after that claim: handled within half of that is the NOTIFY's doing.
+        await eventually("the first message handled on its NOTIFY", () => done.length === 1, pollIntervalMs / 2, 5);
+        await db.sql`select tributary.send('jobs', jsonb_build_object('n', g)) from generate_series(1, 20) g`;
+        // Handled is not acked: the worker acks after the handler returns. A lost ack would keep its
+        // message in the queue until its claim expired: drained within the visibility timeout means
+        // every ack landed, and each message handled once means none was delivered twice.
+        await eventually("all 21 handled and acked", async () => done.length >= 21 && (await db.sql`select 1 from tributary.queue_messages limit 1`).length === 0, queue!.visibility_ms);
+        expect([...done].sort((a, b) => a - b)).toEqual(Array.from({ length: 21 }, (_, i) => i));
+        expect(peak).toBe(3);
+      } finally {
+        await worker.stop();
+      }
+    } finally {
+      await workerSql.end();
+    }
+  });
+
+  it("a NOTIFY that arrives while the worker's claim is on the wire is not lost: the worker claims again instead of sleeping until its poll", async () => {
+    db = await createTestDatabase(backend);
+    await createQueue(db.sql, "jobs");
+    const pollIntervalMs = 60_000;
+    const gate = await claimAnswerGate(db.url);
+    const workerSql = postgres(gate.url, { max: 1, onnotice: () => {} });
+    const handled: number[] = [];
+    try {
+      const worker = await work<{ n: number }>(workerSql, "jobs", (m) => void handled.push(m.payload.n), { pollIntervalMs, vacuum: false, log: () => {} });
+      try {
+        // The worker's first claim read the queue (empty); its answer is held.
+        await eventually("the worker's first claim answered at the gate", gate.claimAnswered);
+        let notified!: () => void;
+        const seen = new Promise<void>((resolve) => (notified = resolve));
+        // Listeners run in the order they were added: when this one runs, the worker's has.
+        const listening = await workerSql.listen("tributary_queue", () => notified());
+        await send(db.sql, "jobs", { n: 1 }); // committed after that claim read the queue
+        await seen;
+        gate.release(); // the claim's empty answer reaches the worker after the NOTIFY did
+        await eventually("the message handled before the worker's poll", () => handled.length === 1, pollIntervalMs / 2);
+        await listening.unlisten();
+      } finally {
+        await worker.stop();
+      }
+    } finally {
+      await workerSql.end();
+      await gate.close();
+    }
   });
 
   it("a failing handler is retried with backoff, then its message goes to the dead letters with the error", async () => {

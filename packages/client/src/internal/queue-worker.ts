@@ -20,6 +20,9 @@
  * tributary_queue with the queue's name, so an idle worker claims within
  * milliseconds; `pollIntervalMs` (default 1 s) covers delayed messages coming
  * due and missed notifications. No busy loop: an empty claim waits.
+ * A wake-up that comes while a claim is on the wire is kept, not dropped: the
+ * claim may have read the queue before the commit that notified, so the loop
+ * claims again instead of waiting for the poll.
  *
  * stop(): no new claims; held messages that never started are released (the
  * claim does not count as a delivery); handlers in flight get `gracefulMs`
@@ -112,11 +115,15 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   const running = new Map<string, Held<Payload>>();
   const counts = { succeeded: 0, failed: 0 };
   let stopping = false;
+  /** Resolves the loop's wait; null while the loop is not waiting (claiming, or starting handlers). */
   let wake: (() => void) | null = null;
+  /** A wake-up came while the loop was not waiting: its next wait returns at once. */
+  let wokenMeanwhile = false;
   const wakeUp = () => {
     const resolve = wake;
     wake = null;
-    resolve?.();
+    if (resolve) resolve();
+    else wokenMeanwhile = true;
   };
   const listener = await sql.listen(QUEUE_CHANNEL, (payload) => {
     if (payload === queue) wakeUp();
@@ -234,6 +241,8 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   const loop = (async () => {
     while (!stopping) {
       let claimed = 0;
+      // From here on a wake-up may be for a commit the claim below does not see.
+      wokenMeanwhile = false;
       if (room() >= refill()) {
         try {
           const max = Math.min(room(), options.batch ?? capacity());
@@ -248,10 +257,14 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
         }
       }
       if (stopping) break;
-      if (claimed === 0 || room() < refill()) {
+      if ((claimed === 0 || room() < refill()) && !wokenMeanwhile) {
         await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(wakeUp, pollIntervalMs).unref();
+          const poll = setTimeout(wakeUp, pollIntervalMs);
+          poll.unref();
+          wake = () => {
+            clearTimeout(poll);
+            resolve();
+          };
         });
       }
     }
