@@ -8,7 +8,7 @@
 -- transaction. Nothing is stored in a table by the writer, so there is no
 -- outbox to clean up and no bloat. A rolled-back transaction's message is never
 -- decoded. The relay reads the messages through the replication slot in commit
--- order and assigns dense offsets (DESIGN.md invariants 1-3).
+-- order and assigns dense offsets (docs/ARCHITECTURE.md invariants 1-3).
 
 create table tributary.streams (
   name        text primary key,
@@ -175,7 +175,7 @@ begin
             hint = 'Raise the limit with: ALTER DATABASE ... SET tributary.max_data_bytes = <bytes>';
   end if;
   partitions := tributary.stream_partitions(stream);
-  -- Wire format read by the relay (packages/wal eventMessage.ts):
+  -- Wire format read by the relay (packages/core event-message.ts):
   --   line 1: JSON array [stream, key, partitions, id, type]
   --   line 2: headers (jsonb text has no raw newlines)
   --   rest:   data

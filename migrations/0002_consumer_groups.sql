@@ -1,4 +1,4 @@
--- Consumer groups (DESIGN.md invariants 8 and 9) and key-ordered reads.
+-- Consumer groups (docs/ARCHITECTURE.md invariants 8 and 9) and key-ordered reads.
 --
 -- A group's members share the partitions of the streams they subscribe to.
 -- Membership, assignment and committed offsets live here; the protocol that

@@ -1,4 +1,4 @@
--- Queues: per-message delivery, SQS-style (DESIGN.md invariant 10).
+-- Queues: per-message delivery, SQS-style (docs/ARCHITECTURE.md invariant 10).
 --
 -- A message is delivered to one worker at a time: claim() gives it a receipt
 -- and hides it until now() + visibility timeout. ack() deletes it; nack()

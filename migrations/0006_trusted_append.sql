@@ -7,7 +7,7 @@
 -- 'tributary' prefix proves nothing about who wrote a message. append() now
 -- signs what it emits with HMAC-SHA256 under a secret key that only the
 -- schema owner and the relay can read; the relay turns a message into an
--- event only when the signature verifies. Wire format (packages/wal
+-- event only when the signature verifies. Wire format (packages/core
 -- event-message.ts):
 --   line 0: "tributary-v1 <key id> <hex HMAC-SHA256 of everything after this line>"
 --   line 1: JSON array [stream, key, partitions, id, type]

@@ -166,6 +166,19 @@ describe("migrate", () => {
     expect(sneaky!.relation).toBeNull();
   });
 
+  it("accepts a migration applied before its comments were corrected (comment errata), and nothing else", async () => {
+    await migrate(db.sql, { slotName: db.slotName });
+    const corrected = readMigrations().filter((f) => f.appliedChecksum !== null);
+    expect(corrected.map((f) => f.version)).toEqual([1, 2, 3, 6]);
+    // The database recorded the files as they were applied, comments before the correction.
+    for (const f of corrected) await db.sql`update tributary.schema_migrations set checksum = ${f.appliedChecksum} where version = ${f.version}`;
+    const again = await migrate(db.sql, { slotName: db.slotName });
+    expect(again.applied).toEqual([]);
+    // A checksum that is neither the file's nor the applied text's is still an edit.
+    await db.sql`update tributary.schema_migrations set checksum = ${"0".repeat(64)} where version = 1`;
+    await migrationError(migrate(db.sql, { slotName: db.slotName }), "MIGRATION_CHANGED");
+  });
+
   it("rolls back a failing new migration (MIGRATION_FAILED) and keeps the ones before it", async () => {
     const dir = copyOfMigrations();
     dirs.push(dir);

@@ -10,12 +10,12 @@
  * sent on it, and ending it releases the lock and rolls back a failed
  * migration's transaction.
  */
-import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Sql } from "postgres";
 import { MIGRATE_LOCK } from "@tributary/core";
 import { withSession } from "@tributary/client";
+import { appliedChecksum, sha256 } from "./comment-errata.ts";
 import { MigrationError } from "./errors.ts";
 
 export interface MigrationFile {
@@ -23,6 +23,8 @@ export interface MigrationFile {
   readonly name: string;
   readonly sql: string;
   readonly checksum: string;
+  /** The checksum of the file as it was applied, when comment-errata.ts corrected its comments since. */
+  readonly appliedChecksum: string | null;
 }
 
 /**
@@ -43,7 +45,7 @@ export function readMigrations(dir: string = defaultMigrationsDir): MigrationFil
     .map((file) => {
       const [, version, name] = FILE_PATTERN.exec(file)!;
       const sql = readFileSync(`${dir}/${file}`, "utf8");
-      return { version: Number(version), name: name!, sql, checksum: createHash("sha256").update(sql).digest("hex") };
+      return { version: Number(version), name: name!, sql, checksum: sha256(sql), appliedChecksum: appliedChecksum(Number(version), sql) };
     });
 }
 
@@ -68,7 +70,7 @@ export async function applyMigrations(sql: Sql, files: readonly MigrationFile[])
     const known = new Map(rows.map((r) => [r.version, r]));
     for (const file of files) {
       const done = known.get(file.version);
-      if (done && done.checksum !== file.checksum) {
+      if (done && done.checksum !== file.checksum && done.checksum !== file.appliedChecksum) {
         throw new MigrationError(
           "MIGRATION_CHANGED",
           `migration ${String(file.version).padStart(4, "0")}_${file.name}.sql was changed after it was applied ` +
