@@ -79,6 +79,11 @@ class LagReader {
     return this.reading;
   }
 
+  /** Waits for the read in flight, if any (before the reader's connection ends). */
+  async idle(): Promise<void> {
+    while (this.reading) await this.reading.catch(() => {});
+  }
+
   private async readNew(): Promise<void> {
     const partitions = this.nextOffset.map((_, p) => p);
     const rows = await this.sql<{ partition: number; offset: string; lag_ms: number; committed: number }[]>`
@@ -164,19 +169,28 @@ export async function measureLag(options: LagOptions): Promise<LagResult> {
   const readerSql = postgres(options.url, { max: 1, onnotice: () => {} });
   try {
     const reader = new LagReader(readerSql, options.stream);
-    const listener = await readerSql.listen(EVENTS_CHANNEL, () => void reader.wake());
+    // A read the notification starts fails the measurement at the next wait, not the process.
+    let readFailure: unknown = null;
+    const listener = await readerSql.listen(EVENTS_CHANNEL, () => {
+      reader.wake().catch((error: unknown) => (readFailure ??= error));
+    });
+    const check = () => {
+      if (readFailure !== null) throw readFailure;
+    };
     // A freshly started relay may first re-read WAL from the slot's restart_lsn
     // (it moves only on running-xacts records): wait until one event goes
     // through before the clock starts, so the figures are steady-state ones.
     await appendTransaction(producer, [benchEvent(999_999_999, options.stream)]);
-    await waitUntil(() => reader.seen >= 1, reader, 60_000, "the first event");
+    await waitUntil(() => (check(), reader.seen >= 1), reader, 60_000, "the first event");
     const [now] = await readerSql<{ epoch: number }[]>`select extract(epoch from clock_timestamp())::float8 as epoch`;
     reader.since = now!.epoch + options.warmupSeconds;
 
     const { committed, seconds: producedSeconds, maxInFlight } = await paceAppends(producer, options);
 
-    await waitUntil(() => reader.seen >= committed + 1, reader, 60_000, `all ${committed} events`);
+    await waitUntil(() => (check(), reader.seen >= committed + 1), reader, 60_000, `all ${committed} events`);
     await listener.unlisten();
+    await reader.idle();
+    check();
 
     const sorted = [...reader.lagsMs].sort((a, b) => a - b);
     return {
