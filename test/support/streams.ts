@@ -1,5 +1,5 @@
 /** Reading the stream table back, and waiting for the relay to catch up. */
-import { createHmac, randomUUID } from "node:crypto";
+import { createHash, createHmac, randomUUID } from "node:crypto";
 import type { Sql } from "postgres";
 
 export interface StoredEvent {
@@ -63,4 +63,33 @@ export async function emitSignedEvent(sql: Sql, event: { stream: string; key: st
   const mac = createHmac("sha256", key!.secret).update(payload).digest("hex");
   await sql`select pg_logical_emit_message(true, 'tributary', ${`tributary-v1 ${key!.id} ${mac}\n${payload}`}::text)`;
   return id;
+}
+
+/**
+ * Emits `count` messages signed exactly as tributary.append() signs them, in
+ * one statement (one transaction): event i (from `first`) has key
+ * 'key-' || (i % 5000) and data {"i": i, "pad": 160 × "x"}, as the memory and
+ * backlog tests' appends had. Set-based, without append's per-call checks,
+ * it writes them about 6× faster than `select tributary.append(…) from
+ * generate_series(…)`: what the relay reads is the same. The stream is
+ * created (8 partitions) if missing. Needs the superuser (it reads
+ * tributary.signing_keys).
+ */
+export async function emitSignedEvents(sql: Sql, stream: string, count: number, first = 1): Promise<void> {
+  const [key] = await sql<{ id: number; secret: Buffer }[]>`select id, secret from tributary.signing_keys order by id desc limit 1`;
+  const [created] = await sql<{ partitions: number }[]>`select tributary.stream_partitions(${stream}) as partitions`;
+  const partitions = created!.partitions;
+  // HMAC-SHA256 as append computes it (migration 0006): sha256(outer pad || sha256(inner pad || payload)).
+  const block = Buffer.alloc(64);
+  (key!.secret.length > 64 ? createHash("sha256").update(key!.secret).digest() : key!.secret).copy(block);
+  const inner = Buffer.from(block.map((b) => b ^ 0x36));
+  const outer = Buffer.from(block.map((b) => b ^ 0x5c));
+  await sql`
+    select count(pg_logical_emit_message(true, 'tributary',
+             'tributary-v1 ' || ${key!.id}::int || ' '
+               || encode(sha256(${outer}::bytea || sha256(${inner}::bytea || convert_to(m.payload, 'UTF8'))), 'hex')
+               || E'\n' || m.payload))
+      from generate_series(${first}::int, ${first + count - 1}::int) g,
+           lateral (select json_build_array(${stream}::text, 'key-' || (g % 5000), ${partitions}::int, gen_random_uuid(), 'Generated')::text
+                             || E'\n{}\n' || jsonb_build_object('i', g, 'pad', repeat('x', 160))::text as payload) m`;
 }
