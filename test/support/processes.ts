@@ -492,9 +492,16 @@ export async function expectStreamMatchesLedger(sql: Sql, report?: WorkloadRepor
   const lastSeq = new Map<string, number>();
   for (const e of events) {
     const row = inLedger.get(e.id)!;
-    expect([e.stream, e.key]).toEqual([row.stream, row.key]);
-    expect(`w${(e.data as { w: number }).w}-`, "the event's data belongs to its key's writer").toBe(e.key.slice(0, e.key.indexOf("-") + 1));
-    expect(e.partition, `partition of key ${e.key}`).toBe(partitionFor(e.key, partitions.get(e.stream)!));
+    // Plain comparisons first: expect() costs microseconds per call, and a
+    // crash test checks tens of thousands of events. A mismatch goes through
+    // expect() for its message.
+    const writer = `w${(e.data as { w: number }).w}-`;
+    const partition = partitionFor(e.key, partitions.get(e.stream)!);
+    if (e.stream !== row.stream || e.key !== row.key || writer !== e.key.slice(0, e.key.indexOf("-") + 1) || e.partition !== partition) {
+      expect([e.stream, e.key]).toEqual([row.stream, row.key]);
+      expect(writer, "the event's data belongs to its key's writer").toBe(e.key.slice(0, e.key.indexOf("-") + 1));
+      expect(e.partition, `partition of key ${e.key}`).toBe(partition);
+    }
     const k = `${e.stream}/${e.partition}`;
     counts.set(k, (counts.get(k) ?? 0) + 1);
     // Each key is written by one writer, in sequence: its commit order is its seq order.
