@@ -1,5 +1,6 @@
 import { defaultServerConditions } from "vite";
 import { defineConfig } from "vitest/config";
+import LongestFirst from "./support/sequencer.ts";
 
 // Tests import the workspace packages' TypeScript sources (the "@tributary/source"
 // condition of their package.json exports); the CLI they spawn runs its build.
@@ -13,6 +14,7 @@ export default defineConfig({
     globalSetup: ["test/support/global-setup.ts"],
     pool: "forks",
     maxWorkers: 2,
+    sequence: { sequencer: LongestFirst },
     testTimeout: 120_000,
     hookTimeout: 120_000,
     reporters: ["default"],
