@@ -2,10 +2,12 @@
  * Fixtures in their own processes, to kill -9, SIGSTOP and restart:
  * consumer group members (test/support/consumer-child.ts) and Kafka bridges
  * (test/support/bridge-child.ts). Each fixture is bundled once per test file;
- * a child prints a ready line ("joined", "forwarding") on stdout.
+ * a child prints a ready line ("joined", "forwarding") on stdout. Bundling,
+ * spawning and following a child is the testkit's (ChildBundle, spawnChild,
+ * ChildLines), as for the benchmarks' children.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { rmSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { ChildLines, spawnChild, type ChildBundle } from "@tributary/testkit";
 import { bundleFixture, eventually } from "./processes.ts";
 
 export interface ConsumerChildOptions {
@@ -21,36 +23,35 @@ export interface ConsumerChildOptions {
 export class FixtureChild {
   joined = false;
   exited = false;
-  private stderr = "";
   readonly exit: Promise<void>;
+  private readonly lines: ChildLines;
 
   constructor(readonly process: ChildProcess, readonly label: string, readyLine = "joined") {
-    process.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      if (chunk.includes(readyLine)) this.joined = true;
+    this.lines = new ChildLines(process, {
+      label,
+      stderrChars: 20_000,
+      onLine: (tag) => {
+        if (tag === readyLine) this.joined = true;
+      },
     });
-    process.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-      this.stderr = (this.stderr + chunk).slice(-20_000);
-    });
-    this.exit = new Promise((resolve) => process.once("exit", () => {
+    this.exit = this.lines.exited.then(() => {
       this.exited = true;
-      resolve();
-    }));
+    });
   }
 
   log(): string {
-    return this.stderr;
+    return this.lines.stderr();
   }
 
   async waitJoined(timeoutMs = 20_000): Promise<void> {
     await eventually(`consumer ${this.label} to join`, () => {
-      if (this.exited) throw new Error(`consumer ${this.label} exited; its log:\n${this.stderr}`);
+      if (this.exited) throw new Error(`consumer ${this.label} exited; its log:\n${this.log()}`);
       return this.joined;
     }, timeoutMs);
   }
 
-  async kill(): Promise<void> {
-    if (!this.exited) this.process.kill("SIGKILL");
-    await this.exit;
+  kill(): Promise<void> {
+    return this.lines.kill();
   }
 
   pause(): void {
@@ -68,15 +69,14 @@ export type ConsumerChild = FixtureChild;
 export class Fixture {
   private readonly running = new Set<FixtureChild>();
 
-  private constructor(private readonly dir: string, private readonly script: string, private readonly readyLine: string) {}
+  private constructor(private readonly bundle: ChildBundle, private readonly readyLine: string) {}
 
   static async build(entry: URL, readyLine: string): Promise<Fixture> {
-    const { dir, script } = await bundleFixture(entry);
-    return new Fixture(dir, script, readyLine);
+    return new Fixture(await bundleFixture(entry), readyLine);
   }
 
   start(label: string, env: Record<string, string>): FixtureChild {
-    const child = new FixtureChild(spawn(process.execPath, [this.script], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] }), label, this.readyLine);
+    const child = new FixtureChild(spawnChild(this.bundle.script("child"), { env }), label, this.readyLine);
     this.running.add(child);
     void child.exit.then(() => this.running.delete(child));
     return child;
@@ -87,7 +87,7 @@ export class Fixture {
       c.resume();
       return c.kill();
     }));
-    rmSync(this.dir, { recursive: true, force: true });
+    this.bundle.dispose();
   }
 }
 

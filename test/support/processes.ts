@@ -2,10 +2,10 @@
  * What runs around the relay in fault-injection tests:
  *
  *   RelayChildren   relays in their own processes (test/support/relay-child.ts),
- *                   to kill -9 at chosen points of a batch. The fixture is
- *                   bundled once per test file with esbuild (a dependency of
- *                   tsx and vitest): a child then starts in ~0.3 s instead of
- *                   ~2 s under tsx, which is what makes crash loops affordable.
+ *                   to kill -9 at chosen points of a batch: bundled once per
+ *                   test file, spawned and followed with the testkit's
+ *                   ChildBundle, spawnChild and ChildLines (the benchmarks'
+ *                   harness too).
  *   SupervisedRelay a relay child replaced when it dies, deaths remembered.
  *   AppendWorkload  concurrent writers appending through the SQL API, some
  *                   transactions cut into several relay batches, some rolled
@@ -15,14 +15,13 @@
  *                   which settles commits whose outcome a crash hid.
  *   expectStreamMatchesLedger  the exactly-once check (invariants 1, 2, 3).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { rmSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import type { Sql } from "postgres";
 import { expect } from "vitest";
 import { partitionFor } from "@tributary/client";
-import { ChildBundle } from "@tributary/testkit";
+import { ChildBundle, ChildLines, cliHeapLimit, spawnChild } from "@tributary/testkit";
 import { RELAY_LOCK } from "@tributary/core";
 import { assertDense, readAll } from "./streams.ts";
 
@@ -60,6 +59,11 @@ export interface ChildExit {
   readonly signal: NodeJS.Signals | null;
 }
 
+/**
+ * A relay child as the tests follow it: its "active" and "rss" lines, its
+ * log, its exit (code and signal) — through the testkit's ChildLines, the
+ * same harness the benchmarks' children use.
+ */
 export class RelayChild {
   /** How many times it printed "active" (once per session that took the lead). */
   activations = 0;
@@ -67,22 +71,17 @@ export class RelayChild {
   /** Set when the test killed it (as opposed to the child dying by itself). */
   killedByTest = false;
   readonly exited: Promise<ChildExit>;
-  private stderr = "";
+  private readonly lines: ChildLines;
   private peak = 0;
 
   constructor(readonly process: ChildProcess) {
-    let stdout = "";
-    process.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-      const lines = stdout.split("\n");
-      stdout = lines.pop()!;
-      for (const line of lines) {
-        if (line === "active") this.activations++;
-        else if (line.startsWith("rss ")) this.peak = Math.max(this.peak, Number(line.slice(4)));
-      }
-    });
-    process.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-      this.stderr = (this.stderr + chunk).slice(-20_000);
+    this.lines = new ChildLines(process, {
+      label: "relay child",
+      stderrChars: 20_000,
+      onLine: (tag, rest) => {
+        if (tag === "active") this.activations++;
+        else if (tag === "rss") this.peak = Math.max(this.peak, Number(rest));
+      },
     });
     this.exited = new Promise((resolve) => {
       process.once("exit", (code, signal) => {
@@ -93,7 +92,7 @@ export class RelayChild {
   }
 
   get pid(): number {
-    return this.process.pid!;
+    return this.lines.pid;
   }
 
   /** Highest RSS the child reported (bytes), when started with `reportRss`. */
@@ -107,12 +106,12 @@ export class RelayChild {
 
   /** The child's log (stderr), for assertions and failure messages. */
   log(): string {
-    return this.stderr;
+    return this.lines.stderr();
   }
 
   describe(): string {
     const exit = this.exit ? ` exited (code ${this.exit.code}, signal ${this.exit.signal})` : "";
-    return `relay child ${this.pid}${exit}; its log:\n${this.stderr.split("\n").slice(-25).join("\n")}`;
+    return `relay child ${this.pid}${exit}; its log:\n${this.log().split("\n").slice(-25).join("\n")}`;
   }
 
   async waitActive(activations = 1, timeoutMs = 20_000): Promise<void> {
@@ -131,7 +130,7 @@ export class RelayChild {
 
   async kill(): Promise<ChildExit> {
     this.killedByTest = true;
-    if (this.alive) this.process.kill("SIGKILL");
+    await this.lines.kill();
     return this.exited;
   }
 }
@@ -181,42 +180,37 @@ export class SupervisedRelay {
   }
 }
 
-/**
- * Bundles a child-process fixture (with its dependencies) into a temp folder
- * with esbuild, so children start in ~0.3 s instead of ~2 s under tsx.
- */
-export async function bundleFixture(entry: URL): Promise<{ dir: string; script: string }> {
-  const bundle = await ChildBundle.build({ entries: { child: fileURLToPath(entry) } });
-  return { dir: bundle.dir, script: bundle.script("child") };
+/** Bundles a child-process fixture (with its dependencies) into a temp folder: one per test file. */
+export function bundleFixture(entry: URL): Promise<ChildBundle> {
+  return ChildBundle.build({ entries: { child: fileURLToPath(entry) } });
 }
 
 export class RelayChildren {
   private readonly running = new Set<RelayChild>();
 
-  private constructor(
-    private readonly dir: string,
-    private readonly script: string,
-  ) {}
+  private constructor(private readonly bundle: ChildBundle) {}
 
   /** Bundles test/support/relay-child.ts (with its dependencies) into a temp folder. */
   static async build(): Promise<RelayChildren> {
-    const { dir, script } = await bundleFixture(new URL("./relay-child.ts", import.meta.url));
-    return new RelayChildren(dir, script);
+    return new RelayChildren(await bundleFixture(new URL("./relay-child.ts", import.meta.url)));
   }
 
   start(options: RelayChildOptions): RelayChild {
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      DATABASE_URL: options.databaseUrl,
-      SLOT: options.slotName,
-      MAX_BATCH_EVENTS: String(options.maxBatchEvents ?? 5000),
-      CRASH_AT: options.crashAt ?? "",
-      CRASH_AFTER_BATCHES: String(options.crashAfterBatches ?? 0),
-      REPORT_RSS: options.reportRss ? "1" : "",
-      TAKEOVER_AFTER_MS: options.takeoverAfterMs === undefined ? "" : String(options.takeoverAfterMs),
-    };
-    // The same V8 heap limit as `tributary relay` (apps/cli/bin/tributary.js).
-    const child = new RelayChild(spawn(process.execPath, ["--max-old-space-size=128", this.script], { env, stdio: ["ignore", "pipe", "pipe"] }));
+    const child = new RelayChild(
+      spawnChild(this.bundle.script("child"), {
+        // The same V8 heap limit as `tributary relay`.
+        nodeArgs: [cliHeapLimit],
+        env: {
+          DATABASE_URL: options.databaseUrl,
+          SLOT: options.slotName,
+          MAX_BATCH_EVENTS: String(options.maxBatchEvents ?? 5000),
+          CRASH_AT: options.crashAt ?? "",
+          CRASH_AFTER_BATCHES: String(options.crashAfterBatches ?? 0),
+          REPORT_RSS: options.reportRss ? "1" : "",
+          TAKEOVER_AFTER_MS: options.takeoverAfterMs === undefined ? "" : String(options.takeoverAfterMs),
+        },
+      }),
+    );
     this.running.add(child);
     void child.exited.then(() => this.running.delete(child));
     return child;
@@ -229,7 +223,7 @@ export class RelayChildren {
 
   async dispose(): Promise<void> {
     await this.killAll();
-    rmSync(this.dir, { recursive: true, force: true });
+    this.bundle.dispose();
   }
 }
 
