@@ -12,7 +12,7 @@
  */
 import postgres, { type Sql } from "postgres";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { append, connectPostgres, createStream, openSession, transaction, ConnectionClosedError } from "@tributary/client";
+import { append, connectPostgres, createStream, openSession, transaction, ConnectionClosedError, TributaryConnectionError } from "@tributary/client";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { eventually, terminateRelayWriteInFlight } from "./support/processes.ts";
@@ -87,6 +87,9 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       expect((failed as { code?: string })?.code, String(failed)).toBe("CONNECTION_CLOSED");
       await callbackDone;
       expect(refused).toBeInstanceOf(ConnectionClosedError);
+      // One family of errors: a connection error with the code postgres.js gives the same event.
+      expect(refused).toBeInstanceOf(TributaryConnectionError);
+      expect((refused as TributaryConnectionError).code).toBe("CONNECTION_CLOSED");
       expect((refused as Error).message).toMatch(/connection to PostgreSQL closed/);
       await sleep(100);
       expect(await ledger()).toEqual([]);

@@ -50,8 +50,13 @@ export type QueueErrorCode =
   | "INVALID_WORKER"
   | "STALE_RECEIPT";
 
-/** A database URL, or a file it names (root certificate, password file), that cannot be used. */
-export type ConnectionErrorCode = "INVALID_URL" | "INVALID_SSLMODE" | "UNREADABLE_FILE" | "NO_ROOT_CERT" | "PASSFILE_PERMISSIONS";
+/**
+ * A database URL, or a file it names (root certificate, password file), that
+ * cannot be used; or a query not sent because its transaction's or session's
+ * connection had closed (CONNECTION_CLOSED, the code postgres.js gives the
+ * same event).
+ */
+export type ConnectionErrorCode = "INVALID_URL" | "INVALID_SSLMODE" | "UNREADABLE_FILE" | "NO_ROOT_CERT" | "PASSFILE_PERMISSIONS" | "CONNECTION_CLOSED";
 
 export type TributaryErrorCode = InputErrorCode | ReadErrorCode | GroupErrorCode | QueueErrorCode | ConnectionErrorCode;
 

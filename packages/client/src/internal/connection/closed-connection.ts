@@ -12,11 +12,13 @@
  * query in one go (`await tx\`...\``), never build it before another await.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { TributaryConnectionError } from "../errors.ts";
 
 /** A query not sent: its connection (a transaction's, a session's) had closed. Code CONNECTION_CLOSED, as postgres.js's own. */
-export class ConnectionClosedError extends Error {
-  override readonly name = "ConnectionClosedError";
-  readonly code = "CONNECTION_CLOSED";
+export class ConnectionClosedError extends TributaryConnectionError {
+  constructor(message: string) {
+    super("CONNECTION_CLOSED", message);
+  }
 }
 
 /** Whether the connection closed: once set, the error every query is refused with. */
