@@ -26,7 +26,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { createStream } from "@tributary/client";
 import { migrate } from "@tributary/migrate";
-import { repositoryRoot } from "@tributary/testkit";
+import { repositoryRoot, userEnvironment } from "@tributary/testkit";
 import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
 import { describeServer, startBenchServer } from "./support/bench-server.ts";
 import { loadAverage } from "./support/cpu-accounting.ts";
@@ -62,17 +62,6 @@ const SLOT = "tributary";
 const STREAM = "lag";
 /** A bound on a relay's start (process, connect, take the slot) on a loaded machine. */
 const RELAY_START_MS = 60_000;
-
-/** npm as a user's shell runs it: none of the npm_* variables of the npm script running this benchmark. */
-function userEnvironment(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (/^npm_/i.test(name) && !/^npm_config_(cache|userconfig|registry|cafile|proxy|https_proxy|noproxy|strict_ssl)$/i.test(name)) continue;
-    if (["NODE_PATH", "NODE_OPTIONS", "INIT_CWD", "DATABASE_URL"].includes(name)) continue;
-    env[name] = value;
-  }
-  return { ...env, npm_config_update_notifier: "false" };
-}
 
 /** The publishable workspaces' tarballs installed into a new project; returns its installed CLI. */
 function installFromTarballs(dir: string): string {

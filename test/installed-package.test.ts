@@ -20,6 +20,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { partitionFor } from "@tributary/client";
+import { userEnvironment } from "@tributary/testkit";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { eventually } from "./support/processes.ts";
 import { repoRoot } from "./support/cli.ts";
@@ -67,24 +68,6 @@ function publishableWorkspaces(): Workspace[] {
     }
   }
   return found;
-}
-
-/**
- * The environment of a user's shell: none of the npm_* variables an npm
- * script (`npm test`) passes down (they name this repository as npm's prefix),
- * no NODE_PATH or NODE_OPTIONS that could resolve modules elsewhere, no
- * DATABASE_URL unless given. npm's own configuration (cache, registry,
- * certificates, proxies) is kept.
- */
-function userEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const keep = new Set(["npm_config_cache", "npm_config_userconfig", "npm_config_globalconfig", "npm_config_registry", "npm_config_cafile", "npm_config_proxy", "npm_config_https_proxy", "npm_config_noproxy", "npm_config_strict_ssl"]);
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (/^npm_/i.test(name) && !keep.has(name.toLowerCase())) continue;
-    if (["NODE_PATH", "NODE_OPTIONS", "INIT_CWD", "DATABASE_URL"].includes(name)) continue;
-    env[name] = value;
-  }
-  return { ...env, npm_config_update_notifier: "false", ...extra };
 }
 
 interface Run {

@@ -6,3 +6,4 @@ export { createCertificateAuthority, issueCertificate } from "./internal/certifi
 export type { CertificateAuthority, IssuedCertificate } from "./internal/certificates.ts";
 export { ChildBundle, ChildLines, cliHeapLimit, repositoryRoot, spawnChild } from "./internal/child-process.ts";
 export type { ChildBundleOptions, ChildLinesOptions, ChildSpawnOptions } from "./internal/child-process.ts";
+export { userEnvironment } from "./internal/user-environment.ts";
