@@ -10,7 +10,7 @@
  */
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { transaction } from "@tributary/client";
-import { fromWal2jsonChange, PgoutputChangeDecoder, type ColumnValue, type RowChange } from "@tributary/wal";
+import { fromWal2json, fromWal2jsonChange, parsePgoutput, PgoutputChangeDecoder, type ColumnValue, type RowChange } from "@tributary/wal";
 import { createTestDatabase, describeBackends, type TestDatabase } from "./support/backends.ts";
 
 const INT4 = 23;
@@ -139,5 +139,19 @@ describeBackends("row changes", (backend) => {
       delete from pair where a = 7;
       truncate t, pair`);
     expect(await decodedChanges()).toEqual(backend.decoder === "wal2json" ? expected.map(wal2jsonNonFinite) : expected);
+  });
+
+  it("a transaction's begin carries its xid (the change events' source.txId)", async () => {
+    await db.sql.unsafe(`create table t (id int primary key); create publication captured for table t`);
+    await db.sql`select pg_create_logical_replication_slot(${slot()}, ${backend.decoder})`;
+    const xid = await transaction(db.sql, async (tx) => {
+      await tx`insert into t values (1)`;
+      return Number((await tx<{ xid: string }[]>`select pg_current_xact_id()::text as xid`)[0]!.xid);
+    });
+    const begins =
+      backend.decoder === "pgoutput"
+        ? (await db.sql<{ data: Buffer }[]>`select data from pg_logical_slot_peek_binary_changes(${slot()}, null, null, 'proto_version', '1', 'publication_names', 'captured')`).map((r) => parsePgoutput(r.data))
+        : (await db.sql<{ data: string }[]>`select data from pg_logical_slot_peek_changes(${slot()}, null, null, 'format-version', '2', 'include-xids', '1', 'include-lsn', '1', 'include-timestamp', '1', 'include-transaction', '1')`).map((r) => fromWal2json(JSON.parse(r.data)));
+    expect(begins.filter((m) => m?.kind === "begin").map((m) => (m as { xid: number }).xid)).toEqual([xid]);
   });
 });

@@ -15,8 +15,10 @@ const message = (flags: number, prefix: string, content: string) => {
 
 describe("pgoutput decoding", () => {
   it("reads begin and commit LSNs and the commit time", () => {
-    const begin = Buffer.concat([Buffer.from("B"), u64(0x1_0000_0010n), u64(1_000_002n), Buffer.alloc(4)]);
-    expect(parsePgoutput(begin)).toEqual({ kind: "begin", commitLsn: 0x1_0000_0010n, commitTimeMicros: 946_684_800_000_000n + 1_000_002n });
+    const xid = Buffer.alloc(4);
+    xid.writeUInt32BE(4_000_000_001);
+    const begin = Buffer.concat([Buffer.from("B"), u64(0x1_0000_0010n), u64(1_000_002n), xid]);
+    expect(parsePgoutput(begin)).toEqual({ kind: "begin", commitLsn: 0x1_0000_0010n, commitTimeMicros: 946_684_800_000_000n + 1_000_002n, xid: 4_000_000_001 });
     const commit = Buffer.concat([Buffer.from("C"), Buffer.from([0]), u64(0x1_0000_0010n), u64(0x1_0000_0040n), u64(0n)]);
     expect(parsePgoutput(commit)).toEqual({ kind: "commit", commitLsn: 0x1_0000_0010n, endLsn: 0x1_0000_0040n });
   });

@@ -41,6 +41,7 @@ export function parsePgoutput(buffer: Buffer): WalMessage | null {
         kind: "begin",
         commitLsn: buffer.readBigUInt64BE(1),
         commitTimeMicros: buffer.readBigInt64BE(9) + POSTGRES_EPOCH_MICROS,
+        xid: buffer.readUInt32BE(17),
       };
     case MESSAGE: {
       // Non-transactional messages are never ours: append() always emits transactional ones.

@@ -10,7 +10,13 @@ import type { Lsn } from "./lsn.ts";
  * append()) is the relay's to decide (@tributary/core readEventMessage).
  */
 export type WalMessage =
-  | { readonly kind: "begin"; readonly commitLsn: Lsn; readonly commitTimeMicros: bigint }
+  | {
+      readonly kind: "begin";
+      readonly commitLsn: Lsn;
+      readonly commitTimeMicros: bigint;
+      /** The transaction's id (32 bits, as the decoders send it). */
+      readonly xid: number;
+    }
   | {
       readonly kind: "message";
       /** The message record's own LSN. */

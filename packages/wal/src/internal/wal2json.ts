@@ -10,6 +10,7 @@ interface Wal2JsonRecord {
   lsn?: string;
   nextlsn?: string;
   timestamp?: string;
+  xid?: number;
   transactional?: boolean;
   prefix?: string;
   content?: string;
@@ -21,6 +22,7 @@ export function wal2jsonPlugin(): Wal2JsonPlugin {
     includeLsn: true,
     includeTimestamp: true,
     includeTransaction: true,
+    includeXids: true,
     // Events travel as logical messages; no table change is ours to read, and
     // reading the relay's own inserts would double the traffic.
     filterTables: "*.*",
@@ -32,7 +34,7 @@ export function wal2jsonPlugin(): Wal2JsonPlugin {
 export function fromWal2json(record: Wal2JsonRecord): WalMessage | null {
   switch (record.action) {
     case "B":
-      return { kind: "begin", commitLsn: Lsn.parse(record.lsn!), commitTimeMicros: timestampMicros(record.timestamp!) };
+      return { kind: "begin", commitLsn: Lsn.parse(record.lsn!), commitTimeMicros: timestampMicros(record.timestamp!), xid: record.xid! };
     case "M":
       if (record.prefix !== MESSAGE_PREFIX || !record.transactional) return null;
       return { kind: "message", lsn: record.lsn ? Lsn.parse(record.lsn) : 0n, content: Buffer.from(record.content!, "utf8") };

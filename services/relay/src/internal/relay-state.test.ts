@@ -26,7 +26,7 @@ const columns = (batch: { rows: Buffer }) => {
   return { stream: column(0), partition: column(1).map(Number), offset: column(2), id: column(3), key: column(4), data: column(6), committedAt: column(8) };
 };
 const tx = (commitLsn: bigint, endLsn: bigint, events: WalMessage[]): WalMessage[] => [
-  { kind: "begin", commitLsn, commitTimeMicros: 1_000_000n },
+  { kind: "begin", commitLsn, commitTimeMicros: 1_000_000n, xid: 1 },
   ...events,
   { kind: "commit", commitLsn, endLsn },
 ];
@@ -104,7 +104,7 @@ describe("RelayState", () => {
 
   it("moves the position on an idle keepalive only when idle", () => {
     const state = newState(start, [], { maxBatchEvents: 2, maxBatchBytes: 1 << 20 });
-    feed(state, [{ kind: "begin", commitLsn: 200n, commitTimeMicros: 0n }]);
+    feed(state, [{ kind: "begin", commitLsn: 200n, commitTimeMicros: 0n, xid: 1 }]);
     state.advanceIdle(500n);
     expect(state.positionAhead()).toBe(false);
     feed(state, [{ kind: "commit", commitLsn: 200n, endLsn: 210n }]);
@@ -114,7 +114,7 @@ describe("RelayState", () => {
     state.committed(state.takeBatch(), 1n);
     expect(state.durableLsn()).toBe(500n);
     // A transaction cut into batches afterwards keeps that end LSN in its partial position.
-    feed(state, [{ kind: "begin", commitLsn: 600n, commitTimeMicros: 0n }, event("a"), event("b")]);
+    feed(state, [{ kind: "begin", commitLsn: 600n, commitTimeMicros: 0n, xid: 2 }, event("a"), event("b")]);
     expect(state.takeBatch().position).toMatchObject({ endLsn: 500n, partialCommitLsn: 600n, partialEvents: 2 });
   });
 
