@@ -193,6 +193,15 @@ describe("TypeCatalog", () => {
     expect(queries).toHaveLength(2);
   });
 
+  it("asks again after a failed query", async () => {
+    let calls = 0;
+    const sql = (() => (calls += 1) === 1 ? Promise.reject(new Error("connection lost")) : Promise.resolve([row(90001, "mood", "e")])) as unknown as Sql;
+    const catalog = new TypeCatalog(sql);
+    await expect(catalog.type(90001)).rejects.toThrow("connection lost");
+    expect(await catalog.type(90001)).toMatchObject({ kind: "enum", name: "mood" });
+    expect(calls).toBe(2);
+  });
+
   it("treats an OID pg_type does not hold as text, without caching it", async () => {
     const { sql } = fakeSql([]);
     const catalog = new TypeCatalog(sql);
