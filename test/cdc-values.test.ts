@@ -14,6 +14,7 @@ import postgres, { type Sql } from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { columnJson, TypeCatalog } from "../services/relay/src/internal/cdc/column-json.ts";
 import { BUILTIN_TYPES } from "../services/relay/src/internal/cdc/type-catalog.ts";
+import { PgoutputChangeDecoder } from "@tributary/wal";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 
 const SESSION_SETTINGS = [
@@ -85,52 +86,15 @@ interface DecodedColumn {
   typeOid: number;
 }
 
-/**
- * The Relation and Insert messages of pgoutput protocol 1
- * (https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html).
- */
+/** The inserts' columns and rows, decoded by the relay's pgoutput change decoder. */
 function decodeInserts(messages: Buffer[]): { columns: DecodedColumn[]; rows: Array<Array<string | null>> } {
+  const decoder = new PgoutputChangeDecoder();
   let columns: DecodedColumn[] = [];
   const rows: Array<Array<string | null>> = [];
-  for (const message of messages) {
-    let at = 1;
-    const cstring = () => {
-      const end = message.indexOf(0, at);
-      const text = message.toString("utf8", at, end);
-      at = end + 1;
-      return text;
-    };
-    if (message[0] === 0x52 /* R */) {
-      at += 4; // relation id
-      cstring();
-      cstring();
-      at += 1; // replica identity
-      const count = message.readInt16BE(at);
-      at += 2;
-      columns = [];
-      for (let i = 0; i < count; i += 1) {
-        at += 1; // flags
-        const name = cstring();
-        columns.push({ name, typeOid: message.readUInt32BE(at) });
-        at += 8; // type oid, typmod
-      }
-    } else if (message[0] === 0x49 /* I */) {
-      at += 5; // relation id, 'N'
-      const count = message.readInt16BE(at);
-      at += 2;
-      const row: Array<string | null> = [];
-      for (let i = 0; i < count; i += 1) {
-        const kind = String.fromCharCode(message[at]!);
-        at += 1;
-        if (kind === "n") row.push(null);
-        else if (kind === "t") {
-          const length = message.readInt32BE(at);
-          row.push(message.toString("utf8", at + 4, at + 4 + length));
-          at += 4 + length;
-        } else throw new Error(`unexpected tuple column kind ${kind}`);
-      }
-      rows.push(row);
-    }
+  for (const change of messages.flatMap((message) => decoder.decode(message) ?? [])) {
+    if (change.kind !== "insert") throw new Error(`unexpected ${change.kind}`);
+    columns = change.columns.map(({ name, typeOid }) => ({ name, typeOid }));
+    rows.push(change.columns.map((column) => column.text));
   }
   return { columns, rows };
 }
