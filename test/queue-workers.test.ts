@@ -1,6 +1,7 @@
 /**
  * Queue workers (work()): wake-ups by notification (also one that comes
- * while a claim is on the wire), concurrency, retries to the dead letters,
+ * while a claim is on the wire, and what was sent while the worker's LISTEN
+ * connection was down), concurrency, retries to the dead letters,
  * extend() for long handlers, a clean stop that releases what it cannot
  * finish, and 16 workers in their own processes, some killed (-9)
  * mid-handler: every message completes at least once, none lost.
@@ -69,6 +70,71 @@ async function claimAnswerGate(databaseUrl: string) {
     claimAnswered: () => claimAnswered,
     release: () => {
       for (const r of releases.splice(0)) r();
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/**
+ * A TCP hop to the test server that can cut the connection a client LISTENs
+ * on for queue notifications, and hold the client's next connections
+ * (accepted, their bytes kept, not yet passed on) until release(): a window
+ * in which the client listens to nothing, held open on purpose.
+ */
+async function listenerGate(databaseUrl: string) {
+  const target = new URL(databaseUrl);
+  let holding = false;
+  const held: Array<() => void> = [];
+  const listening = new Set<Socket>();
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    sockets.add(client);
+    const early: Buffer[] = [];
+    let upstream: Socket | null = null;
+    client.on("data", (chunk) => {
+      if (chunk.toString("latin1").includes('listen "tributary_queue"')) listening.add(client);
+      if (upstream) upstream.write(chunk);
+      else early.push(chunk);
+    });
+    client.on("close", () => {
+      listening.delete(client);
+      upstream?.destroy();
+    });
+    client.on("error", () => upstream?.destroy());
+    const pass = () => {
+      if (client.destroyed) return;
+      const socket = connect(Number(target.port), target.hostname);
+      upstream = socket;
+      sockets.add(socket);
+      for (const chunk of early.splice(0)) socket.write(chunk);
+      socket.on("data", (chunk) => client.write(chunk));
+      socket.on("error", () => client.destroy());
+      socket.on("close", () => client.destroy());
+    };
+    if (holding) held.push(pass);
+    else pass();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = new URL(databaseUrl);
+  url.hostname = "127.0.0.1";
+  url.port = String((server.address() as AddressInfo).port);
+  return {
+    url: url.toString(),
+    /** A connection through the gate has sent LISTEN. */
+    listening: () => listening.size > 0,
+    /** Closes the LISTEN connections and holds every new connection from now on. */
+    cutListener: () => {
+      holding = true;
+      for (const socket of listening) socket.destroy();
+    },
+    /** Connections waiting at the gate. */
+    held: () => held.length,
+    release: () => {
+      holding = false;
+      for (const pass of held.splice(0)) pass();
     },
     close: async () => {
       for (const s of sockets) s.destroy();
@@ -159,6 +225,36 @@ describe(`queue workers [${backend.name}]`, () => {
         gate.release(); // the claim's empty answer reaches the worker after the NOTIFY did
         await eventually("the message handled before the worker's poll", () => handled.length === 1, pollIntervalMs / 2);
         await listening.unlisten();
+      } finally {
+        await worker.stop();
+      }
+    } finally {
+      await workerSql.end();
+      await gate.close();
+    }
+  });
+
+  it("a worker whose LISTEN connection dropped claims again once it listens anew: what was sent meanwhile is handled long before its poll", async () => {
+    db = await createTestDatabase(backend);
+    await createQueue(db.sql, "jobs");
+    const pollIntervalMs = 60_000;
+    const gate = await listenerGate(db.url);
+    const workerSql = postgres(gate.url, { max: 1, onnotice: () => {}, connection: { application_name: "relisten-worker" } });
+    const handled: number[] = [];
+    try {
+      const worker = await work<{ n: number }>(workerSql, "jobs", (m) => void handled.push(m.payload.n), { pollIntervalMs, vacuum: false, log: () => {} });
+      try {
+        await eventually("the worker to listen", gate.listening);
+        await eventually("the worker's claims answered: it waits for a wake-up", async () => (await db.sql`
+          select 1 from pg_stat_activity
+           where datname = current_database() and application_name = 'relisten-worker' and state = 'idle' and query like '%tributary.claim(%'`).length > 0);
+        gate.cutListener();
+        await eventually("postgres.js to connect again to listen (held at the gate)", () => gate.held() > 0);
+        // Its LISTEN is not on the server now: this message notifies no one.
+        await send(db.sql, "jobs", { n: 1 });
+        gate.release();
+        await eventually("the message handled before the worker's poll", () => handled.length === 1, pollIntervalMs / 2);
+        expect(handled).toEqual([1]);
       } finally {
         await worker.stop();
       }

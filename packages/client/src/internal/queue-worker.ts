@@ -125,9 +125,15 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     if (resolve) resolve();
     else wokenMeanwhile = true;
   };
-  const listener = await sql.listen(QUEUE_CHANNEL, (payload) => {
-    if (payload === queue) wakeUp();
-  });
+  // onlisten runs again when postgres.js re-listens on a new connection: what
+  // was sent while the old one was down notified no one, so that is a wake-up too.
+  const listener = await sql.listen(
+    QUEUE_CHANNEL,
+    (payload) => {
+      if (payload === queue) wakeUp();
+    },
+    wakeUp,
+  );
   const heartbeat = setInterval(() => {
     void sql`
       update tributary.queue_workers

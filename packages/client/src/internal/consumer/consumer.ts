@@ -181,7 +181,9 @@ class GroupMember implements Consumer {
   }
 
   async start(): Promise<void> {
-    this.listeners.push(await this.sql.listen(EVENTS_CHANNEL, () => this.wake()));
+    // onlisten runs again when postgres.js re-listens on a new connection:
+    // events that arrived meanwhile notified no one, so that is a wake-up too.
+    this.listeners.push(await this.sql.listen(EVENTS_CHANNEL, () => this.wake(), () => this.wake()));
     this.listeners.push(await this.sql.listen(GROUPS_CHANNEL, (group) => {
       if (group === this.options.group) this.requestHeartbeat();
     }));
