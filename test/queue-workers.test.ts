@@ -18,23 +18,59 @@ import { eventually } from "./support/processes.ts";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * A TCP hop to the test server that holds back the server's answer to the
- * first claim executed through it until release(): the window between a
- * claim reading the queue and its answer reaching the worker, held open on
- * purpose. (postgres.js prepares a statement first — Parse, answered at once
- * — then executes it with a Bind naming it: the Bind's answer is held.)
+ * A TCP hop to the test server: each client connection is handed to
+ * `onClient` with a way to open its upstream connection (the client's bytes
+ * up to then are passed on when it opens). Returns the hop's URL and close().
+ */
+async function tcpHop(databaseUrl: string, onClient: (client: Socket, open: () => Socket | null) => void) {
+  const target = new URL(databaseUrl);
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    sockets.add(client);
+    const early: Buffer[] = [];
+    let upstream: Socket | null = null;
+    client.on("data", (chunk) => (upstream ? upstream.write(chunk) : early.push(chunk)));
+    client.on("error", () => upstream?.destroy());
+    client.on("close", () => upstream?.destroy());
+    onClient(client, () => {
+      if (client.destroyed) return null;
+      const socket = connect(Number(target.port), target.hostname);
+      upstream = socket;
+      sockets.add(socket);
+      for (const chunk of early.splice(0)) socket.write(chunk);
+      socket.on("error", () => client.destroy());
+      socket.on("close", () => client.destroy());
+      return socket;
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = new URL(databaseUrl);
+  url.hostname = "127.0.0.1";
+  url.port = String((server.address() as AddressInfo).port);
+  return {
+    url: url.toString(),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/**
+ * A hop that holds back the server's answer to the first claim executed
+ * through it until release(): the window between a claim reading the queue
+ * and its answer reaching the worker, held open on purpose. (postgres.js
+ * prepares a statement first — Parse, answered at once — then executes it
+ * with a Bind naming it: the Bind's answer is held.)
  */
 async function claimAnswerGate(databaseUrl: string) {
-  const target = new URL(databaseUrl);
   let claimAnswered = false;
   let claimStatement: string | null = null;
   let armed = true;
   const releases: Array<() => void> = [];
-  const sockets = new Set<Socket>();
   const readyForQuery = Buffer.from([0x5a, 0, 0, 0, 5]); // 'Z', length 5: the end of a statement's answer
-  const server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    sockets.add(client).add(upstream);
+  const hop = await tcpHop(databaseUrl, (client, open) => {
+    const upstream = open()!;
     let held: Buffer[] | null = null;
     client.on("data", (chunk) => {
       const text = chunk.toString("latin1");
@@ -48,81 +84,45 @@ async function claimAnswerGate(databaseUrl: string) {
           held = null;
         });
       }
-      upstream.write(chunk);
     });
     upstream.on("data", (chunk) => {
       if (held === null) return void client.write(chunk);
       held.push(chunk);
       if (Buffer.concat(held).includes(readyForQuery)) claimAnswered = true;
     });
-    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
-      a.on("error", () => b.destroy());
-      a.on("close", () => b.destroy());
-    }
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = new URL(databaseUrl);
-  url.hostname = "127.0.0.1";
-  url.port = String((server.address() as AddressInfo).port);
   return {
-    url: url.toString(),
+    url: hop.url,
     /** The claim ran on the server and its whole answer is held here. */
     claimAnswered: () => claimAnswered,
     release: () => {
       for (const r of releases.splice(0)) r();
     },
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
+    close: hop.close,
   };
 }
 
 /**
- * A TCP hop to the test server that can cut the connection a client LISTENs
- * on for queue notifications, and hold the client's next connections
- * (accepted, their bytes kept, not yet passed on) until release(): a window
- * in which the client listens to nothing, held open on purpose.
+ * A hop that can cut the connection a client LISTENs on for queue
+ * notifications, and hold the client's next connections (accepted, their
+ * bytes kept, not yet passed on) until release(): a window in which the
+ * client listens to nothing, held open on purpose.
  */
 async function listenerGate(databaseUrl: string) {
-  const target = new URL(databaseUrl);
   let holding = false;
   const held: Array<() => void> = [];
   const listening = new Set<Socket>();
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    sockets.add(client);
-    const early: Buffer[] = [];
-    let upstream: Socket | null = null;
+  const hop = await tcpHop(databaseUrl, (client, open) => {
     client.on("data", (chunk) => {
       if (chunk.toString("latin1").includes('listen "tributary_queue"')) listening.add(client);
-      if (upstream) upstream.write(chunk);
-      else early.push(chunk);
     });
-    client.on("close", () => {
-      listening.delete(client);
-      upstream?.destroy();
-    });
-    client.on("error", () => upstream?.destroy());
-    const pass = () => {
-      if (client.destroyed) return;
-      const socket = connect(Number(target.port), target.hostname);
-      upstream = socket;
-      sockets.add(socket);
-      for (const chunk of early.splice(0)) socket.write(chunk);
-      socket.on("data", (chunk) => client.write(chunk));
-      socket.on("error", () => client.destroy());
-      socket.on("close", () => client.destroy());
-    };
+    client.on("close", () => listening.delete(client));
+    const pass = () => open()?.on("data", (chunk) => client.write(chunk));
     if (holding) held.push(pass);
     else pass();
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const url = new URL(databaseUrl);
-  url.hostname = "127.0.0.1";
-  url.port = String((server.address() as AddressInfo).port);
   return {
-    url: url.toString(),
+    url: hop.url,
     /** A connection through the gate has sent LISTEN. */
     listening: () => listening.size > 0,
     /** Closes the LISTEN connections and holds every new connection from now on. */
@@ -136,11 +136,15 @@ async function listenerGate(databaseUrl: string) {
       holding = false;
       for (const pass of held.splice(0)) pass();
     },
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
+    close: hop.close,
   };
+}
+
+/** Until the worker connected as `applicationName` has its claim answered and waits (idle after a claim). */
+async function untilClaimAnswered(db: TestDatabase, applicationName: string, what: string): Promise<void> {
+  await eventually(what, async () => (await db.sql`
+    select 1 from pg_stat_activity
+     where datname = current_database() and application_name = ${applicationName} and state = 'idle' and query like '%tributary.claim(%'`).length > 0);
 }
 
 const backend = backends().find((b) => b.decoder === "pgoutput")!;
@@ -183,9 +187,7 @@ describe(`queue workers [${backend.name}]`, () => {
       try {
         // Idle: its first claim found the queue empty (on the server; a NOTIFY that beats that
         // claim's answer to the worker is kept for another claim), so only a NOTIFY or the poll wakes it.
-        await eventually("the worker's first claim answered", async () => (await db.sql`
-          select 1 from pg_stat_activity
-           where datname = current_database() and application_name = 'idle-worker' and state = 'idle' and query like '%tributary.claim(%'`).length > 0);
+        await untilClaimAnswered(db, "idle-worker", "the worker's first claim answered");
         await send(db.sql, "jobs", { n: 0 });
         // Its poll comes pollIntervalMs after that claim: handled within half of that is the NOTIFY's doing.
         await eventually("the first message handled on its NOTIFY", () => done.length === 1, pollIntervalMs / 2, 5);
@@ -245,9 +247,7 @@ describe(`queue workers [${backend.name}]`, () => {
       const worker = await work<{ n: number }>(workerSql, "jobs", (m) => void handled.push(m.payload.n), { pollIntervalMs, vacuum: false, log: () => {} });
       try {
         await eventually("the worker to listen", gate.listening);
-        await eventually("the worker's claims answered: it waits for a wake-up", async () => (await db.sql`
-          select 1 from pg_stat_activity
-           where datname = current_database() and application_name = 'relisten-worker' and state = 'idle' and query like '%tributary.claim(%'`).length > 0);
+        await untilClaimAnswered(db, "relisten-worker", "the worker's claims answered: it waits for a wake-up");
         gate.cutListener();
         await eventually("postgres.js to connect again to listen (held at the gate)", () => gate.held() > 0);
         // Its LISTEN is not on the server now: this message notifies no one.
