@@ -20,13 +20,13 @@
  * workspace's). The figure is whether a user gets the clone's latency.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { createStream } from "@tributary/client";
 import { migrate } from "@tributary/migrate";
-import { repositoryRoot, userEnvironment } from "@tributary/testkit";
+import { publishableWorkspaces, repositoryRoot, userEnvironment } from "@tributary/testkit";
 import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
 import { describeServer, startBenchServer } from "./support/bench-server.ts";
 import { loadAverage } from "./support/cpu-accounting.ts";
@@ -65,17 +65,7 @@ const RELAY_START_MS = 60_000;
 
 /** The publishable workspaces' tarballs installed into a new project; returns its installed CLI. */
 function installFromTarballs(dir: string): string {
-  const root = JSON.parse(readFileSync(join(repositoryRoot, "package.json"), "utf8")) as { workspaces: string[] };
-  const names: string[] = [];
-  for (const pattern of root.workspaces) {
-    const parent = join(repositoryRoot, pattern.replace(/\/\*$/, ""));
-    for (const entry of readdirSync(parent)) {
-      const file = join(parent, entry, "package.json");
-      if (!existsSync(file)) continue;
-      const manifest = JSON.parse(readFileSync(file, "utf8")) as { name: string; private?: boolean };
-      if (!manifest.private) names.push(manifest.name);
-    }
-  }
+  const names = publishableWorkspaces().map((w) => w.manifest.name);
   const packs = join(dir, "packs");
   const project = join(dir, "project");
   mkdirSync(packs);

@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { partitionFor } from "@tributary/client";
-import { userEnvironment } from "@tributary/testkit";
+import { publishableWorkspaces, userEnvironment } from "@tributary/testkit";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { eventually } from "./support/processes.ts";
 import { repoRoot } from "./support/cli.ts";
@@ -41,34 +41,6 @@ const RELAY_SHUTDOWN_MS = 5_000;
 const CONSUMER_POLL_MS = 2_000;
 /** work(): how long stop() lets a handler finish (WorkOptions.gracefulMs, default). */
 const WORKER_GRACEFUL_MS = 10_000;
-
-interface Workspace {
-  readonly dir: string;
-  readonly manifest: {
-    name: string;
-    version: string;
-    private?: boolean;
-    exports?: Record<string, Record<string, string>>;
-    bin?: Record<string, string>;
-  };
-}
-
-/** The root package.json's workspaces that are not private: what `npm publish -ws` would publish. */
-function publishableWorkspaces(): Workspace[] {
-  const root = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as { workspaces: string[] };
-  const found: Workspace[] = [];
-  for (const pattern of root.workspaces) {
-    if (!pattern.endsWith("/*")) throw new Error(`workspace pattern '${pattern}': only 'dir/*' patterns are read here`);
-    const parent = join(repoRoot, pattern.slice(0, -2));
-    for (const entry of readdirSync(parent).sort()) {
-      const file = join(parent, entry, "package.json");
-      if (!existsSync(file)) continue;
-      const manifest = JSON.parse(readFileSync(file, "utf8")) as Workspace["manifest"];
-      if (!manifest.private) found.push({ dir: join(parent, entry), manifest });
-    }
-  }
-  return found;
-}
 
 interface Run {
   code: number | null;

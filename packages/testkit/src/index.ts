@@ -7,3 +7,5 @@ export type { CertificateAuthority, IssuedCertificate } from "./internal/certifi
 export { ChildBundle, ChildLines, cliHeapLimit, repositoryRoot, spawnChild } from "./internal/child-process.ts";
 export type { ChildBundleOptions, ChildLinesOptions, ChildSpawnOptions } from "./internal/child-process.ts";
 export { userEnvironment } from "./internal/user-environment.ts";
+export { publishableWorkspaces } from "./internal/workspaces.ts";
+export type { Workspace } from "./internal/workspaces.ts";
