@@ -153,13 +153,17 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       const admin = postgres(db.url, { max: 1, onnotice: () => {} });
       let release: () => void = () => {};
       const held = new Promise<void>((r) => (release = r));
+      let holdingPid: (pid: number) => void = () => {};
+      const holder = new Promise<number>((r) => (holdingPid = r));
       const holding = admin.begin(async (tx) => {
-        await tx`select 1 from tributary.relay_checkpoints for update`;
+        const [row] = await tx<{ pid: number }[]>`select pg_backend_pid() as pid from tributary.relay_checkpoints for update`;
+        holdingPid(row!.pid);
         await held;
       });
       try {
+        const holderPid = await holder;
         await append(db.sql, { stream: "orders", key: "k", type: "t", data: { n: 1 } });
-        await terminateRelayWriteInFlight(db.sql, 30_000);
+        await terminateRelayWriteInFlight(db.sql, 30_000, holderPid);
       } finally {
         release();
         await holding;

@@ -262,7 +262,13 @@ export async function relayBackends(sql: Sql, slotName: string): Promise<RelayBa
  * Terminates a relay connection caught inside a transaction (a batch being
  * written), polling until one is caught. Returns its pid.
  */
-export async function terminateRelayWriteInFlight(sql: Sql, timeoutMs = 10_000): Promise<number> {
+/**
+ * Terminates the relay's backends that are inside a transaction. With
+ * `blockedBy`, only those waiting on a lock that backend holds: a test that
+ * holds a row the writer needs then hits the writer, never another relay
+ * query that happened to be running.
+ */
+export async function terminateRelayWriteInFlight(sql: Sql, timeoutMs = 10_000, blockedBy?: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     // Materialized: the filter must run before pg_terminate_backend sees any row.
@@ -270,9 +276,11 @@ export async function terminateRelayWriteInFlight(sql: Sql, timeoutMs = 10_000):
       with writing as materialized (
         select pid from pg_stat_activity
          where datname = current_database() and application_name = 'tributary-relay'
-           and backend_type = 'client backend' and xact_start is not null and pid <> pg_backend_pid())
+           and backend_type = 'client backend' and xact_start is not null and pid <> pg_backend_pid()
+           and (${blockedBy ?? null}::int is null or ${blockedBy ?? null}::int = any (pg_blocking_pids(pid))))
       select pid from writing where pg_terminate_backend(pid)`;
     if (hit) return hit.pid;
+    await sleep(5);
   }
   throw new Error(`no relay write in flight within ${timeoutMs} ms`);
 }
