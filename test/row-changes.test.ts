@@ -98,7 +98,8 @@ describeBackends("row changes", (backend) => {
       const decoder = new PgoutputChangeDecoder();
       const rows = await tx<{ data: Buffer }[]>`
         select data from pg_logical_slot_peek_binary_changes(${slot()}, null, null, 'proto_version', '1', 'publication_names', 'captured')`;
-      for (const row of rows) changes.push(...(decoder.decode(row.data) ?? []));
+      // The table OID is pgoutput's alone (wal2json names tables only).
+      for (const row of rows) changes.push(...(decoder.decode(row.data) ?? []).map(({ relid: _relid, ...change }) => change as RowChange));
     } else {
       const rows = await tx<{ data: string }[]>`
         select data from pg_logical_slot_peek_changes(${slot()}, null, null, 'format-version', '2', 'include-type-oids', '1', 'include-transaction', 'true')`;

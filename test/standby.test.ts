@@ -54,6 +54,7 @@ function batchOf(events: Array<{ stream: string; partition: number; offset: numb
     rejects: [],
     first: null,
     last: null,
+    captures: { starts: [], stops: [], touched: new Map(), snapshots: [] },
     offsets: events.map((e) => ({ stream: e.stream, partition: e.partition, nextOffset: String(e.offset + 1) })),
     position: {
       commitLsn: Lsn.parse(checkpoint.commitLsn),

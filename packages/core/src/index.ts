@@ -9,5 +9,5 @@ export { EVENTS_CHANNEL, GROUPS_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL } from "./i
 export { GROUP_LOCK, MIGRATE_LOCK, QUEUE_FIFO_LOCK, QUEUE_VACUUM_LOCK, RELAY_CANDIDATE_LOCK, RELAY_LOCK } from "./internal/advisory-locks.ts";
 export { isRejection, Keyring, MESSAGE_PREFIX, readEventMessage } from "./internal/event-message.ts";
 export type { RawEvent, Rejection, RejectionReason } from "./internal/event-message.ts";
-export { decoders, PUBLICATION } from "./internal/replication.ts";
+export { CDC_MESSAGE_PREFIX, decoders, PUBLICATION } from "./internal/replication.ts";
 export type { Decoder } from "./internal/replication.ts";

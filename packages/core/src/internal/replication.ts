@@ -11,8 +11,15 @@ export const decoders: readonly Decoder[] = ["pgoutput", "wal2json"];
 
 /**
  * The publication pgoutput reads, created empty by migration 0001: logical
- * messages are sent whatever the publication, and the stream table must
- * never be in a publication the relay reads (docs/ARCHITECTURE.md "Known
- * traps").
+ * messages are sent whatever the publication. It holds the captured tables
+ * (tributary.capture() adds them, migration 0009), never the stream table,
+ * which would feed itself (docs/ARCHITECTURE.md "Known traps").
  */
 export const PUBLICATION = "tributary_relay";
+
+/**
+ * The prefix of table capture's own logical messages (migration 0009): a
+ * capture's start and stop, a backfill's request, and the relay's snapshot
+ * watermarks. Like any prefix, it proves nothing about who wrote a message.
+ */
+export const CDC_MESSAGE_PREFIX = "tributary.cdc";

@@ -25,6 +25,7 @@ interface RelationColumn {
 }
 
 interface Relation {
+  readonly oid: number;
   readonly schema: string;
   readonly table: string;
   readonly columns: readonly RelationColumn[];
@@ -117,7 +118,7 @@ export class PgoutputChangeDecoder {
       case 0x49 /* I */: {
         const relation = this.relation(reader.uint32());
         if (reader.byte() !== 0x4e) throw new Error("pgoutput Insert without its 'N' tuple");
-        return [{ kind: "insert", schema: relation.schema, table: relation.table, columns: present(relation, reader.tuple()) }];
+        return [{ kind: "insert", schema: relation.schema, table: relation.table, relid: relation.oid, columns: present(relation, reader.tuple()) }];
       }
       case 0x55 /* U */: {
         const relation = this.relation(reader.uint32());
@@ -133,14 +134,14 @@ export class PgoutputChangeDecoder {
         const next = reader.tuple();
         // No old tuple: the key did not change (or the identity is NOTHING); it is the new row's key.
         const identity = old === null ? keyOf(relation, next) : oldIsKey ? keyOf(relation, old) : present(relation, old);
-        return [{ kind: "update", schema: relation.schema, table: relation.table, columns: present(relation, next), identity }];
+        return [{ kind: "update", schema: relation.schema, table: relation.table, relid: relation.oid, columns: present(relation, next), identity }];
       }
       case 0x44 /* D */: {
         const relation = this.relation(reader.uint32());
         const marker = reader.byte();
         if (marker !== 0x4b && marker !== 0x4f) throw new Error("pgoutput Delete without its old tuple");
         const old = reader.tuple();
-        return [{ kind: "delete", schema: relation.schema, table: relation.table, identity: marker === 0x4b ? keyOf(relation, old) : present(relation, old) }];
+        return [{ kind: "delete", schema: relation.schema, table: relation.table, relid: relation.oid, identity: marker === 0x4b ? keyOf(relation, old) : present(relation, old) }];
       }
       case 0x54 /* T */: {
         const count = reader.int32();
@@ -148,7 +149,7 @@ export class PgoutputChangeDecoder {
         const changes: RowChange[] = [];
         for (let i = 0; i < count; i++) {
           const relation = this.relation(reader.uint32());
-          changes.push({ kind: "truncate", schema: relation.schema, table: relation.table });
+          changes.push({ kind: "truncate", schema: relation.schema, table: relation.table, relid: relation.oid });
         }
         return changes;
       }
@@ -171,7 +172,7 @@ export class PgoutputChangeDecoder {
       reader.int32(); // typmod
       columns.push({ name, typeOid, isKey: (flags & 1) === 1 });
     }
-    this.relations.set(oid, { schema, table, columns });
+    this.relations.set(oid, { oid, schema, table, columns });
   }
 
   private relation(oid: number): Relation {

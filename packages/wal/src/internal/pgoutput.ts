@@ -15,9 +15,10 @@
  *   'C' Int8 flags, Int64 commit LSN, Int64 end LSN, Int64 commit time
  */
 import { PgoutputPlugin } from "pg-logical-replication";
-import { MESSAGE_PREFIX, PUBLICATION } from "@tributary/core";
+import { CDC_MESSAGE_PREFIX, MESSAGE_PREFIX, PUBLICATION } from "@tributary/core";
 import type { WalMessage } from "./wal-message.ts";
 import { withParse } from "./decoder-plugin.ts";
+import { PgoutputChangeDecoder } from "./pgoutput-changes.ts";
 
 /** µs between the Unix epoch and PostgreSQL's epoch (2000-01-01). */
 const POSTGRES_EPOCH_MICROS = 946_684_800_000_000n;
@@ -28,10 +29,24 @@ const COMMIT = 0x43; // 'C'
 
 /** "tributary\0": the prefix as it sits in the message, NUL included. */
 const PREFIX_BYTES = Buffer.from(`${MESSAGE_PREFIX}\0`, "utf8");
+const CDC_PREFIX_BYTES = Buffer.from(`${CDC_MESSAGE_PREFIX}\0`, "utf8");
 
+/**
+ * The plugin for one replication session: Begin, Message and Commit are read
+ * here; the row changes of captured tables (the publication's tables) by a
+ * PgoutputChangeDecoder of this session, which remembers Relation messages.
+ */
 export function pgoutputPlugin(): PgoutputPlugin {
-  return withParse(new PgoutputPlugin({ protoVersion: 1, publicationNames: [PUBLICATION], messages: true }), parsePgoutput);
+  const changes = new PgoutputChangeDecoder();
+  return withParse(new PgoutputPlugin({ protoVersion: 1, publicationNames: [PUBLICATION], messages: true }), (buffer) => {
+    const message = parsePgoutput(buffer);
+    if (message !== null || isOwnKind(buffer[0]!)) return message;
+    const decoded = changes.decode(buffer);
+    return decoded === null ? null : { kind: "change", lsn: 0n, changes: decoded };
+  });
 }
+
+const isOwnKind = (kind: number): boolean => kind === BEGIN || kind === MESSAGE || kind === COMMIT;
 
 /** Decodes one pgoutput message body, or null for messages that are not ours to read. */
 export function parsePgoutput(buffer: Buffer): WalMessage | null {
@@ -49,15 +64,26 @@ export function parsePgoutput(buffer: Buffer): WalMessage | null {
       const prefixStart = 10;
       const prefixEnd = prefixStart + PREFIX_BYTES.length;
       // Any role can emit a message with any prefix: a short one must not read past the buffer.
-      if (prefixEnd + 4 > buffer.length || buffer.compare(PREFIX_BYTES, 0, PREFIX_BYTES.length, prefixStart, prefixEnd) !== 0) return null;
-      const length = buffer.readUInt32BE(prefixEnd);
-      const contentStart = prefixEnd + 4;
-      if (contentStart + length > buffer.length) throw new Error("truncated pgoutput message: content runs past its end");
-      return { kind: "message", lsn: buffer.readBigUInt64BE(2), content: buffer.subarray(contentStart, contentStart + length) };
+      if (prefixEnd + 4 <= buffer.length && buffer.compare(PREFIX_BYTES, 0, PREFIX_BYTES.length, prefixStart, prefixEnd) === 0) {
+        return { kind: "message", lsn: buffer.readBigUInt64BE(2), content: contentOf(buffer, prefixEnd) };
+      }
+      const cdcEnd = prefixStart + CDC_PREFIX_BYTES.length;
+      if (cdcEnd + 4 <= buffer.length && buffer.compare(CDC_PREFIX_BYTES, 0, CDC_PREFIX_BYTES.length, prefixStart, cdcEnd) === 0) {
+        return { kind: "control", lsn: buffer.readBigUInt64BE(2), content: contentOf(buffer, cdcEnd) };
+      }
+      return null;
     }
     case COMMIT:
       return { kind: "commit", commitLsn: buffer.readBigUInt64BE(2), endLsn: buffer.readBigUInt64BE(10) };
     default:
       return null;
   }
+}
+
+/** The Int32-length-prefixed content that starts at `at`. */
+function contentOf(buffer: Buffer, at: number): Buffer {
+  const length = buffer.readUInt32BE(at);
+  const contentStart = at + 4;
+  if (contentStart + length > buffer.length) throw new Error("truncated pgoutput message: content runs past its end");
+  return buffer.subarray(contentStart, contentStart + length);
 }

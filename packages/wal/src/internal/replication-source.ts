@@ -56,6 +56,8 @@ export interface ReplicationSourceOptions {
   readonly slotName: string;
   readonly decoder: Decoder;
   readonly statusIntervalMs?: number;
+  /** Whether any table is captured (wal2json then sends table changes; pgoutput follows its publication). */
+  readonly captures?: boolean;
 }
 
 export class ReplicationSource {
@@ -72,7 +74,7 @@ export class ReplicationSource {
    */
   run(startLsn: Lsn, handler: ReplicationHandler): Promise<void> {
     const { decoder } = this.options;
-    const plugin = decoder === "wal2json" ? wal2jsonPlugin() : pgoutputPlugin();
+    const plugin = decoder === "wal2json" ? wal2jsonPlugin({ captures: this.options.captures ?? false }) : pgoutputPlugin();
 
     const service = new LogicalReplicationService(
       { ...this.options.connection, application_name: `tributary-relay:${this.options.slotName}` },
@@ -91,10 +93,12 @@ export class ReplicationSource {
       this.failed = fail;
 
       // Our plugins' parse() returns a WalMessage, null (not ours) or the decoding error.
-      service.on("data", (_lsn: string, message: WalMessage | Error | null) => {
+      service.on("data", (lsn: string, message: WalMessage | Error | null) => {
         if (settled || message === null) return;
         if (message instanceof Error) return fail(message);
         try {
+          // A change's own LSN is the XLogData header's (the decoders do not repeat it).
+          if (message.kind === "change") message.lsn = Lsn.parse(lsn);
           handler.onMessage(message);
         } catch (error) {
           fail(error);

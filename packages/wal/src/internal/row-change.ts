@@ -16,6 +16,8 @@
  *    sends no old tuple then: it is the new row's key columns). Empty under
  *    REPLICA IDENTITY NOTHING.
  *  - a truncate names one table; a TRUNCATE of several gives one each.
+ *  - `relid`: the table's OID, where the decoder knows it (pgoutput's
+ *    Relation messages; wal2json names tables only).
  */
 export interface ColumnValue {
   readonly name: string;
@@ -25,13 +27,14 @@ export interface ColumnValue {
 }
 
 export type RowChange =
-  | { readonly kind: "insert"; readonly schema: string; readonly table: string; readonly columns: readonly ColumnValue[] }
+  | { readonly kind: "insert"; readonly schema: string; readonly table: string; readonly relid?: number; readonly columns: readonly ColumnValue[] }
   | {
       readonly kind: "update";
       readonly schema: string;
       readonly table: string;
+      readonly relid?: number;
       readonly columns: readonly ColumnValue[];
       readonly identity: readonly ColumnValue[];
     }
-  | { readonly kind: "delete"; readonly schema: string; readonly table: string; readonly identity: readonly ColumnValue[] }
-  | { readonly kind: "truncate"; readonly schema: string; readonly table: string };
+  | { readonly kind: "delete"; readonly schema: string; readonly table: string; readonly relid?: number; readonly identity: readonly ColumnValue[] }
+  | { readonly kind: "truncate"; readonly schema: string; readonly table: string; readonly relid?: number };

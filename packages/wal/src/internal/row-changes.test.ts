@@ -27,7 +27,7 @@ describe("pgoutput row changes", () => {
     const insert = Buffer.concat([Buffer.from("I"), int32(16400), Buffer.from("N"), tuple("1", "é")]);
     expect(() => decoder.decode(insert)).toThrow(/relation 16400 before its Relation message/);
     expect(decoder.decode(relation)).toBeNull();
-    expect(decoder.decode(insert)).toEqual([{ kind: "insert", schema: "public", table: "t", columns: [{ name: "id", typeOid: 23, text: "1" }, { name: "v", typeOid: 25, text: "é" }] }]);
+    expect(decoder.decode(insert)).toEqual([{ kind: "insert", schema: "public", table: "t", relid: 16400, columns: [{ name: "id", typeOid: 23, text: "1" }, { name: "v", typeOid: 25, text: "é" }] }]);
     const wide = Buffer.concat([Buffer.from("I"), int32(16400), Buffer.from("N"), tuple("1", "a", "b")]);
     expect(() => decoder.decode(wide)).toThrow(/tuple of 3 columns for public.t, whose Relation message has 2/);
   });

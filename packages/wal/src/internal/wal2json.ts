@@ -1,9 +1,10 @@
 /** wal2json format-version 2 (a separately installed output plugin). */
 import { Wal2JsonPlugin } from "pg-logical-replication";
-import { MESSAGE_PREFIX } from "@tributary/core";
+import { CDC_MESSAGE_PREFIX, MESSAGE_PREFIX } from "@tributary/core";
 import { Lsn } from "./lsn.ts";
 import type { WalMessage } from "./wal-message.ts";
 import { withParse } from "./decoder-plugin.ts";
+import { fromWal2jsonChange } from "./wal2json-changes.ts";
 
 interface Wal2JsonRecord {
   action: string;
@@ -16,19 +17,33 @@ interface Wal2JsonRecord {
   content?: string;
 }
 
-export function wal2jsonPlugin(): Wal2JsonPlugin {
+export interface Wal2jsonSessionOptions {
+  /**
+   * Whether any table is captured. wal2json has no publication: without
+   * captures it sends no table's changes (events travel as logical messages);
+   * with captures it sends every table's but Tributary's own (the relay's
+   * inserts into the stream table would double the traffic), and the relay
+   * keeps the captured ones.
+   */
+  readonly captures: boolean;
+}
+
+export function wal2jsonPlugin(options: Wal2jsonSessionOptions = { captures: false }): Wal2JsonPlugin {
   const plugin = new Wal2JsonPlugin({
     formatVersion: "2",
     includeLsn: true,
     includeTimestamp: true,
     includeTransaction: true,
     includeXids: true,
-    // Events travel as logical messages; no table change is ours to read, and
-    // reading the relay's own inserts would double the traffic.
-    filterTables: "*.*",
+    includeTypeOids: true,
+    filterTables: options.captures ? "tributary.*" : "*.*",
   } as never);
-  const parseJson = plugin.parse.bind(plugin);
-  return withParse(plugin, (buffer) => fromWal2json(parseJson(buffer) as Wal2JsonRecord));
+  return withParse(plugin, (buffer) => {
+    const text = buffer.toString("utf8");
+    const change = fromWal2jsonChange(text);
+    if (change !== null) return { kind: "change", lsn: 0n, changes: [change] };
+    return fromWal2json(JSON.parse(text) as Wal2JsonRecord);
+  });
 }
 
 export function fromWal2json(record: Wal2JsonRecord): WalMessage | null {
@@ -36,8 +51,10 @@ export function fromWal2json(record: Wal2JsonRecord): WalMessage | null {
     case "B":
       return { kind: "begin", commitLsn: Lsn.parse(record.lsn!), commitTimeMicros: timestampMicros(record.timestamp!), xid: record.xid! };
     case "M":
-      if (record.prefix !== MESSAGE_PREFIX || !record.transactional) return null;
-      return { kind: "message", lsn: record.lsn ? Lsn.parse(record.lsn) : 0n, content: Buffer.from(record.content!, "utf8") };
+      if (!record.transactional) return null;
+      if (record.prefix === MESSAGE_PREFIX) return { kind: "message", lsn: record.lsn ? Lsn.parse(record.lsn) : 0n, content: Buffer.from(record.content!, "utf8") };
+      if (record.prefix === CDC_MESSAGE_PREFIX) return { kind: "control", lsn: record.lsn ? Lsn.parse(record.lsn) : 0n, content: Buffer.from(record.content!, "utf8") };
+      return null;
     case "C":
       return { kind: "commit", commitLsn: Lsn.parse(record.lsn!), endLsn: Lsn.parse(record.nextlsn!) };
     default:

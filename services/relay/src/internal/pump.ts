@@ -28,6 +28,7 @@ import type { Lsn, ReplicationHandler, ReplicationSource, WalMessage } from "@tr
 import type { Batch, RelayState } from "./relay-state.ts";
 import { writeBatch } from "./stream-writer.ts";
 import { BatchRefusedError, isDataError } from "./errors.ts";
+import { CaptureReloadError } from "./cdc/capture-set.ts";
 
 /** Test seams around each write of a batch of entries (fault injection); position-only writes skip them. */
 export interface BatchHooks {
@@ -156,7 +157,13 @@ export class RelayPump implements ReplicationHandler {
     this.startWrite();
     const held = this.held;
     let next = 0;
-    while (next < held.length && !this.blocked) this.accept(held[next++]!);
+    try {
+      while (next < held.length && !this.blocked) this.accept(held[next++]!);
+    } catch (error) {
+      // Not the socket's handler here: the session must end with this error, not hang paused.
+      this.source.abort(error);
+      return;
+    }
     this.held = held.slice(next);
     if (!this.blocked) this.source.resume();
   }
@@ -178,6 +185,10 @@ export class RelayPump implements ReplicationHandler {
     await hooks.afterCommit?.(batch);
     this.state.committed(batch, version);
     this.source.sendStatus(this.state.durableLsn(), false);
+    const restartAfter = this.state.restartAfter();
+    if (restartAfter !== null && this.state.checkpoint.commitLsn >= restartAfter) {
+      this.source.abort(new CaptureReloadError("a table capture started, and wal2json sends table changes only to a session started with captures", "wal2json:captures"));
+    }
     this.stats.events += batch.size;
     this.stats.rejected += batch.rejects.length;
     this.stats.transactions += batch.transactions;

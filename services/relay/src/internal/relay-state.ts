@@ -34,8 +34,11 @@
  * database: the caller must then discard this state and reload (crash-only).
  */
 import { isRejection, partitionFor, readEventMessage, type Keyring, type RawEvent, type Rejection } from "@tributary/core";
-import type { Lsn, WalMessage } from "@tributary/wal";
+import type { ColumnValue, Lsn, RowChange, WalMessage } from "@tributary/wal";
 import { CopyRows, timestampText } from "./copy-format.ts";
+import { CaptureReloadError, readControl, type Capture, type CaptureSet, type Reloads } from "./cdc/capture-set.ts";
+import { changeEvents, type ChangeEvent, type JsonOf } from "./cdc/change-event.ts";
+import type { Chunk, Chunks } from "./cdc/chunks.ts";
 
 /** A position in the WAL as far as the stream is concerned. */
 export interface Position {
@@ -68,7 +71,8 @@ const entryBefore = (a: EntryId, b: EntryId): boolean => a.commitLsn < b.commitL
 export interface RejectedMessage {
   readonly lsn: Lsn;
   readonly commitLsn: Lsn;
-  readonly reason: Rejection["reason"] | "write_failed";
+  /** capture_failed: a captured table's change that cannot become an event (its key is missing, a value is unreadable). */
+  readonly reason: Rejection["reason"] | "write_failed" | "capture_failed";
   readonly detail: string;
   readonly stream: string | null;
   readonly eventId: string | null;
@@ -90,6 +94,36 @@ export interface Batch {
   readonly position: Position;
   /** Transactions completed by this batch (for metrics). */
   readonly transactions: number;
+  /** What the batch changes in tributary.table_captures, in the same database transaction. */
+  readonly captures: CaptureProgress;
+}
+
+/** Table capture's bookkeeping, written with the batch that carries it (migration 0009). */
+export interface CaptureProgress {
+  /** Captures whose start (their capture() transaction, committed at `lsn`) this batch passes. */
+  readonly starts: Array<{ id: string; lsn: Lsn }>;
+  readonly stops: Array<{ id: string; lsn: Lsn }>;
+  /** Captures with changes in this batch, and the last one's commit time (COPY timestamptz text). */
+  readonly touched: Map<string, string>;
+  /** Snapshot chunks put into the stream by this batch. */
+  readonly snapshots: Array<{ id: string; requestedAt: string; cursor: string[]; rows: number; done: boolean; chunk: Chunk }>;
+}
+
+const noProgress = (): CaptureProgress => ({ starts: [], stops: [], touched: new Map(), snapshots: [] });
+const hasProgress = (p: CaptureProgress): boolean => p.starts.length + p.stops.length + p.touched.size + p.snapshots.length > 0;
+
+/** What a session knows of table capture (cdc/capture-set.ts, cdc/chunks.ts). */
+export interface CdcContext {
+  readonly captures: CaptureSet;
+  readonly chunks: Chunks;
+  /** A column's JSON; throws CaptureReloadError for a type the session has not loaded. */
+  readonly jsonOf: JsonOf;
+  readonly reloads: Reloads;
+  /** wal2json was started without table changes: the first capture's start needs a new session. */
+  readonly restartOnCaptureStart: boolean;
+  /** A backfill was requested (the snapshotter looks at once). */
+  readonly onBackfill?: () => void;
+  readonly now?: () => number;
 }
 
 export interface BatchLimits {
@@ -107,6 +141,8 @@ export interface TrustOptions {
 
 interface OpenTransaction {
   readonly commitLsn: Lsn;
+  readonly xid: number;
+  readonly commitTimeMs: number;
   /** committed_at as COPY text. */
   readonly committedAt: string;
   readonly skipAll: boolean;
@@ -142,12 +178,16 @@ export class RelayState {
   private transactionsInBatch = 0;
   private open: OpenTransaction | null = null;
   private inFlight: Batch | null = null;
+  private progress = noProgress();
+  /** A transaction after whose commit the session must start again (wal2json's first capture), or null. */
+  private restartAfterLsn: Lsn | null = null;
 
   constructor(
     checkpoint: Checkpoint,
     offsets: Iterable<{ stream: string; partition: number; nextOffset: bigint }>,
     private readonly limits: BatchLimits,
     private readonly trust: TrustOptions,
+    private readonly cdc: CdcContext | null = null,
   ) {
     this.durable = checkpoint;
     this.pending = checkpoint;
@@ -192,9 +232,17 @@ export class RelayState {
     return this.open !== null;
   }
 
-  /** Whether events or rejections wait to be written. */
+  /** Whether events, rejections or capture bookkeeping wait to be written. */
   hasBatch(): boolean {
-    return this.events > 0 || this.rejects.length > 0;
+    return this.events > 0 || this.rejects.length > 0 || hasProgress(this.progress);
+  }
+
+  /**
+   * Once the checkpoint reaches this commit LSN the session must end and a
+   * new one start (it will read what this one's decoder was not asked for).
+   */
+  restartAfter(): Lsn | null {
+    return this.restartAfterLsn;
   }
 
   /**
@@ -204,57 +252,196 @@ export class RelayState {
   accept(message: WalMessage): boolean {
     switch (message.kind) {
       case "begin":
-        return this.begin(message.commitLsn, message.commitTimeMicros);
+        return this.begin(message.commitLsn, message.commitTimeMicros, message.xid);
       case "message":
         return this.message(message.lsn, message.content);
       case "commit":
         return this.commit(message.commitLsn, message.endLsn);
+      case "change":
+        return this.changes(message.lsn, message.changes);
+      case "control":
+        return this.control(message.lsn, message.content);
     }
   }
 
-  private begin(commitLsn: Lsn, commitTimeMicros: bigint): boolean {
+  private begin(commitLsn: Lsn, commitTimeMicros: bigint, xid: number): boolean {
     if (this.open) throw new Error(`begin of ${commitLsn} inside open transaction ${this.open.commitLsn}`);
     const skipAll = commitLsn <= this.pending.commitLsn;
     const skipFirst = this.pending.partialCommitLsn === commitLsn ? this.pending.partialEvents : 0;
     const committedAt = skipAll ? "" : timestampText(commitTimeMicros);
-    this.open = { commitLsn, committedAt, skipAll, skipFirst, seen: 0 };
+    this.open = { commitLsn, xid, commitTimeMs: Number(commitTimeMicros / 1000n), committedAt, skipAll, skipFirst, seen: 0 };
     return false;
+  }
+
+  /**
+   * Counts one entry (an event or a rejection) of the open transaction:
+   * false when it is already in the stream (a replay), so `write` is not
+   * called; otherwise `write` adds it and it becomes the batch's last entry.
+   */
+  private entry(tx: OpenTransaction, write: (entry: EntryId) => void): boolean {
+    tx.seen++;
+    if (tx.skipAll || tx.seen <= tx.skipFirst) return false;
+    const entry: EntryId = { commitLsn: tx.commitLsn, index: tx.seen };
+    write(entry);
+    this.first ??= entry;
+    this.last = entry;
+    return true;
+  }
+
+  /** Whether the batch must be cut after the entries just added; records how far into the transaction it reaches. */
+  private cut(tx: OpenTransaction): boolean {
+    const isolating = this.trust.isolateThrough != null && this.last !== null && entryBefore(this.last, this.trust.isolateThrough);
+    const entries = this.events + this.rejects.length;
+    const full = isolating || entries >= this.limits.maxBatchEvents || this.rows.byteLength + this.rejectBytes >= this.limits.maxBatchBytes;
+    if (full) this.pending = { ...this.pending, partialCommitLsn: tx.commitLsn, partialEvents: tx.seen };
+    return full;
+  }
+
+  private changes(lsn: Lsn, changes: readonly RowChange[]): boolean {
+    const tx = this.open;
+    if (!tx) throw new Error("row change outside a transaction");
+    const cdc = this.cdc;
+    if (!cdc || tx.skipAll) return false;
+    let added = false;
+    for (const change of changes) {
+      const capture = this.captureOf(cdc, change, tx.commitLsn);
+      if (!capture) continue;
+      let events: ChangeEvent[];
+      try {
+        events = changeEvents(change, capture.shape, { database: cdc.captures.database, lsn, txId: tx.xid, commitTimeMs: tx.commitTimeMs, snapshot: false },
+          cdc.jsonOf, cdc.now?.() ?? Date.now());
+      } catch (error) {
+        if (error instanceof CaptureReloadError) throw error;
+        added = this.entry(tx, (entry) => this.rejectChange(lsn, tx, capture, change, error)) || added;
+        continue;
+      }
+      for (const event of events) {
+        cdc.chunks.observe(capture.id, event.key);
+        added = this.entry(tx, (entry) => this.numberChange(event, capture, entry, tx)) || added;
+      }
+    }
+    return added && this.cut(tx);
+  }
+
+  private captureOf(cdc: CdcContext, change: RowChange, commitLsn: Lsn): Capture | null {
+    try {
+      return cdc.captures.find(change, commitLsn);
+    } catch (error) {
+      if (error instanceof CaptureReloadError && cdc.reloads.once(error.reloadKey)) throw error;
+      return null;
+    }
+  }
+
+  private numberChange(event: ChangeEvent, capture: Capture, entry: EntryId, tx: OpenTransaction): void {
+    this.number({
+      stream: event.stream, key: event.key, partitions: capture.partitions, id: entryUuid(entry), type: event.type,
+      data: Buffer.from(event.data, "utf8"), headers: EMPTY_HEADERS,
+    }, tx);
+    this.progress.touched.set(capture.id, tx.committedAt);
+  }
+
+  private rejectChange(lsn: Lsn, tx: OpenTransaction, capture: Capture, change: RowChange, error: unknown): void {
+    const raw = Buffer.from(JSON.stringify(change), "utf8");
+    this.rejects.push({
+      lsn, commitLsn: tx.commitLsn, reason: "capture_failed",
+      detail: storable(`a change of ${capture.schema}.${capture.table} cannot become an event: ${(error as Error).message ?? String(error)}`),
+      stream: storable(capture.shape.stream), eventId: null, raw,
+    });
+    this.rejectBytes += raw.length;
+  }
+
+  private control(lsn: Lsn, content: Buffer): boolean {
+    const tx = this.open;
+    if (!tx) throw new Error("control message outside a transaction");
+    const cdc = this.cdc;
+    const control = cdc ? readControl(content) : null;
+    if (!cdc || !control) return false;
+    if (control.op === "watermark") {
+      if (tx.skipAll) return false;
+      if (control.edge === "low") {
+        cdc.chunks.low(control.chunk);
+        return false;
+      }
+      return this.snapshotChunk(cdc, control.chunk, lsn, tx);
+    }
+    const capture = cdc.captures.capture(control.id);
+    if (!capture) {
+      // A capture created after this session loaded them (or a forged id: ended for once only).
+      if (BigInt(control.id) > cdc.captures.maxId && cdc.reloads.once(`capture:${control.id}`)) {
+        throw new CaptureReloadError(`capture ${control.id} was created after this session loaded its captures: loading them again`, `capture:${control.id}`);
+      }
+      return false;
+    }
+    if (capture.token !== control.token) return false; // not written by capture(): a forged message
+    if (control.op === "capture" && capture.startLsn === null) {
+      capture.startLsn = tx.commitLsn;
+      if (!tx.skipAll) this.progress.starts.push({ id: capture.id, lsn: tx.commitLsn });
+      if (cdc.restartOnCaptureStart) this.restartAfterLsn ??= tx.commitLsn;
+    } else if (control.op === "uncapture" && capture.stopLsn === null) {
+      capture.stopLsn = tx.commitLsn;
+      if (!tx.skipAll) this.progress.stops.push({ id: capture.id, lsn: tx.commitLsn });
+    } else if (control.op === "backfill") {
+      cdc.onBackfill?.();
+    }
+    return false;
+  }
+
+  /** H of a chunk this session holds: its rows no change in the window touched become 'r' events here. */
+  private snapshotChunk(cdc: CdcContext, chunkId: string, lsn: Lsn, tx: OpenTransaction): boolean {
+    const chunk = cdc.chunks.high(chunkId);
+    if (!chunk) return false;
+    const { capture } = chunk;
+    const rows = chunk.rows!;
+    const source = { database: cdc.captures.database, lsn, txId: tx.xid, commitTimeMs: tx.commitTimeMs, snapshot: true };
+    let added = false;
+    for (const columns of rows) {
+      const read: RowChange = { kind: "insert", schema: capture.schema, table: capture.table, columns };
+      let events: ChangeEvent[];
+      try {
+        events = changeEvents(read, capture.shape, source, cdc.jsonOf, cdc.now?.() ?? Date.now());
+      } catch (error) {
+        if (error instanceof CaptureReloadError) throw error;
+        added = this.entry(tx, () => this.rejectChange(lsn, tx, capture, read, error)) || added;
+        continue;
+      }
+      for (const event of events) {
+        if (chunk.changed.has(event.key)) continue;
+        added = this.entry(tx, (entry) => this.numberChange(event, capture, entry, tx)) || added;
+      }
+    }
+    const last = rows[rows.length - 1];
+    this.progress.snapshots.push({
+      id: capture.id, requestedAt: chunk.requestedAt, rows: rows.length, done: chunk.last,
+      cursor: last ? capture.shape.keyColumns.map((name) => keyText(last, name)) : [],
+      chunk,
+    });
+    return added && this.cut(tx);
   }
 
   private message(lsn: Lsn, content: Buffer): boolean {
     const tx = this.open;
     if (!tx) throw new Error("message outside a transaction");
-    tx.seen++;
-    if (tx.skipAll || tx.seen <= tx.skipFirst) return false;
-    const entry: EntryId = { commitLsn: tx.commitLsn, index: tx.seen };
-    const read = readEventMessage(this.trust.keyring, content);
-    const refusal = this.trust.refused?.get(entryKey(entry));
-    if (isRejection(read) || refusal !== undefined) {
-      const event = isRejection(read) ? null : read;
-      const rejected: RejectedMessage = {
-        lsn,
-        commitLsn: tx.commitLsn,
-        reason: refusal !== undefined ? "write_failed" : (read as Rejection).reason,
-        detail: storable(refusal !== undefined ? `the stream table refused it: ${refusal}` : (read as Rejection).detail),
-        stream: event ? storable(event.stream) : null,
-        eventId: event ? storable(event.id) : null,
-        raw: Buffer.from(content),
-      };
-      this.rejects.push(rejected);
-      this.rejectBytes += content.length;
-    } else {
-      this.number(read, tx);
-    }
-    this.first ??= entry;
-    this.last = entry;
-    const isolating = this.trust.isolateThrough != null && entryBefore(entry, this.trust.isolateThrough);
-    const entries = this.events + this.rejects.length;
-    const full = isolating || entries >= this.limits.maxBatchEvents || this.rows.byteLength + this.rejectBytes >= this.limits.maxBatchBytes;
-    if (full) {
-      // Cut inside the transaction: record how far into it the batch reaches.
-      this.pending = { ...this.pending, partialCommitLsn: tx.commitLsn, partialEvents: tx.seen };
-    }
-    return full;
+    const added = this.entry(tx, (entry) => {
+      const read = readEventMessage(this.trust.keyring, content);
+      const refusal = this.trust.refused?.get(entryKey(entry));
+      if (isRejection(read) || refusal !== undefined) {
+        const event = isRejection(read) ? null : read;
+        const rejected: RejectedMessage = {
+          lsn,
+          commitLsn: tx.commitLsn,
+          reason: refusal !== undefined ? "write_failed" : (read as Rejection).reason,
+          detail: storable(refusal !== undefined ? `the stream table refused it: ${refusal}` : (read as Rejection).detail),
+          stream: event ? storable(event.stream) : null,
+          eventId: event ? storable(event.id) : null,
+          raw: Buffer.from(content),
+        };
+        this.rejects.push(rejected);
+        this.rejectBytes += content.length;
+      } else {
+        this.number(read, tx);
+      }
+    });
+    return added && this.cut(tx);
   }
 
   private number(event: RawEvent, tx: OpenTransaction): void {
@@ -312,6 +499,7 @@ export class RelayState {
       offsets,
       position: this.pending,
       transactions: this.transactionsInBatch,
+      captures: this.progress,
     };
     this.inFlight = batch;
     this.rows = new CopyRows();
@@ -321,6 +509,7 @@ export class RelayState {
     this.rejectBytes = 0;
     this.first = this.last = null;
     this.transactionsInBatch = 0;
+    this.progress = noProgress();
     return batch;
   }
 
@@ -329,6 +518,8 @@ export class RelayState {
     if (this.inFlight !== batch) throw new Error("committed() for a batch that is not in flight");
     this.inFlight = null;
     this.durable = { ...batch.position, version };
+    // The snapshotter reads a chunk's successor from the cursor this batch wrote.
+    for (const snapshot of batch.captures.snapshots) snapshot.chunk.settle(true);
   }
 
   private streamOffsets(stream: string): StreamOffsets {
@@ -339,6 +530,25 @@ export class RelayState {
     }
     return offsets;
   }
+}
+
+const EMPTY_HEADERS = Buffer.from("{}", "utf8");
+
+/**
+ * A change event's id, the same in every session that replays it: a UUID
+ * (version 8, RFC 9562's custom layout) holding the entry's commit LSN and
+ * index. Appended events' ids are random version 4 UUIDs, so the two never
+ * collide.
+ */
+export function entryUuid(entry: EntryId): string {
+  const hex = entry.commitLsn.toString(16).padStart(16, "0") + (entry.index >>> 0).toString(16).padStart(8, "0");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(12, 15)}-8${hex.slice(15, 18)}-${hex.slice(18, 24)}000000`;
+}
+
+function keyText(columns: readonly ColumnValue[], name: string): string {
+  const column = columns.find((c) => c.name === name);
+  if (!column || column.text === null) throw new Error(`snapshot row without its key column ${name}`);
+  return column.text;
 }
 
 /** Text PostgreSQL can store: no NUL characters (the detail quotes raw bytes). */

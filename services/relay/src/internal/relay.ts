@@ -40,6 +40,11 @@ import { BatchRefusedError, RelayFatalError, RelayFencedError, fatalSetupError, 
 import { renewLease, takeLease, takeOverExpired } from "./lease.ts";
 import { RelayPump, type BatchHooks, type PumpStats } from "./pump.ts";
 import { entryKey, RelayState, type Checkpoint, type EntryId } from "./relay-state.ts";
+import { CaptureReloadError, CaptureSet, Reloads } from "./cdc/capture-set.ts";
+import { Chunks } from "./cdc/chunks.ts";
+import { columnJson } from "./cdc/column-json.ts";
+import { sessionOptions, Snapshotter } from "./cdc/snapshotter.ts";
+import { TypeCatalog } from "./cdc/type-catalog.ts";
 
 export interface RelayConfig {
   readonly databaseUrl: string;
@@ -60,6 +65,10 @@ export interface RelayConfig {
   readonly hooks?: BatchHooks;
   /** Called with the live pump once the relay is active (status, metrics). */
   readonly onActive?: (pump: RelayPump) => void;
+  /** Rows per snapshot chunk of a captured table (default 2000). */
+  readonly snapshotChunkRows?: number;
+  /** How often the snapshotter looks for a requested snapshot when not woken (default 1 s). */
+  readonly snapshotPollMs?: number;
 }
 
 /**
@@ -150,6 +159,9 @@ const lockLost = (lock: Session, relayId: string): Promise<never> =>
 interface Recovery {
   isolateThrough: EntryId | null;
   readonly refused: Map<string, string>;
+  /** What table capture ended sessions for, and the type OIDs the next session must load. */
+  readonly reloads: Reloads;
+  readonly types: Set<number>;
 }
 
 async function loadKeyring(sql: Sql): Promise<Keyring> {
@@ -228,17 +240,41 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
     const loaded = yield* setup(() => loadState(sql, config));
     yield* setup(() => checkSlotMatchesCheckpoint(sql, config.slotName, slot.confirmedFlushLsn, loaded.checkpoint));
     const keyring = yield* setup(() => loadKeyring(sql));
+    const catalog = new TypeCatalog(sql);
+    const captures = yield* setup(() => CaptureSet.load(sql, loaded.checkpoint.commitLsn, catalog, slot.plugin === "wal2json", [...recovery.types]));
+    const chunks = new Chunks();
+    yield* Effect.addFinalizer(() => Effect.sync(() => chunks.clear()));
+    const snapshotter = new Snapshotter(sql, captures, chunks, catalog, {
+      chunkRows: config.snapshotChunkRows ?? 2000,
+      pollMs: config.snapshotPollMs ?? 1000,
+      log,
+    });
     const state = new RelayState(loaded.checkpoint, loaded.offsets, {
       maxBatchEvents: config.maxBatchEvents ?? 5000,
       maxBatchBytes: config.maxBatchBytes ?? 8 << 20,
-    }, { keyring, refused: recovery.refused, isolateThrough: recovery.isolateThrough });
+    }, { keyring, refused: recovery.refused, isolateThrough: recovery.isolateThrough }, {
+      captures,
+      chunks,
+      reloads: recovery.reloads,
+      jsonOf: (oid, text) => {
+        const type = catalog.known(oid);
+        if (type) return columnJson(type, text);
+        recovery.types.add(oid);
+        if (recovery.reloads.once(`type:${oid}`)) throw new CaptureReloadError(`column type ${oid} is new to this session: loading the types again`, `type:${oid}`);
+        return columnJson({ kind: "other", oid, name: `type ${oid}` }, text);
+      },
+      // wal2json sends table changes only to a session started with captures (wal2json.ts).
+      restartOnCaptureStart: slot.plugin === "wal2json" && captures.size === 0,
+      onBackfill: () => snapshotter.wake(),
+    });
     // sslmode=prefer: the replication connection takes what the SQL session settled on (node-postgres cannot fall back).
     const preferTls = parseDatabaseUrl(config.databaseUrl).tls.kind === "prefer" && (yield* setup(() => sessionUsesTls(sql)));
     const source = yield* Effect.acquireRelease(
       Effect.sync(() => new ReplicationSource({
-        connection: pgClientConfig(config.databaseUrl, { preferTls }),
+        connection: withSessionOptions(pgClientConfig(config.databaseUrl, { preferTls })),
         slotName: config.slotName,
         decoder: slot.plugin,
+        captures: captures.size > 0,
         ...(config.statusIntervalMs !== undefined ? { statusIntervalMs: config.statusIntervalMs } : {}),
       })),
       (s) => Effect.promise(() => s.stop()),
@@ -251,7 +287,12 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
     config.onActive?.(pump);
     yield* Effect.tryPromise({ try: (signal) => {
       signal.addEventListener("abort", () => void source.stop());
-      return Promise.race([source.run(loaded.checkpoint.endLsn, pump), lockLost(lock, relayId)]);
+      const streaming = source.run(loaded.checkpoint.endLsn, pump);
+      // The snapshotter runs while the session streams; its error ends the session.
+      const snapshots = new AbortController();
+      void streaming.finally(() => snapshots.abort()).catch(() => undefined);
+      snapshotter.run(snapshots.signal).catch((error: unknown) => source.abort(error));
+      return Promise.race([streaming, lockLost(lock, relayId)]);
     }, catch: (e) => fatalSetupError(e, config) });
   });
 
@@ -301,6 +342,11 @@ const renewWhileProgressing = (lockConn: Sql, pump: RelayPump, source: Replicati
     (timer) => Effect.sync(() => clearInterval(timer)),
   );
 
+/** The replication session prints values the way column-json.ts reads them (snapshotter.ts SESSION_SETTINGS). */
+function withSessionOptions<C extends { options?: string }>(config: C): C {
+  return { ...config, options: [config.options, sessionOptions()].filter(Boolean).join(" ") };
+}
+
 function toFatal(error: unknown): unknown {
   const e = error as { name?: string; code?: string; message?: string };
   if (e?.name === "MigrationError" || error instanceof TributaryConnectionError) return new RelayFatalError(e.code ?? "SETUP", e.message ?? String(error));
@@ -323,11 +369,12 @@ export function relay(config: RelayConfig): Effect.Effect<never, unknown> {
   const retryPolicy = Schedule.min([Schedule.exponential(Duration.millis(200), 2), Schedule.spaced(Duration.seconds(5))]).pipe(
     Schedule.jittered,
   );
-  const recovery: Recovery = { isolateThrough: null, refused: new Map() };
+  const recovery: Recovery = { isolateThrough: null, refused: new Map(), reloads: new Reloads(), types: new Set() };
   return Effect.suspend(() => Effect.scoped(session(config, relayId, log, recovery))).pipe(
     Effect.flatMap(() => Effect.fail(new Error("replication stream ended"))),
     Effect.tapError((error) => Effect.sync(() => {
       if (error instanceof BatchRefusedError) learnFromRefusal(recovery, error, log);
+      else if (error instanceof CaptureReloadError) log(`${error.message}: starting a new session`);
       else if (isRetryable(error)) log(`${explainError(error)}; reconnecting with backoff`);
     })),
     Effect.retry({ schedule: retryPolicy, while: isRetryable }),

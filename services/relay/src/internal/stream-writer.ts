@@ -16,7 +16,7 @@ import type { Sql, TransactionSql } from "postgres";
 import { transaction } from "@tributary/client";
 import { EVENTS_CHANNEL } from "@tributary/core";
 import { Lsn } from "@tributary/wal";
-import type { Batch } from "./relay-state.ts";
+import type { Batch, CaptureProgress } from "./relay-state.ts";
 import { BatchWriteTimeoutError, RelayFencedError } from "./errors.ts";
 
 export async function writeBatch(sql: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint, timeoutMs: number): Promise<bigint> {
@@ -69,7 +69,52 @@ async function writeInTransaction(tx: TransactionSql, slotName: string, relayId:
                                         ${r.map((m) => m.raw.toString("hex"))}::text[])
              as m(lsn, commit_lsn, reason, detail, stream, event_id, raw_hex)`;
   }
+  await writeCaptureProgress(tx, batch.captures);
   return BigInt(updated[0]!.version);
+}
+
+/** Table capture's bookkeeping (relay-state.ts CaptureProgress), with the events it goes with. */
+async function writeCaptureProgress(tx: TransactionSql, progress: CaptureProgress): Promise<void> {
+  const { starts, stops, touched, snapshots } = progress;
+  if (starts.length > 0) {
+    await tx`
+      update tributary.table_captures t set start_lsn = v.lsn::pg_lsn
+        from unnest(${starts.map((s) => s.id)}::bigint[], ${starts.map((s) => Lsn.format(s.lsn))}::text[]) as v(id, lsn)
+       where t.id = v.id and t.start_lsn is null`;
+  }
+  if (stops.length > 0) {
+    await tx`
+      update tributary.table_captures t set stop_lsn = v.lsn::pg_lsn
+        from unnest(${stops.map((s) => s.id)}::bigint[], ${stops.map((s) => Lsn.format(s.lsn))}::text[]) as v(id, lsn)
+       where t.id = v.id and t.stop_lsn is null`;
+  }
+  if (touched.size > 0) {
+    await tx`
+      update tributary.table_captures t set last_change_at = greatest(t.last_change_at, v.at::timestamptz)
+        from unnest(${[...touched.keys()]}::bigint[], ${[...touched.values()]}::text[]) as v(id, at)
+       where t.id = v.id`;
+  }
+  if (snapshots.length > 0) {
+    // Chunks of one capture in one batch: their rows add up, the last one's cursor and end count.
+    const merged = new Map<string, { requestedAt: string; cursor: string[]; rows: number; done: boolean }>();
+    for (const chunk of snapshots) {
+      const seen = merged.get(`${chunk.id}/${chunk.requestedAt}`);
+      merged.set(`${chunk.id}/${chunk.requestedAt}`, { ...chunk, rows: chunk.rows + (seen?.rows ?? 0) });
+    }
+    const ids = [...merged.keys()].map((k) => k.slice(0, k.indexOf("/")));
+    const chunks = [...merged.values()];
+    // Text arrays: postgres.js serializes only JS booleans and Dates for bool[] and timestamptz (to ms).
+    // Guarded by the request's time: a backfill requested since starts over and must not be overwritten.
+    await tx`
+      update tributary.table_captures t
+         set snapshot_cursor = array(select jsonb_array_elements_text(v.cursor::jsonb)),
+             snapshot_rows_done = t.snapshot_rows_done + v.rows,
+             snapshot_state = case when v.done_text::boolean then 'done' else 'running' end,
+             snapshot_finished_at = case when v.done_text::boolean then now() end
+        from unnest(${ids}::bigint[], ${chunks.map((c) => c.requestedAt)}::text[], ${chunks.map((c) => JSON.stringify(c.cursor))}::text[],
+                    ${chunks.map((c) => `${c.rows}`)}::bigint[], ${chunks.map((c) => (c.done ? "true" : "false"))}::text[]) as v(id, requested_at, cursor, rows, done_text)
+       where t.id = v.id and t.snapshot_requested_at = v.requested_at::timestamptz`;
+  }
 }
 
 async function copyRows(tx: TransactionSql, rows: Buffer): Promise<void> {
