@@ -150,4 +150,117 @@ describeBackends("table capture", (backend) => {
     const state = await captureState("public.items");
     expect(Number(state!.rows_done)).toBeGreaterThan(0);
   });
+
+  it("carries the old row under REPLICA IDENTITY FULL, and an unchanged TOASTed value as Debezium's placeholder, never null", async () => {
+    await db.sql`create table docs (id int primary key, title text, body text)`;
+    // Stored out of line, uncompressed: an update that does not touch it leaves an unchanged TOAST pointer.
+    await db.sql`alter table docs alter column body set storage external`;
+    await db.sql`create table full_docs (id int primary key, title text)`;
+    await db.sql`alter table full_docs replica identity full`;
+    await db.sql`select tributary.capture('docs', '{"snapshot": "none", "partitions": 1}')`;
+    await db.sql`select tributary.capture('full_docs', '{"snapshot": "none", "partitions": 1, "stream": "full"}')`;
+    start();
+    const body = "x".repeat(40_000);
+    await db.sql`insert into docs values (1, 'a', ${body})`;
+    await db.sql`update docs set title = 'b' where id = 1`;
+    await db.sql`insert into full_docs values (1, 'a')`;
+    await db.sql`update full_docs set title = 'b' where id = 1`;
+    await db.sql`delete from full_docs where id = 1`;
+    const docs = (await settled("public.docs", 2)).map(envelope);
+    expect((docs[0]!.after as { body: string }).body === body, "the inserted body, whole").toBe(true);
+    expect({ ...docs[1], after: { ...docs[1]!.after, body: String(docs[1]!.after!.body).slice(0, 40) } }).toMatchObject({ op: "u", before: { id: 1 }, after: { id: 1, title: "b", body: "__debezium_unavailable_value" } });
+    const full = (await settled("full", 3)).map(envelope);
+    expect(full[1]).toMatchObject({ op: "u", before: { id: 1, title: "a" }, after: { id: 1, title: "b" } });
+    expect(full[2]).toMatchObject({ op: "d", before: { id: 1, title: "b" }, after: null });
+  });
+
+  it("follows schema changes without a restart: added, dropped, renamed and retyped columns, new types", async () => {
+    await db.sql`create table shapes (id int primary key, a text, b int)`;
+    await db.sql`select tributary.capture('shapes', '{"snapshot": "none", "partitions": 1}')`;
+    start();
+    await db.sql`insert into shapes values (1, 'x', 1)`;
+    await settled("public.shapes", 1);
+    await db.sql`alter table shapes add column c jsonb`;
+    await db.sql`insert into shapes values (2, 'y', 2, '{"k": true}')`;
+    await db.sql`alter table shapes drop column a`;
+    await db.sql`insert into shapes values (3, 3, '[1]')`;
+    await db.sql`alter table shapes rename column b to bee`;
+    await db.sql`insert into shapes values (4, 4, null)`;
+    await db.sql`alter table shapes alter column bee type numeric(6, 1)`;
+    await db.sql`create type mood as enum ('happy', 'sad')`;
+    await db.sql`alter table shapes add column m mood`;
+    await db.sql`insert into shapes values (5, 5.5, null, 'sad')`;
+    await db.sql`update shapes set m = 'happy' where id = 1`;
+    const events = (await settled("public.shapes", 6)).map(envelope);
+    expect(events.map((e) => e.after)).toEqual([
+      { id: 1, a: "x", b: 1 },
+      { id: 2, a: "y", b: 2, c: { k: true } },
+      { id: 3, b: 3, c: [1] },
+      { id: 4, bee: 4, c: null },
+      { id: 5, bee: "5.5", c: null, m: "sad" },
+      { id: 1, bee: "1.0", c: null, m: "happy" },
+    ]);
+    expect(relay).not.toBeNull();
+  });
+
+  it("captures a partitioned table as its root, and a partition created while capturing", async () => {
+    await db.sql`create table measurements (id int, day date, v int, primary key (id, day)) partition by range (day)`;
+    await db.sql`create table measurements_1 partition of measurements for values from ('2026-01-01') to ('2026-02-01')`;
+    await db.sql`insert into measurements values (1, '2026-01-05', 1)`;
+    start({ snapshotChunkRows: 10 });
+    await db.sql`select tributary.capture('measurements', '{"partitions": 1}')`;
+    await eventually("the snapshot to end", async () => (await captureState("public.measurements"))?.state === "streaming", 60_000);
+    await db.sql`insert into measurements values (2, '2026-01-06', 2)`;
+    await db.sql`create table measurements_2 partition of measurements for values from ('2026-02-01') to ('2026-03-01')`;
+    await db.sql`insert into measurements values (3, '2026-02-07', 3)`;
+    await db.sql`update measurements set day = '2026-02-01' where id = 2`;
+    const events = await settled("public.measurements", 5);
+    expect(events.map((e) => [envelope(e).op, e.key])).toEqual([
+      ["r", '["1","2026-01-05"]'],
+      ["c", '["2","2026-01-06"]'],
+      ["c", '["3","2026-02-07"]'],
+      // The key changed (and the row moved to another partition): a delete of the old key, a create of the new.
+      ["d", '["2","2026-01-06"]'],
+      ["c", '["2","2026-02-01"]'],
+    ]);
+    expect(events.every((e) => envelope(e).source.table === "measurements")).toBe(true);
+    const replayed = replay(events);
+    expect([...replayed.keys()].sort()).toEqual(['["1","2026-01-05"]', '["2","2026-02-01"]', '["3","2026-02-07"]']);
+  });
+
+  it("backfills rows matching a filter while streaming goes on; a truncate is a 't' event; uncapture stops the events", async () => {
+    await db.sql`create table accounts (id int primary key, region text, balance int)`;
+    await db.sql`insert into accounts select g, case when g % 2 = 0 then 'eu' else 'us' end, g from generate_series(1, 40) g`;
+    await db.sql`select tributary.capture('accounts', '{"snapshot": "none", "partitions": 2}')`;
+    start({ snapshotChunkRows: 7 });
+    await db.sql`update accounts set balance = 0 where id = 1`;
+    await settled("public.accounts", 1);
+    await db.sql`select tributary.backfill('accounts', ${"region = 'eu'"})`;
+    await eventually("the backfill to end", async () => (await captureState("public.accounts"))?.state === "streaming", 60_000);
+    const reads = (await readAll(db.sql, "public.accounts")).filter((e) => envelope(e).op === "r");
+    expect(reads.map((e) => Number(e.key)).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => 2 * (i + 1)));
+    expect((await captureState("public.accounts"))!.rows_done).toBe("20");
+    await db.sql`truncate accounts`;
+    await db.sql`select tributary.uncapture('accounts')`;
+    await db.sql`insert into accounts values (100, 'eu', 1)`;
+    await db.sql`select tributary.append('marker', 'm', 'm', '{}')`;
+    await eventually("the relay to catch up", async () => (await readAll(db.sql, "marker")).length === 1, 60_000);
+    const events = await readAll(db.sql, "public.accounts");
+    expect(events.length).toBe(22);
+    const truncate = events.find((e) => e.type === "table.truncated")!;
+    expect(envelope(truncate)).toMatchObject({ op: "t", before: null, after: null, source: { table: "accounts" } });
+    expect((await captureState("public.accounts"))).toMatchObject({ state: "stopped", stop_reason: "uncaptured" });
+  });
+
+  it("a dropped captured table stops its capture with a clear state; the relay goes on", async () => {
+    await db.sql`create table doomed (id int primary key)`;
+    await db.sql`select tributary.capture('doomed', '{"snapshot": "none"}')`;
+    start();
+    await db.sql`insert into doomed values (1)`;
+    await settled("public.doomed", 1);
+    await db.sql`drop table doomed`;
+    await db.sql`select tributary.append('after', 'k', 't', '{}')`;
+    await eventually("the relay to go on", async () => (await readAll(db.sql, "after")).length === 1, 60_000);
+    expect(await captureState("public.doomed")).toMatchObject({ state: "stopped", stop_reason: "table dropped" });
+  });
 });

@@ -303,9 +303,11 @@ export class RelayState {
     const cdc = this.cdc;
     if (!cdc || tx.skipAll) return false;
     let added = false;
-    for (const change of changes) {
-      const capture = this.captureOf(cdc, change, tx.commitLsn);
+    for (const found of changes) {
+      const capture = this.captureOf(cdc, found, tx.commitLsn);
       if (!capture) continue;
+      // A partition's change (wal2json names the partition) is its captured root's.
+      const change = found.table === capture.table && found.schema === capture.schema ? found : { ...found, schema: capture.schema, table: capture.table };
       let events: ChangeEvent[];
       try {
         events = changeEvents(change, capture.shape, { database: cdc.captures.database, lsn, txId: tx.xid, commitTimeMs: tx.commitTimeMs, snapshot: false },
