@@ -67,10 +67,13 @@ describeBackends("table capture", (backend) => {
   });
 
   it("streams inserts, updates and deletes as change events in commit order, never a rolled-back one", async () => {
-    await db.sql`create table orders (id int primary key, note text, amount numeric(12, 2), tags text[], meta jsonb, placed_at timestamptz, ok boolean)`;
+    await db.sql`create type status as enum ('new', 'paid')`;
+    await db.sql`create table orders (id int primary key, note text, amount numeric(12, 2), tags text[], meta jsonb, placed_at timestamptz, ok boolean,
+                                      ref uuid, raw bytea, day date, status status, big int8, ratio float8, span interval)`;
     await db.sql`select tributary.capture('orders', '{"snapshot": "none", "partitions": 1}')`;
     start();
-    await db.sql`insert into orders values (1, 'first', 10.50, '{a,b}', '{"x": [1, 2]}', '2026-01-02 03:04:05.678+02', true)`;
+    await db.sql`insert into orders values (1, 'first', 10.50, '{a,b}', '{"x": [1, 2]}', '2026-01-02 03:04:05.678+02', true,
+                                            'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\xdeadbeef', '2026-03-04', 'paid', 9007199254740993, 0.1, '1 day 02:03:04')`;
     await db.sql`update orders set note = 'changed', amount = 11 where id = 1`;
     await db.sql.begin(async (tx) => {
       await tx`insert into orders (id, note) values (2, 'second')`;
@@ -94,9 +97,17 @@ describeBackends("table capture", (backend) => {
       ["row.inserted", "20"],
     ]);
     const [insert, update, , , del] = events.map(envelope);
+    // The same values from both decoders: integers as numbers (int8 with every digit), numeric as exact strings,
+    // json as JSON, arrays as arrays, timestamptz in UTC, bytea as base64, enums and uuids as strings.
+    expect(insert!.after).toEqual({
+      id: 1, note: "first", amount: "10.50", tags: ["a", "b"], meta: { x: [1, 2] }, placed_at: "2026-01-02T01:04:05.678Z", ok: true,
+      ref: "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", raw: "3q2+7w==", day: "2026-03-04", status: "paid", big: expect.any(Number), ratio: 0.1, span: "P1DT2H3M4S",
+    });
+    // jsonb keeps the int8's digits (a JS number would not).
+    expect(await db.sql`select data->'after'->>'big' as big, jsonb_typeof(data->'after'->'big') as type from tributary.events where id = ${events[0]!.id}::uuid`)
+      .toEqual([{ big: "9007199254740993", type: "number" }]);
     expect(insert).toMatchObject({
       before: null,
-      after: { id: 1, note: "first", amount: "10.50", tags: ["a", "b"], meta: { x: [1, 2] }, placed_at: "2026-01-02T01:04:05.678Z", ok: true },
       op: "c",
       source: { connector: "tributary", schema: "public", table: "orders", snapshot: "false" },
     });

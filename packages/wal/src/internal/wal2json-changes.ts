@@ -11,6 +11,10 @@
  * The rewrite only touches `{"value":` or `,"value":` followed by a digit or
  * a minus: inside a JSON string every quote is escaped (\"), so that
  * sequence is always the record's own structure.
+ *
+ * wal2json prints a bytea value (type OID 17 itself, not a domain over it nor
+ * an array of it) as its hex digits without PostgreSQL's "\x" prefix; the
+ * prefix is put back, so the text is the type's output as pgoutput gives it.
  */
 import type { ColumnValue, RowChange } from "./row-change.ts";
 
@@ -27,6 +31,8 @@ interface Wal2JsonChange {
   columns?: Wal2JsonColumn[];
   identity?: Wal2JsonColumn[];
 }
+
+const BYTEA = 17;
 
 const BARE_NUMBER_VALUE = /([{,])"value":(-?[0-9][0-9.eE+-]*)/g;
 
@@ -54,7 +60,7 @@ function columnsOf(columns: Wal2JsonColumn[] | undefined, record: Wal2JsonChange
   if (!columns) throw new Error(`wal2json ${record.action} record for ${record.schema}.${record.table} without columns`);
   return columns.map((c) => {
     if (c.typeoid === undefined) throw new Error("wal2json record without type OIDs: the relay starts wal2json with include-type-oids");
-    const text = c.value === null ? null : typeof c.value === "boolean" ? (c.value ? "t" : "f") : c.value;
+    const text = c.value === null ? null : typeof c.value === "boolean" ? (c.value ? "t" : "f") : c.typeoid === BYTEA ? `\\x${c.value}` : c.value;
     return { name: c.name, typeOid: c.typeoid, text };
   });
 }
