@@ -322,5 +322,7 @@ grant update (start_lsn, stop_lsn, stopped_at, stop_reason, last_change_at, snap
               snapshot_rows_done, snapshot_finished_at) on tributary.table_captures to tributary_relay;
 revoke all on function tributary.capture(regclass, jsonb), tributary.uncapture(regclass), tributary.backfill(regclass, text) from public;
 grant execute on function tributary.capture(regclass, jsonb), tributary.uncapture(regclass), tributary.backfill(regclass, text) to tributary_admin;
+-- Helpers (0007's rule: EXECUTE on a function with the caller's rights is no boundary).
+revoke all on function tributary.capture_error(text, text), tributary.capture_key(regclass), tributary.capture_estimate(regclass) from public;
 grant execute on function tributary.capture_error(text, text), tributary.capture_key(regclass), tributary.capture_estimate(regclass)
-  to tributary_admin, tributary_relay;
+  to tributary_admin, tributary_relay, tributary_writer, tributary_reader, tributary_worker;
