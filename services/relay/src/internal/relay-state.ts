@@ -274,18 +274,17 @@ export class RelayState {
   }
 
   /**
-   * Counts one entry (an event or a rejection) of the open transaction:
-   * false when it is already in the stream (a replay), so `write` is not
-   * called; otherwise `write` adds it and it becomes the batch's last entry.
+   * Counts one entry (an event or a rejection) of the open transaction: null
+   * when it is already in the stream (a replay), else its id; the caller
+   * then adds it and it becomes the batch's last entry.
    */
-  private entry(tx: OpenTransaction, write: (entry: EntryId) => void): boolean {
+  private entry(tx: OpenTransaction): EntryId | null {
     tx.seen++;
-    if (tx.skipAll || tx.seen <= tx.skipFirst) return false;
+    if (tx.skipAll || tx.seen <= tx.skipFirst) return null;
     const entry: EntryId = { commitLsn: tx.commitLsn, index: tx.seen };
-    write(entry);
     this.first ??= entry;
     this.last = entry;
-    return true;
+    return entry;
   }
 
   /** Whether the batch must be cut after the entries just added; records how far into the transaction it reaches. */
@@ -314,12 +313,19 @@ export class RelayState {
           cdc.jsonOf, cdc.now?.() ?? Date.now());
       } catch (error) {
         if (error instanceof CaptureReloadError) throw error;
-        added = this.entry(tx, (entry) => this.rejectChange(lsn, tx, capture, change, error)) || added;
+        if (this.entry(tx)) {
+          this.rejectChange(lsn, tx, capture, change, error);
+          added = true;
+        }
         continue;
       }
       for (const event of events) {
         cdc.chunks.observe(capture.id, event.key);
-        added = this.entry(tx, (entry) => this.numberChange(event, capture, entry, tx)) || added;
+        const entry = this.entry(tx);
+        if (entry) {
+          this.numberChange(event, capture, entry, tx);
+          added = true;
+        }
       }
     }
     return added && this.cut(tx);
@@ -403,12 +409,19 @@ export class RelayState {
         events = changeEvents(read, capture.shape, source, cdc.jsonOf, cdc.now?.() ?? Date.now());
       } catch (error) {
         if (error instanceof CaptureReloadError) throw error;
-        added = this.entry(tx, () => this.rejectChange(lsn, tx, capture, read, error)) || added;
+        if (this.entry(tx)) {
+          this.rejectChange(lsn, tx, capture, read, error);
+          added = true;
+        }
         continue;
       }
       for (const event of events) {
         if (chunk.changed.has(event.key)) continue;
-        added = this.entry(tx, (entry) => this.numberChange(event, capture, entry, tx)) || added;
+        const entry = this.entry(tx);
+        if (entry) {
+          this.numberChange(event, capture, entry, tx);
+          added = true;
+        }
       }
     }
     const last = rows[rows.length - 1];
@@ -423,27 +436,27 @@ export class RelayState {
   private message(lsn: Lsn, content: Buffer): boolean {
     const tx = this.open;
     if (!tx) throw new Error("message outside a transaction");
-    const added = this.entry(tx, (entry) => {
-      const read = readEventMessage(this.trust.keyring, content);
-      const refusal = this.trust.refused?.get(entryKey(entry));
-      if (isRejection(read) || refusal !== undefined) {
-        const event = isRejection(read) ? null : read;
-        const rejected: RejectedMessage = {
-          lsn,
-          commitLsn: tx.commitLsn,
-          reason: refusal !== undefined ? "write_failed" : (read as Rejection).reason,
-          detail: storable(refusal !== undefined ? `the stream table refused it: ${refusal}` : (read as Rejection).detail),
-          stream: event ? storable(event.stream) : null,
-          eventId: event ? storable(event.id) : null,
-          raw: Buffer.from(content),
-        };
-        this.rejects.push(rejected);
-        this.rejectBytes += content.length;
-      } else {
-        this.number(read, tx);
-      }
-    });
-    return added && this.cut(tx);
+    const entry = this.entry(tx);
+    if (entry === null) return false;
+    const read = readEventMessage(this.trust.keyring, content);
+    const refusal = this.trust.refused?.get(entryKey(entry));
+    if (isRejection(read) || refusal !== undefined) {
+      const event = isRejection(read) ? null : read;
+      const rejected: RejectedMessage = {
+        lsn,
+        commitLsn: tx.commitLsn,
+        reason: refusal !== undefined ? "write_failed" : (read as Rejection).reason,
+        detail: storable(refusal !== undefined ? `the stream table refused it: ${refusal}` : (read as Rejection).detail),
+        stream: event ? storable(event.stream) : null,
+        eventId: event ? storable(event.id) : null,
+        raw: Buffer.from(content),
+      };
+      this.rejects.push(rejected);
+      this.rejectBytes += content.length;
+    } else {
+      this.number(read, tx);
+    }
+    return this.cut(tx);
   }
 
   private number(event: RawEvent, tx: OpenTransaction): void {
