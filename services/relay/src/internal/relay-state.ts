@@ -399,6 +399,10 @@ export class RelayState {
     const chunk = cdc.chunks.high(chunkId);
     if (!chunk) return false;
     const { capture } = chunk;
+    if (capture.stopLsn !== null && tx.commitLsn > capture.stopLsn) {
+      chunk.settle(false); // uncaptured since the chunk was read
+      return false;
+    }
     const rows = chunk.rows!;
     const source = { database: cdc.captures.database, lsn, txId: tx.xid, commitTimeMs: tx.commitTimeMs, snapshot: true };
     let added = false;

@@ -33,8 +33,15 @@ export const SESSION_SETTINGS: Readonly<Record<string, string>> = {
 export const sessionOptions = (): string => Object.entries(SESSION_SETTINGS).map(([k, v]) => `-c ${k}=${v}`).join(" ");
 
 export interface SnapshotterOptions {
-  /** Rows per chunk. */
+  /** Rows per chunk, at most. */
   readonly chunkRows: number;
+  /**
+   * About how many bytes of column text a chunk may hold (default 4 MB): a
+   * chunk of wide rows is made shorter, so memory stays bounded whatever the
+   * rows' size (invariant 6). The first chunk of a request reads few rows to
+   * learn their width.
+   */
+  readonly chunkBytes?: number;
   /** How often to look for a requested snapshot when not woken. */
   readonly pollMs: number;
   readonly log: (message: string) => void;
@@ -50,9 +57,14 @@ interface Job {
 
 const ident = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
+const FIRST_CHUNK_ROWS = 64;
+const DEFAULT_CHUNK_BYTES = 4 << 20;
+
 export class Snapshotter {
   private wakeUp: (() => void) | null = null;
   private woken = false;
+  /** Average bytes per row seen, by capture id and request. */
+  private readonly widths = new Map<string, number>();
 
   constructor(
     private readonly sql: Sql,
@@ -125,14 +137,19 @@ export class Snapshotter {
       sql`select pg_logical_emit_message(true, ${CDC_MESSAGE_PREFIX}, ${JSON.stringify({ op: "watermark", edge, chunk: chunk.id })})`;
     try {
       await watermark("low");
-      const read = await this.read(capture.relid, capture.shape.keyColumns, job);
+      const width = this.widths.get(`${job.id}/${job.requested_at}`);
+      const limit = width === undefined
+        ? Math.min(this.options.chunkRows, FIRST_CHUNK_ROWS)
+        : Math.max(1, Math.min(this.options.chunkRows, Math.floor((this.options.chunkBytes ?? DEFAULT_CHUNK_BYTES) / Math.max(1, width))));
+      const read = await this.read(capture.relid, capture.shape.keyColumns, job, limit);
       if (read === null) {
         chunk.settle(false);
         return false;
       }
-      await this.catalog.types([...new Set(read.flat().map((c) => c.typeOid))]);
-      chunk.rows = read;
-      chunk.last = read.length < this.options.chunkRows;
+      if (read.rows.length > 0) this.widths.set(`${job.id}/${job.requested_at}`, read.bytes / read.rows.length);
+      await this.catalog.types([...new Set(read.rows.flat().map((c) => c.typeOid))]);
+      chunk.rows = read.rows;
+      chunk.last = read.rows.length < limit;
       await watermark("high");
     } catch (error) {
       chunk.settle(false);
@@ -148,8 +165,8 @@ export class Snapshotter {
     return handled;
   }
 
-  /** The chunk's rows after the cursor, in key order; null when the table is gone (its capture is stopped). */
-  private async read(relid: number, keyColumns: readonly string[], job: Job): Promise<ColumnValue[][] | null> {
+  /** The chunk's rows after the cursor, in key order, and their text's size; null when the table is gone (its capture is stopped). */
+  private async read(relid: number, keyColumns: readonly string[], job: Job, limit: number): Promise<{ rows: ColumnValue[][]; bytes: number } | null> {
     const { sql } = this;
     const [table] = await sql<{ name: string | null }[]>`
       select format('%I.%I', n.nspname, c.relname) as name
@@ -168,14 +185,19 @@ export class Snapshotter {
       ? `(${keyList}) > (${keyColumns.map((name, i) => `$${i + 1}::${types.find((t) => t.name === name)?.type ?? "text"}`).join(", ")})`
       : "true";
     const filter = job.snapshot_filter ? ` and (${job.snapshot_filter})` : "";
-    const query = `select * from ${table.name} where ${after}${filter} order by ${keyList} limit ${this.options.chunkRows}`;
+    const query = `select * from ${table.name} where ${after}${filter} order by ${keyList} limit ${limit}`;
     const settings = Object.entries(SESSION_SETTINGS).map(([k, v]) => `set local ${k} = '${v}'`).join("; ");
     const result = await transaction(sql, async (tx) => {
       await tx.unsafe(settings);
       return tx.unsafe(query, cursor && after !== "true" ? cursor : []).raw();
     });
     const columns = result.columns;
-    return (result as unknown as Array<Array<Buffer | null>>).map((row) =>
-      row.map((value, i) => ({ name: columns[i]!.name, typeOid: columns[i]!.type, text: value === null ? null : value.toString("utf8") })));
+    let bytes = 0;
+    const rows = (result as unknown as Array<Array<Buffer | null>>).map((row) =>
+      row.map((value, i) => {
+        bytes += value?.length ?? 0;
+        return { name: columns[i]!.name, typeOid: columns[i]!.type, text: value === null ? null : value.toString("utf8") };
+      }));
+    return { rows, bytes };
   }
 }
