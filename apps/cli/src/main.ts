@@ -44,7 +44,7 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
   },
   status: {
     run: async (argv) => (await import("./internal/status-command.ts")).statusCommand(argv),
-    summary: "streams and event counts, relays (active, standby, lag), groups and their lag, queues and workers",
+    summary: "streams and event counts, relays (active, standby, lag), groups and their lag, queues and workers, captures",
   },
 };
 
