@@ -38,9 +38,13 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
     run: async (argv) => (await import("./internal/queues-command.ts")).queuesCommand(argv),
     summary: "queues: depth, in flight, delayed, dead letters, workers; list and redrive dead letters",
   },
+  capture: {
+    run: async (argv) => (await import("./internal/capture-command.ts")).captureCommand(argv),
+    summary: "table capture (CDC): add, remove, list and backfill captured tables",
+  },
   status: {
     run: async (argv) => (await import("./internal/status-command.ts")).statusCommand(argv),
-    summary: "streams and event counts, relays (active, standby, lag), groups and their lag, queues and workers",
+    summary: "streams and event counts, relays (active, standby, lag), groups and their lag, queues and workers, captures",
   },
 };
 

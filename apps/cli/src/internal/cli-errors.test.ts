@@ -22,6 +22,15 @@ describe("library errors in the CLI's terms", () => {
     expect(cliMessage("not an error")).toBe("not an error");
   });
 
+  it("says table capture's SQL hints (by their constraint name) as commands and flags", () => {
+    expect(inCliTerms("To change them: SELECT tributary.uncapture('public.orders'); then capture() again with the new options.", "tributary_capture"))
+      .toBe("To change them: tributary capture remove public.orders, then tributary capture add public.orders again with the new flags.");
+    expect(inCliTerms(`Capture it first: SELECT tributary.capture('"Orders"');`, "tributary_capture")).toBe(`Capture it first: tributary capture add "Orders"`);
+    expect(inCliTerms(`The default stream name is '<schema>.<table>'; pass one in the options: tributary.capture('x', '{"stream": "..."}')`, "tributary_capture"))
+      .toBe("The default stream name is '<schema>.<table>'; pass one with --stream NAME");
+    expect(inCliTerms("Call uncapture() as a role that owns x", "tributary_capture")).toBe("Connect as a role that owns x");
+  });
+
   it("rewords a library's log line (no code) with every phrase", () => {
     expect(inCliTerms("Kafka unreachable (connect ECONNREFUSED): check kafka.brokers and the network; retrying with backoff"))
       .toBe("Kafka unreachable (connect ECONNREFUSED): check --brokers and the network; retrying with backoff");

@@ -5,7 +5,8 @@
  * (`migrate() (@tributary/migrate)`), a table (`tributary.streams`). A CLI
  * user sets flags and runs commands instead. By error code, each phrase a
  * library message of that code uses, and what the CLI says for it; text of
- * any other code is left as it is.
+ * any other code is left as it is. A rule of the SQL API that no library
+ * error wraps (table capture's) goes by its constraint name instead.
  */
 
 interface Rewording {
@@ -27,6 +28,16 @@ const rewordings: readonly Rewording[] = [
   { codes: ["NOT_MIGRATED", "NO_SLOT", "SLOT_LOST"], api: /migrate\(\) \(@tributary\/migrate\)/g, cli: "tributary migrate" },
   { codes: ["SLOT_IN_OTHER_DATABASE", "SECOND_SLOT"], api: /slotName: "([^"]*)"/g, cli: "--slot $1" },
   { codes: ["SLOT_PLUGIN_MISMATCH", "PLUGIN_MISSING", "PLUGIN_NOT_ALLOWED"], api: /decoder: "(\w+)"/g, cli: "--decoder $1" },
+  // The hints of tributary.capture, uncapture and backfill (migrations/0009_table_capture.sql).
+  {
+    codes: ["tributary_capture"],
+    api: /SELECT tributary\.uncapture\('((?:[^']|'')*)'\); then capture\(\) again with the new options\./g,
+    cli: "tributary capture remove $1, then tributary capture add $1 again with the new flags.",
+  },
+  { codes: ["tributary_capture"], api: /SELECT tributary\.capture\('((?:[^']|'')*)'\);/g, cli: "tributary capture add $1" },
+  { codes: ["tributary_capture"], api: /pass one in the options: tributary\.capture\('(?:[^']|'')*', '\{"stream": "\.\.\."\}'\)/g, cli: "pass one with --stream NAME" },
+  { codes: ["tributary_capture"], api: /Pass another name in the stream option\./g, cli: "Pass another name with --stream." },
+  { codes: ["tributary_capture"], api: /Call (?:un)?capture\(\) as a role/g, cli: "Connect as a role" },
 ];
 
 /**

@@ -1,5 +1,6 @@
 import { connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse } from "./args.ts";
+import { snapshotCell } from "./capture-progress.ts";
 import { formatBytes, formatRate, formatSeconds, readStatus, type Status } from "./status-query.ts";
 
 const usage = `Usage: tributary status [--database-url URL] [--json]
@@ -14,7 +15,9 @@ renewing; standbys waiting to take over), lag
 status; consumer groups with their members and total lag; queues with their
 messages ready (the depth), in flight, delayed and dead, and their live
 workers (a heartbeat in the last 15 s) with the rate they ack messages at
-(\`tributary queues\` has more).
+(\`tributary queues\` has more); captured tables with their stream and state
+(snapshotting, with rows read of the estimate; streaming; stopped, and why;
+\`tributary capture list\` has more).
 
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
   --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
@@ -62,6 +65,16 @@ function formatStatus(status: Status): string {
       );
     }
     if (status.queues.length === 0) lines.push("(no queues)");
+  }
+
+  if (status.captures !== undefined) {
+    lines.push("", "CAPTURED TABLE                   STREAM                           STATE         DETAIL");
+    for (const c of status.captures) {
+      const detail = c.state === "snapshotting" ? `rows read ${snapshotCell(c.rowsDone, c.rowsEstimated, c.snapshotFilter)}`
+        : c.state === "stopped" ? c.stopReason ?? "-" : "-";
+      lines.push(`${c.table.padEnd(32)} ${c.stream.padEnd(32)} ${c.state.padEnd(13)} ${detail}`);
+    }
+    if (status.captures.length === 0) lines.push("(no captured tables)");
   }
   return lines.join("\n") + "\n";
 }

@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
 import { describeGroups, describeQueues } from "@tributary/client";
 import { RELAY_CANDIDATE_LOCK, RELAY_LOCK } from "@tributary/core";
+import { hasCaptures, listCaptures } from "./capture-query.ts";
 
 export interface StreamStatus {
   stream: string;
@@ -66,6 +67,19 @@ export interface QueueStatus {
   succeededPerSecond: number | null;
 }
 
+/** A captured table's latest capture (tributary.captures). */
+export interface CaptureStatus {
+  table: string;
+  stream: string;
+  state: "snapshotting" | "streaming" | "stopped";
+  /** While snapshotting: rows read so far of about rowsEstimated (the planner's estimate when it was asked). */
+  rowsDone: number;
+  rowsEstimated: number | null;
+  /** A backfill's WHERE condition (rowsEstimated counts the whole table). */
+  snapshotFilter: string | null;
+  stopReason: string | null;
+}
+
 /** Committed messages the relay set aside (tributary.rejected_messages), by reason. */
 export interface RejectedStatus {
   reason: string;
@@ -85,6 +99,8 @@ export interface Status {
   groups: GroupStatus[];
   /** Absent when the schema predates queues (migration 0003 not applied). */
   queues?: QueueStatus[];
+  /** Absent when the schema predates table capture (migration 0009 not applied). */
+  captures?: CaptureStatus[];
 }
 
 /** Whether this database's schema has queues (migration 0003 applied). */
@@ -93,7 +109,7 @@ export async function hasQueues(sql: Sql): Promise<boolean> {
   return row!.ok;
 }
 
-/** One read of streams, relay slots, consumer groups and queues for `tributary status` and the dev status line. */
+/** One read of streams, relay slots, consumer groups, queues and captures for `tributary status` and the dev status line. */
 export async function readStatus(sql: Sql): Promise<Status> {
   const streams = await sql<{ stream: string; partitions: number; events: string }[]>`
     select s.name as stream, s.partitions, coalesce(sum(o.next_offset), 0)::text as events
@@ -151,6 +167,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
   const [hasGroups] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.consumer_groups') is not null as ok`;
   const groups = hasGroups!.ok ? await describeGroups(sql) : [];
   const queues = (await hasQueues(sql)) ? await describeQueues(sql) : null;
+  const captures = (await hasCaptures(sql)) ? await listCaptures(sql) : null;
   const rejected = trusted
     ? await sql<{ reason: string; count: number; latest_at: Date; latest_detail: string }[]>`
         select reason, count(*)::int as count, max(rejected_at) as latest_at,
@@ -201,6 +218,11 @@ export async function readStatus(sql: Sql): Promise<Status> {
         oldestReadyAgeSeconds: q.oldestReadyAgeSeconds,
         workers: q.liveWorkers,
         succeededPerSecond: q.succeededPerSecond,
+      })),
+    }),
+    ...(captures === null ? {} : {
+      captures: captures.map((c) => ({
+        table: c.table, stream: c.stream, state: c.state, rowsDone: c.rowsDone, rowsEstimated: c.rowsEstimated, snapshotFilter: c.snapshotFilter, stopReason: c.stopReason,
       })),
     }),
   };
