@@ -185,6 +185,7 @@ begin
   select * into live from tributary.table_captures t where t.relid = source and t.stopped_at is null;
   if found then
     if live.stream = stream_name and live.snapshot = snapshot_mode and live.columns is not distinct from include then
+      if options ? 'partitions' then perform tributary.create_stream(stream_name, (options->>'partitions')::int); end if; -- raises on another count
       return live.stream; -- the same capture: nothing to do
     end if;
     perform tributary.capture_error(
@@ -224,13 +225,14 @@ begin
   return stream_name;
 end $$;
 
--- Rows of a table (all its partitions) as the planner last counted them.
+-- Rows of a table (all its partitions) as the planner last counted them;
+-- null when a table was never counted (reltuples -1: not vacuumed or
+-- analyzed since it was created).
 create function tributary.capture_estimate(source regclass) returns bigint
 language sql stable as $$
-  select greatest(coalesce(sum(greatest(c.reltuples, 0)), 0), 0)::bigint
+  select case when bool_or(c.reltuples < 0) then null else sum(c.reltuples)::bigint end
     from pg_catalog.pg_class c
-   where c.oid = source
-      or c.oid in (select relid from pg_catalog.pg_partition_tree(source) where isleaf)
+   where c.oid in (select relid from pg_catalog.pg_partition_tree(source) where isleaf)
 $$;
 
 create function tributary.uncapture(source regclass) returns boolean
@@ -261,6 +263,7 @@ create function tributary.backfill(source regclass, filter text default null) re
 language plpgsql as $$
 declare
   live tributary.table_captures;
+  called text;
 begin
   select * into live from tributary.table_captures t where t.relid = source and t.stopped_at is null for update;
   if not found then
@@ -268,24 +271,44 @@ begin
       format('Capture it first: SELECT tributary.capture(%L);', source::text));
   end if;
   if filter is not null then
+    -- The relay evaluates the filter with its own rights: a function or
+    -- operator a user defined would run as the relay (which reads the
+    -- signing keys and bypasses row-level security). A temporary view
+    -- records what the condition calls; only PostgreSQL's own may appear.
     begin
-      execute format('select 1 from %s where (%s) limit 0', source, filter);
+      execute format('create temporary view tributary_backfill_filter as select 1 from %s where (%s)', source, filter);
     exception when others then
       perform tributary.capture_error(format('backfill(%s): the filter %s is not a valid WHERE condition on %s: %s', source, quote_literal(filter), source, sqlerrm),
         'Pass a condition as it would follow WHERE, e.g. ''created_at > now() - interval ''''1 day''''''.');
     end;
+    select string_agg(distinct coalesce(p.oid::regprocedure::text, o.oid::regoperator::text), ', ') into called
+      from pg_catalog.pg_depend d
+      join pg_catalog.pg_rewrite r on r.oid = d.objid and d.classid = 'pg_catalog.pg_rewrite'::regclass
+      left join pg_catalog.pg_proc p on d.refclassid = 'pg_catalog.pg_proc'::regclass and p.oid = d.refobjid
+      left join pg_catalog.pg_operator o on d.refclassid = 'pg_catalog.pg_operator'::regclass and o.oid = d.refobjid
+     where r.ev_class = 'pg_temp.tributary_backfill_filter'::regclass and d.refobjid >= 16384
+       and (p.oid is not null or o.oid is not null);
+    drop view pg_temp.tributary_backfill_filter;
+    if called is not null then
+      perform tributary.capture_error(format('backfill(%s): the filter calls %s, which PostgreSQL does not provide: the relay evaluates a backfill filter with its own rights, so it may use only built-in functions and operators', source, called),
+        'Write the condition with built-in functions, or backfill every row (no filter).');
+    end if;
   end if;
   update tributary.table_captures
      set snapshot_state = 'pending', snapshot_filter = filter, snapshot_cursor = null, snapshot_rows_done = 0,
-         snapshot_rows_estimated = tributary.capture_estimate(source), snapshot_requested_at = now(), snapshot_finished_at = null
+         snapshot_rows_estimated = case when filter is null then tributary.capture_estimate(source) end,
+         snapshot_requested_at = now(), snapshot_finished_at = null
    where id = live.id;
   perform pg_catalog.pg_logical_emit_message(true, 'tributary.cdc',
     json_build_object('op', 'backfill', 'id', live.id, 'token', live.token)::text);
 end $$;
 
 -- Each table's latest capture. state: 'snapshotting' (rows_done of about
--- rows_estimated read so far), 'streaming', or 'stopped' with stop_reason
+-- rows_estimated read so far; the estimate is null for a filtered backfill
+-- or a table never counted), 'streaming', or 'stopped' with stop_reason
 -- ('uncaptured', 'table dropped', or what the relay could not do).
+-- snapshot_state tells a requested snapshot ('pending') from one the relay
+-- reads ('running'), and snapshot_requested_at which request it is.
 create view tributary.captures as
   select distinct on (t.relid)
          t.schema_name || '.' || t.table_name as "table",
@@ -298,6 +321,8 @@ create view tributary.captures as
          t.snapshot_rows_done as rows_done,
          t.snapshot_rows_estimated as rows_estimated,
          t.snapshot_filter as snapshot_filter,
+         t.snapshot_state,
+         t.snapshot_requested_at,
          t.key_columns,
          t.columns,
          t.started_at,

@@ -68,6 +68,7 @@ describe("table capture: the SQL API's answers", () => {
   it("captures into the default or a named stream, by primary key or replica identity index; the same call again is a no-op, other options an error", async () => {
     expect(await db.sql`select tributary.capture('orders') as stream`).toEqual([{ stream: "public.orders" }]);
     expect(await db.sql`select tributary.capture('orders') as stream`).toEqual([{ stream: "public.orders" }]);
+    expect(await refusal(`select tributary.capture('orders', '{"partitions": 3}')`)).toMatchObject({ message: expect.stringMatching(/already exists with 8 partitions, not 3/) });
     expect(await refusal(`select tributary.capture('orders', '{"snapshot": "none"}')`)).toMatchObject({
       message: expect.stringMatching(/already captured into stream public.orders with other options/), hint: expect.stringMatching(/uncapture\('orders'\)/),
     });
@@ -86,8 +87,14 @@ describe("table capture: the SQL API's answers", () => {
   it("backfill needs a captured table and a valid condition; uncapture stops a capture and is false for a table not captured", async () => {
     expect(await refusal(`select tributary.backfill('nokey')`)).toMatchObject({ message: expect.stringMatching(/nokey is not captured/), hint: expect.stringMatching(/tributary.capture\('nokey'\)/) });
     expect(await refusal(`select tributary.backfill('orders', 'no_column > 1')`)).toMatchObject({ message: expect.stringMatching(/is not a valid WHERE condition on orders: column "no_column" does not exist/) });
+    // The relay evaluates a filter with its own rights: a function a user defined may not appear in it.
+    await db.sql`create function leak(numeric) returns boolean language sql as $$ select true $$`;
+    expect(await refusal(`select tributary.backfill('orders', 'leak(amount) and amount > 0')`)).toMatchObject({
+      message: expect.stringMatching(/the filter calls leak\(numeric\), which PostgreSQL does not provide/),
+    });
     await db.sql`select tributary.backfill('orders', 'amount > 10')`;
-    expect(await db.sql`select state, snapshot_filter from tributary.captures where "table" = 'public.orders'`).toEqual([{ state: "snapshotting", snapshot_filter: "amount > 10" }]);
+    expect(await db.sql`select state, snapshot_filter, snapshot_state, rows_estimated from tributary.captures where "table" = 'public.orders'`)
+      .toEqual([{ state: "snapshotting", snapshot_filter: "amount > 10", snapshot_state: "pending", rows_estimated: null }]);
     expect(await db.sql`select tributary.uncapture('orders') as stopped`).toEqual([{ stopped: true }]);
     expect(await db.sql`select tributary.uncapture('orders') as stopped`).toEqual([{ stopped: false }]);
     expect(await db.sql`select state, stop_reason from tributary.captures where "table" = 'public.orders'`).toEqual([{ state: "stopped", stop_reason: "uncaptured" }]);
