@@ -232,7 +232,8 @@ create function tributary.capture_estimate(source regclass) returns bigint
 language sql stable as $$
   select case when bool_or(c.reltuples < 0) then null else sum(c.reltuples)::bigint end
     from pg_catalog.pg_class c
-   where c.oid in (select relid from pg_catalog.pg_partition_tree(source) where isleaf)
+   where c.relkind = 'r'
+     and (c.oid = source or c.oid in (select relid from pg_catalog.pg_partition_tree(source) where isleaf))
 $$;
 
 create function tributary.uncapture(source regclass) returns boolean
