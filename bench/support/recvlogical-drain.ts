@@ -22,9 +22,13 @@ export interface DrainResult {
   readonly pid: number;
 }
 
-/** Streams `slot` from its confirmed position to `endLsn` into /dev/null; resolves when pg_recvlogical exits. */
-export function drainSlot(url: string, slot: string, decoder: Decoder, endLsn: string): Promise<DrainResult> {
-  const args = ["-d", url, "--slot", slot, "--start", "--endpos", endLsn, "--no-loop", "-f", "/dev/null", ...pluginOptions(decoder)];
+/**
+ * Streams `slot` from its confirmed position to `endLsn` into `outputFile`
+ * (default /dev/null); resolves when pg_recvlogical exits. pg_recvlogical
+ * writes each message's bytes followed by a newline.
+ */
+export function drainSlot(url: string, slot: string, decoder: Decoder, endLsn: string, outputFile = "/dev/null"): Promise<DrainResult> {
+  const args = ["-d", url, "--slot", slot, "--start", "--endpos", endLsn, "--no-loop", "-f", outputFile, ...pluginOptions(decoder)];
   const started = performance.now();
   const child = spawn(PG_RECVLOGICAL, args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";

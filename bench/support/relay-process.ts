@@ -14,6 +14,8 @@ export interface RelayProcessOptions {
   readonly databaseUrl: string;
   readonly slotName: string;
   readonly maxBatchEvents?: number;
+  /** Rows per snapshot chunk of a captured table (default: the relay's, 2000). */
+  readonly snapshotChunkRows?: number;
   /** Node flags (default: `tributary relay`'s heap limit, cliHeapLimit; e.g. --import ./preload.mjs). */
   readonly nodeArgs?: readonly string[];
   readonly cpuProfileDir?: string;
@@ -42,6 +44,7 @@ export function startRelayProcess(options: RelayProcessOptions): RelayProcess {
       SLOT: options.slotName,
       MAX_BATCH_EVENTS: String(options.maxBatchEvents ?? 5000),
       REPORT_RSS: "1",
+      ...(options.snapshotChunkRows !== undefined ? { SNAPSHOT_CHUNK_ROWS: String(options.snapshotChunkRows) } : {}),
     },
   });
   let peak = 0;
