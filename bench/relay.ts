@@ -19,7 +19,7 @@
  * A benchmark, not a test: it asserts only what makes its figures meaningful
  * (every event arrived exactly once).
  */
-import { mkdtempSync, readdirSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres, { type Sql } from "postgres";
@@ -30,7 +30,7 @@ import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags
 import { currentWalLsn, describeServer, postmasterPid, startBenchServer, walBytesBetween } from "./support/bench-server.ts";
 import { writeBacklog } from "./support/bulk-writer.ts";
 import { cpuBetween, cpuSnapshot, describeCpu, loadAverage, processCpuSeconds, reapedChildrenCpuSeconds } from "./support/cpu-accounting.ts";
-import { summarizeCpuProfile, type ProfileSummary } from "./support/cpu-profile-summary.ts";
+import { formatProfile, mainThreadProfile, summarizeCpuProfile } from "./support/cpu-profile-summary.ts";
 import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
 import { measureLag } from "./support/lag-probe.ts";
 import { drainSlot } from "./support/recvlogical-drain.ts";
@@ -230,25 +230,9 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
   ];
   process.stdout.write(`\nRelay benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);
-  if (options.profileDir) printProfile(summarizeCpuProfile(mainThreadProfile(options.profileDir)), options.profileDir);
-}
-
-/** The main thread's profile: CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile, thread 0 (tsx's loader runs in a worker). */
-function mainThreadProfile(dir: string): string {
-  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile") && f.split(".")[4] === "0").sort();
-  if (files.length === 0) throw new Error(`no main-thread .cpuprofile in ${dir}: did the relay child exit cleanly?`);
-  return join(dir, files.at(-1)!);
-}
-
-function printProfile(summary: ProfileSummary, dir: string): void {
-  process.stdout.write(`\nRelay CPU profile during (b): ${(summary.windowMs / 1000).toFixed(2)} s streaming window, self time\n`);
-  process.stdout.write(
-    formatTable(["category", "ms", "share"], summary.categories.map((c) => [c.category, fmt.int(c.ms), fmt.pct(c.share)])) + "\n\n",
-  );
-  process.stdout.write(
-    formatTable(["function", "where", "ms", "share"], summary.functions.map((f) => [f.fn, f.where, fmt.int(f.ms), fmt.pct(f.share)]), [0, 1]) + "\n",
-  );
-  process.stdout.write(`(profile kept in ${dir})\n`);
+  if (options.profileDir) {
+    process.stdout.write(formatProfile("Relay CPU profile during (b)", summarizeCpuProfile(mainThreadProfile(options.profileDir)), options.profileDir));
+  }
 }
 
 const loadBefore = loadAverage();

@@ -4,8 +4,15 @@
  * database, GC, …) and per function. Only the streaming window counts: from
  * the first to the last sample in the replication code, so start-up (tsx
  * transpiling the sources, connecting) and shutdown are left out.
+ *
+ * With `builtinsToCaller`, a sample whose leaf is a V8 builtin or node core
+ * (JSON.stringify, a RegExp, Buffer#toString) counts, in the category table,
+ * for the nearest frame above it that is one of ours or a library's: what
+ * the code asked for. The function table stays the leaf's self time.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fmt, formatTable } from "./report-table.ts";
 
 interface ProfileNode {
   id: number;
@@ -32,8 +39,12 @@ const CATEGORIES: ReadonlyArray<readonly [string, (url: string, fn: string) => b
   ["effect runtime", (u) => /node_modules\/effect\//.test(u)],
   ["event message parse (packages/core event-message)", (u) => /packages\/core\/src\/internal\/event-message/.test(u)],
   ["LSN parse/format (packages/wal lsn)", (u) => /packages\/wal\/src\/internal\/lsn/.test(u)],
+  ["row change decode (packages/wal pgoutput-changes, wal2json-changes)", (u) => /packages\/wal\/src\/internal\/(pgoutput|wal2json)-changes/.test(u)],
   ["decoder mapping + source (packages/wal)", (u) => /packages\/wal\/src\//.test(u)],
   ["murmur2 partitioner (packages/core)", (u) => /packages\/core\/src\/internal\/partitioner/.test(u)],
+  ["change events: Debezium envelope (relay cdc/change-event)", (u) => /services\/relay\/src\/internal\/cdc\/change-event/.test(u)],
+  ["column values to JSON (relay cdc/column-json, type-catalog)", (u) => /services\/relay\/src\/internal\/cdc\/(column-json|type-catalog)/.test(u)],
+  ["capture lookup, snapshot chunks (relay cdc, other)", (u) => /services\/relay\/src\/internal\/cdc\//.test(u)],
   ["relay state: numbering, batching (relay-state)", (u) => /services\/relay\/src\/internal\/relay-state/.test(u)],
   ["relay pump + stream writer", (u) => /services\/relay\/src\//.test(u)],
   ["tsx / esbuild (transpile)", (u) => /node_modules\/(tsx|esbuild)\//.test(u)],
@@ -53,9 +64,30 @@ function categoryOf(url: string, fn: string): string {
 
 const inStreamingCode = (url: string) => /pg-logical-replication|packages\/wal\/src/.test(url);
 
-export function summarizeCpuProfile(path: string, topFunctions = 15): ProfileSummary {
+/** Leaf categories that stand for what called them when `builtinsToCaller` is on. */
+const CALLEE_CATEGORIES = new Set(["node core (streams, sockets, buffers, timers)", "V8 builtins / native (no script)", "other"]);
+
+export interface SummaryOptions {
+  readonly topFunctions?: number;
+  readonly builtinsToCaller?: boolean;
+}
+
+export function summarizeCpuProfile(path: string, { topFunctions = 15, builtinsToCaller = false }: SummaryOptions = {}): ProfileSummary {
   const profile = JSON.parse(readFileSync(path, "utf8")) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parentOf = new Map<number, number>();
+  for (const n of profile.nodes) for (const child of n.children ?? []) parentOf.set(child, n.id);
+  const sampleCategory = (id: number): string => {
+    const { url, functionName } = byId.get(id)!.callFrame;
+    const leaf = categoryOf(url, functionName || "(anonymous)");
+    if (!builtinsToCaller || !CALLEE_CATEGORIES.has(leaf) || functionName.startsWith("(")) return leaf;
+    for (let up = parentOf.get(id); up !== undefined; up = parentOf.get(up)) {
+      const frame = byId.get(up)!.callFrame;
+      const category = categoryOf(frame.url, frame.functionName || "(anonymous)");
+      if (!CALLEE_CATEGORIES.has(category) && !frame.functionName.startsWith("(")) return category;
+    }
+    return leaf;
+  };
   // Sample i happened at sum(timeDeltas[0..i]); it is attributed the interval to the next sample.
   const times: number[] = [];
   let t = 0;
@@ -80,8 +112,10 @@ export function summarizeCpuProfile(path: string, topFunctions = 15): ProfileSum
     const { functionName, url, lineNumber } = node.callFrame;
     const fn = functionName || "(anonymous)";
     const category = categoryOf(url, fn);
-    byCategory.set(category, (byCategory.get(category) ?? 0) + us);
-    const where = url ? `${shortUrl(url)}:${lineNumber + 1}` : "";
+    const counted = sampleCategory(profile.samples[i]!);
+    byCategory.set(counted, (byCategory.get(counted) ?? 0) + us);
+    // tsx hands V8 its transpiled sources on one line: line 1 says nothing, so it is left out.
+    const where = url ? `${shortUrl(url)}${lineNumber > 0 ? `:${lineNumber + 1}` : ""}` : "";
     const key = `${fn}@${where}`;
     const entry = byFunction.get(key) ?? { fn, where, category, us: 0 };
     entry.us += us;
@@ -104,4 +138,21 @@ function shortUrl(url: string): string {
   if (nm >= 0) return path.slice(nm + "node_modules/".length);
   const repo = path.search(/\/(packages|services|test|bench)\//);
   return repo >= 0 ? path.slice(repo + 1) : path;
+}
+
+/** The main thread's profile in `dir`: CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile, thread 0 (tsx's loader runs in a worker). */
+export function mainThreadProfile(dir: string): string {
+  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile") && f.split(".")[4] === "0").sort();
+  if (files.length === 0) throw new Error(`no main-thread .cpuprofile in ${dir}: did the relay child exit cleanly?`);
+  return join(dir, files.at(-1)!);
+}
+
+/** The summary as two tables (categories, then functions) under `title`. */
+export function formatProfile(title: string, summary: ProfileSummary, dir: string): string {
+  return (
+    `\n${title}: ${(summary.windowMs / 1000).toFixed(2)} s streaming window, self time\n` +
+    formatTable(["category", "ms", "share"], summary.categories.map((c) => [c.category, fmt.int(c.ms), fmt.pct(c.share)])) + "\n\n" +
+    formatTable(["function", "where", "ms", "share"], summary.functions.map((f) => [f.fn, f.where, fmt.int(f.ms), fmt.pct(f.share)]), [0, 1]) + "\n" +
+    `(profile kept in ${dir})\n`
+  );
 }
