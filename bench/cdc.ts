@@ -239,7 +239,7 @@ function snapshotRows(result: SnapshotResult): string[][] {
   const fromThen = rest >= 0.1 && result.rows > result.chunkRows ? `; from then ${fmt.int((result.rows - Math.min(result.rows, result.chunkRows)) / rest)} rows/s` : "";
   return [
     [label, `${fmt.int(result.rows / result.seconds)} rows/s: ${fmt.int(result.rows)} rows in ${result.seconds.toFixed(2)} s from capture() to 'streaming' (first chunk in the stream after ${result.firstRowsSeconds.toFixed(2)} s${fromThen})`],
-    [`${label}: CPU µs/row`, `relay process ${result.relayCpuPerRowUs.toFixed(1)}, server ${result.serverCpuPerRowUs.toFixed(1)}; relay peak RSS ${fmt.mb(result.peakRss)}; ${fmt.int(result.batches)} batches`],
+    [`${label}: CPU µs/row`, `relay process ${result.relayCpuPerRowUs.toFixed(1)}; server ${result.serverCpuPerRowUs.toFixed(1)} (walsender ${result.walsenderCpuPerRowUs.toFixed(1)} + relay's backends ${result.backendsCpuPerRowUs.toFixed(1)} + rest of the server); relay peak RSS ${fmt.mb(result.peakRss)}; ${fmt.int(result.batches)} batches`],
     [`CPU during ${label}`, result.cpu],
   ];
 }

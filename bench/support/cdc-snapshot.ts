@@ -20,6 +20,7 @@ import { cpuBetween, cpuSnapshot, describeCpu, processCpuSeconds } from "./cpu-a
 import { checkpointVersion } from "./relay-checkpoint.ts";
 import { startRelayProcess } from "./relay-process.ts";
 import { fmt, progress } from "./report-table.ts";
+import { relayServerCpu } from "./server-processes.ts";
 
 export interface SnapshotOptions {
   readonly cluster: { readonly url: string };
@@ -44,6 +45,9 @@ export interface SnapshotResult {
   readonly firstRowsSeconds: number;
   readonly relayCpuPerRowUs: number;
   readonly serverCpuPerRowUs: number;
+  /** Of the server's: the relay session's walsender and its backends (the session that loaded the capture). */
+  readonly walsenderCpuPerRowUs: number;
+  readonly backendsCpuPerRowUs: number;
   readonly peakRss: number;
   readonly batches: number;
   readonly cpu: string;
@@ -108,6 +112,7 @@ export async function measureSnapshot(o: SnapshotOptions): Promise<SnapshotResul
     const doneAt = performance.now();
     const relayCpu = (processCpuSeconds(relay.pid) ?? 0) - relayCpuBefore;
     const cpu = cpuBetween(before, cpuSnapshot(o.pmPid));
+    const backends = await relayServerCpu(sql, o.slotName);
     const batches = (await checkpointVersion(sql, o.slotName)) - batchesBefore;
     const peakRss = relay.peakRss();
     const [stored] = await sql<{ n: string; reads: string }[]>`
@@ -124,6 +129,8 @@ export async function measureSnapshot(o: SnapshotOptions): Promise<SnapshotResul
       firstRowsSeconds: ((firstRowsAt ?? doneAt) - startedAt) / 1000,
       relayCpuPerRowUs: (relayCpu * 1e6) / o.rows,
       serverCpuPerRowUs: (cpu.server * 1e6) / o.rows,
+      walsenderCpuPerRowUs: (backends.walsender * 1e6) / o.rows,
+      backendsCpuPerRowUs: (backends.backends * 1e6) / o.rows,
       peakRss,
       batches,
       cpu: `${describeCpu(cpu)}; relay process ${relayCpu.toFixed(2)} s`,
