@@ -6,7 +6,10 @@
  * by the server from the row's id, so the writer sends only ids and spends
  * next to no CPU of the shared machine.
  */
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
+
+/** A connection or a transaction: the changes of one transaction go through the latter. */
+export type Queries = Sql | TransactionSql;
 
 /** Column list in table order. */
 const COLUMNS = "id, account, name, amount, active, updated_at, attrs, ref, tags, payload";
@@ -51,7 +54,7 @@ export async function createCdcTable(sql: Sql, table: string): Promise<void> {
 export const CDC_TABLE_SHAPE = "int8 key, int4, text, numeric(12,2), bool, timestamptz, jsonb, uuid, text[], bytea";
 
 /** Inserts ids [from, to): returns the rows inserted. */
-export async function insertRows(sql: Sql, table: string, from: bigint, to: bigint): Promise<number> {
+export async function insertRows(sql: Queries, table: string, from: bigint, to: bigint): Promise<number> {
   const result = await sql.unsafe(
     `insert into ${checkName(table)} (${COLUMNS}) select ${ROW_OF("g")} from generate_series($1::int8, $2::int8 - 1) g`,
     [from.toString(), to.toString()],
@@ -60,7 +63,7 @@ export async function insertRows(sql: Sql, table: string, from: bigint, to: bigi
 }
 
 /** Updates ids [from, to) (five columns change, the key does not): returns the rows updated. */
-export async function updateRows(sql: Sql, table: string, from: bigint, to: bigint): Promise<number> {
+export async function updateRows(sql: Queries, table: string, from: bigint, to: bigint): Promise<number> {
   const result = await sql.unsafe(
     `update ${checkName(table)}
         set amount = amount + 1, active = not active, updated_at = updated_at + interval '1 minute',
@@ -72,7 +75,7 @@ export async function updateRows(sql: Sql, table: string, from: bigint, to: bigi
 }
 
 /** Deletes ids [from, to): returns the rows deleted. */
-export async function deleteRows(sql: Sql, table: string, from: bigint, to: bigint): Promise<number> {
+export async function deleteRows(sql: Queries, table: string, from: bigint, to: bigint): Promise<number> {
   const result = await sql.unsafe(`delete from ${checkName(table)} where id >= $1::int8 and id < $2::int8`, [from.toString(), to.toString()]);
   return result.count;
 }

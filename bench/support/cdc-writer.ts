@@ -14,7 +14,7 @@
  * touch exactly the rows it names.
  */
 import postgres from "postgres";
-import { deleteRows, insertRows, updateRows } from "./cdc-table.ts";
+import { deleteRows, insertRows, updateRows, type Queries } from "./cdc-table.ts";
 
 export interface ChangeCounts {
   inserts: number;
@@ -87,7 +87,7 @@ class WriterRows {
     return { inserts, updates, deletes };
   }
 
-  async write(sql: postgres.Sql, table: string, counts: ChangeCounts): Promise<void> {
+  async write(sql: Queries, table: string, counts: ChangeCounts): Promise<void> {
     const touched = (op: string, want: number, got: number) => {
       if (got !== want) throw new Error(`bench:cdc writer: ${op} touched ${got} rows, expected ${want}`);
     };
@@ -136,7 +136,7 @@ export async function writeChanges(
           const n = plan[j]!;
           const split = rows.split(n);
           if (n === 1) await rows.write(sql, table, split);
-          else await sql.begin((tx) => rows.write(tx as unknown as postgres.Sql, table, split));
+          else await sql.begin((tx) => rows.write(tx, table, split));
           counts.inserts += split.inserts;
           counts.updates += split.updates;
           counts.deletes += split.deletes;
