@@ -234,11 +234,11 @@ async function censusPhase({ cluster }: Bench, endLsn: string, expected: { inser
 
 function snapshotRows(result: SnapshotResult): string[][] {
   const label = `snapshot, chunks of ${fmt.int(result.chunkRows)} rows`;
-  // The first chunk's rows count from the first poll that showed them (every 25 ms); one chunk alone has no "from then".
+  // From the first poll (every 25 ms) that showed rows in the stream; a snapshot of one chunk has no "from then".
   const rest = result.seconds - result.firstRowsSeconds;
-  const fromThen = rest >= 0.1 && result.rows > result.chunkRows ? `; from then ${fmt.int((result.rows - Math.min(result.rows, result.chunkRows)) / rest)} rows/s` : "";
+  const fromThen = rest >= 0.1 && result.firstRows < result.rows ? `; from then ${fmt.int((result.rows - result.firstRows) / rest)} rows/s` : "";
   return [
-    [label, `${fmt.int(result.rows / result.seconds)} rows/s: ${fmt.int(result.rows)} rows in ${result.seconds.toFixed(2)} s from capture() to 'streaming' (first chunk in the stream after ${result.firstRowsSeconds.toFixed(2)} s${fromThen})`],
+    [label, `${fmt.int(result.rows / result.seconds)} rows/s: ${fmt.int(result.rows)} rows in ${result.seconds.toFixed(2)} s from capture() to 'streaming' (first ${fmt.int(result.firstRows)} rows in the stream after ${result.firstRowsSeconds.toFixed(2)} s${fromThen})`],
     [`${label}: CPU µs/row`, `relay process ${result.relayCpuPerRowUs.toFixed(1)}; server ${result.serverCpuPerRowUs.toFixed(1)} (walsender ${result.walsenderCpuPerRowUs.toFixed(1)} + relay's backends ${result.backendsCpuPerRowUs.toFixed(1)} + rest of the server); relay peak RSS ${fmt.mb(result.peakRss)}; ${fmt.int(result.batches)} batches`],
     [`CPU during ${label}`, result.cpu],
   ];

@@ -11,7 +11,8 @@
  *   3. capture() starts the clock; tributary.captures is polled until the
  *      table's state is 'streaming' (its last chunk is in the stream). The
  *      time includes the relay noticing the new capture (its session starts
- *      again to load it) and is also given from the first rows in the stream.
+ *      again to load it); the rate is also given from the first rows in the
+ *      stream on.
  *   4. the stream must hold exactly `rows` 'row.read' events.
  */
 import type { Sql } from "postgres";
@@ -43,6 +44,8 @@ export interface SnapshotResult {
   readonly seconds: number;
   /** capture() → the first chunk's rows counted in tributary.captures. */
   readonly firstRowsSeconds: number;
+  /** The rows counted then (the first chunk: the snapshotter reads a few rows first, to learn their width). */
+  readonly firstRows: number;
   readonly relayCpuPerRowUs: number;
   readonly serverCpuPerRowUs: number;
   /** Of the server's: the relay session's walsender and its backends (the session that loaded the capture). */
@@ -94,13 +97,17 @@ export async function measureSnapshot(o: SnapshotOptions): Promise<SnapshotResul
     const startedAt = performance.now();
     await sql`select tributary.capture(${table}, '{"snapshot": "initial"}')`;
     let firstRowsAt: number | null = null;
+    let firstRows = 0;
     let lastLog = startedAt;
     for (;;) {
       const [row] = await sql<{ state: string; rows_done: string; stop_reason: string | null }[]>`
         select state, rows_done::text, stop_reason from tributary.captures where "table" = ${stream}`;
       const now = performance.now();
       if (row?.state === "stopped") throw new Error(`the capture of ${stream} stopped: ${row.stop_reason}\n${relay.stderr()}`);
-      if (firstRowsAt === null && Number(row?.rows_done ?? 0) > 0) firstRowsAt = now;
+      if (firstRowsAt === null && Number(row?.rows_done ?? 0) > 0) {
+        firstRowsAt = now;
+        firstRows = Number(row!.rows_done);
+      }
       if (row?.state === "streaming") break;
       if (now - lastLog > 2000) {
         progress(`  snapshotted ${fmt.int(Number(row?.rows_done ?? 0))}`);
@@ -127,6 +134,7 @@ export async function measureSnapshot(o: SnapshotOptions): Promise<SnapshotResul
       rows: o.rows,
       seconds,
       firstRowsSeconds: ((firstRowsAt ?? doneAt) - startedAt) / 1000,
+      firstRows: firstRowsAt === null ? o.rows : firstRows,
       relayCpuPerRowUs: (relayCpu * 1e6) / o.rows,
       serverCpuPerRowUs: (cpu.server * 1e6) / o.rows,
       walsenderCpuPerRowUs: (backends.walsender * 1e6) / o.rows,
