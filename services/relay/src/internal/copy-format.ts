@@ -83,6 +83,11 @@ export class CopyRows {
     return this;
   }
 
+  /** Text or UTF-8 bytes, escaped. */
+  content(value: string | Buffer): this {
+    return typeof value === "string" ? this.text(value) : this.bytes(value);
+  }
+
   endField(): this {
     return this.byte(TAB);
   }

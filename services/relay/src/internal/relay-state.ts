@@ -39,6 +39,7 @@ import { CopyRows, timestampText } from "./copy-format.ts";
 import { CaptureReloadError, readControl, type Capture, type CaptureSet, type Reloads } from "./cdc/capture-set.ts";
 import { changeEvents, type ChangeEvent, type JsonOf } from "./cdc/change-event.ts";
 import type { Chunk, Chunks } from "./cdc/chunks.ts";
+import type { RecentCommits } from "./cdc/recent-commits.ts";
 
 /** A position in the WAL as far as the stream is concerned. */
 export interface Position {
@@ -116,6 +117,7 @@ const hasProgress = (p: CaptureProgress): boolean => p.starts.length + p.stops.l
 export interface CdcContext {
   readonly captures: CaptureSet;
   readonly chunks: Chunks;
+  readonly recent: RecentCommits;
   /** A column's JSON; throws CaptureReloadError for a type the session has not loaded. */
   readonly jsonOf: JsonOf;
   readonly reloads: Reloads;
@@ -321,6 +323,7 @@ export class RelayState {
       }
       for (const event of events) {
         cdc.chunks.observe(capture.id, event.key);
+        cdc.recent.touch(tx.xid, tx.commitLsn, capture.id, event.key);
         const entry = this.entry(tx);
         if (entry) {
           this.numberChange(event, capture, entry, tx);
@@ -343,7 +346,7 @@ export class RelayState {
   private numberChange(event: ChangeEvent, capture: Capture, entry: EntryId, tx: OpenTransaction): void {
     this.number({
       stream: event.stream, key: event.key, partitions: capture.partitions, id: entryUuid(entry), type: event.type,
-      data: Buffer.from(event.data, "utf8"), headers: EMPTY_HEADERS,
+      data: event.data, headers: EMPTY_HEADERS,
     }, tx);
     this.progress.touched.set(capture.id, tx.committedAt);
   }
@@ -367,7 +370,7 @@ export class RelayState {
     if (control.op === "watermark") {
       if (tx.skipAll) return false;
       if (control.edge === "low") {
-        cdc.chunks.low(control.chunk);
+        cdc.chunks.low(control.chunk, tx.commitLsn);
         return false;
       }
       return this.snapshotChunk(cdc, control.chunk, lsn, tx);
@@ -402,6 +405,17 @@ export class RelayState {
     if (capture.stopLsn !== null && tx.commitLsn > capture.stopLsn) {
       chunk.settle(false); // uncaptured since the chunk was read
       return false;
+    }
+    // Transactions the read did not see but that committed before L: their rows' reads are stale.
+    for (const xid of chunk.invisible) {
+      const commit = cdc.recent.get(xid);
+      if (!commit || chunk.lowLsn === null || commit.commitLsn >= chunk.lowLsn || !commit.captures.has(capture.id)) continue;
+      const keys = commit.keys?.get(capture.id);
+      if (keys === undefined) {
+        chunk.settle(false); // its keys were not kept: read the chunk again
+        return false;
+      }
+      for (const key of keys) chunk.changed.add(key);
     }
     const rows = chunk.rows!;
     const source = { database: cdc.captures.database, lsn, txId: tx.xid, commitTimeMs: tx.commitTimeMs, snapshot: true };
@@ -463,7 +477,8 @@ export class RelayState {
     return this.cut(tx);
   }
 
-  private number(event: RawEvent, tx: OpenTransaction): void {
+  /** An event to number: an appended one (jsonb text bytes from the WAL) or a change event (text built here). */
+  private number(event: Omit<RawEvent, "data" | "headers"> & { data: Buffer | string; headers: Buffer }, tx: OpenTransaction): void {
     const partition = partitionFor(event.key, event.partitions);
     const offsets = this.streamOffsets(event.stream);
     const offset = offsets.next[partition] ?? 0;
@@ -481,7 +496,7 @@ export class RelayState {
       .text(event.id).endField()
       .text(event.key).endField()
       .text(event.type).endField()
-      .bytes(event.data).endField()
+      .content(event.data).endField()
       .bytes(event.headers).endField()
       .plain(tx.committedAt).endRow();
     this.events++;
@@ -521,7 +536,8 @@ export class RelayState {
       captures: this.progress,
     };
     this.inFlight = batch;
-    this.rows = new CopyRows();
+    // The next batch is likely as big as this one: no regrowing from 64 kB each time.
+    this.rows = new CopyRows(Math.min(this.limits.maxBatchBytes + (64 << 10), Math.max(64 << 10, batch.rows.length)));
     this.touchedStreams = [];
     this.events = 0;
     this.rejects = [];

@@ -42,6 +42,7 @@ import { RelayPump, type BatchHooks, type PumpStats } from "./pump.ts";
 import { entryKey, RelayState, type Checkpoint, type EntryId } from "./relay-state.ts";
 import { CaptureReloadError, CaptureSet, Reloads } from "./cdc/capture-set.ts";
 import { Chunks } from "./cdc/chunks.ts";
+import { RecentCommits } from "./cdc/recent-commits.ts";
 import { columnJson } from "./cdc/column-json.ts";
 import { sessionOptions, Snapshotter } from "./cdc/snapshotter.ts";
 import { TypeCatalog } from "./cdc/type-catalog.ts";
@@ -255,6 +256,7 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
     }, { keyring, refused: recovery.refused, isolateThrough: recovery.isolateThrough }, {
       captures,
       chunks,
+      recent: new RecentCommits(),
       reloads: recovery.reloads,
       jsonOf: (oid, text) => {
         const type = catalog.known(oid);
@@ -371,10 +373,14 @@ export function relay(config: RelayConfig): Effect.Effect<never, unknown> {
   );
   const recovery: Recovery = { isolateThrough: null, refused: new Map(), reloads: new Reloads(), types: new Set() };
   return Effect.suspend(() => Effect.scoped(session(config, relayId, log, recovery))).pipe(
+    // A session that ended to load what it lacked (table capture) starts again at once.
+    Effect.tapError((error) => Effect.sync(() => {
+      if (error instanceof CaptureReloadError) log(`${error.message}: starting a new session`);
+    })),
+    Effect.retry({ while: (error) => error instanceof CaptureReloadError }),
     Effect.flatMap(() => Effect.fail(new Error("replication stream ended"))),
     Effect.tapError((error) => Effect.sync(() => {
       if (error instanceof BatchRefusedError) learnFromRefusal(recovery, error, log);
-      else if (error instanceof CaptureReloadError) log(`${error.message}: starting a new session`);
       else if (isRetryable(error)) log(`${explainError(error)}; reconnecting with backoff`);
     })),
     Effect.retry({ schedule: retryPolicy, while: isRetryable }),

@@ -75,7 +75,7 @@ export class ChangeEventError extends Error {
 /** The events of one row change: one, or two for an update that changed the key. */
 export function changeEvents(change: RowChange, shape: CaptureShape, source: ChangeSource, jsonOf: JsonOf, nowMs: number = Date.now()): ChangeEvent[] {
   const envelope = (op: ChangeOp, before: string, after: string, schema: string, table: string) =>
-    `{"before":${before},"after":${after},"op":"${op}","source":${sourceJson(source, schema, table)},"ts_ms":${nowMs}}`;
+    `{"before":${before},"after":${after},"op":"${op}","source":${sourcePrefix(source.database, schema, table)}"lsn":${source.lsn},"txId":${source.txId},"ts_ms":${source.commitTimeMs},"snapshot":"${source.snapshot}"},"ts_ms":${nowMs}}`;
   const where = `${change.schema}.${change.table}`;
   switch (change.kind) {
     case "insert": {
@@ -104,8 +104,29 @@ export function changeEvents(change: RowChange, shape: CaptureShape, source: Cha
   }
 }
 
-function sourceJson(source: ChangeSource, schema: string, table: string): string {
-  return `{"connector":"tributary","db":${JSON.stringify(source.database)},"schema":${JSON.stringify(schema)},"table":${JSON.stringify(table)},"lsn":${source.lsn},"txId":${source.txId},"ts_ms":${source.commitTimeMs},"snapshot":"${source.snapshot}"}`;
+/** `{"connector":…,"db":…,"schema":…,"table":…,` — the same for every change of a table, so made once. */
+const sourcePrefixes = new Map<string, string>();
+function sourcePrefix(database: string, schema: string, table: string): string {
+  const id = `${database}\u0000${schema}\u0000${table}`;
+  let prefix = sourcePrefixes.get(id);
+  if (prefix === undefined) {
+    prefix = `{"connector":"tributary","db":${JSON.stringify(database)},"schema":${JSON.stringify(schema)},"table":${JSON.stringify(table)},`;
+    if (sourcePrefixes.size > 10_000) sourcePrefixes.clear();
+    sourcePrefixes.set(id, prefix);
+  }
+  return prefix;
+}
+
+/** A column name as a JSON object key with its colon: made once per name. */
+const memberNames = new Map<string, string>();
+function member(name: string): string {
+  let quoted = memberNames.get(name);
+  if (quoted === undefined) {
+    quoted = `${JSON.stringify(name)}:`;
+    if (memberNames.size > 100_000) memberNames.clear();
+    memberNames.set(name, quoted);
+  }
+  return quoted;
 }
 
 function keyOf(columns: readonly ColumnValue[], shape: CaptureShape, where: string): string {
@@ -120,16 +141,27 @@ function keyOf(columns: readonly ColumnValue[], shape: CaptureShape, where: stri
 
 /** The row as a JSON object of the captured columns; with `fillUnchanged`, a captured column absent from it is UNAVAILABLE. */
 function rowJson(columns: readonly ColumnValue[], shape: CaptureShape, jsonOf: JsonOf, fillUnchanged: boolean): string {
-  const carried = (name: string) => shape.columns === null || shape.columns.includes(name) || shape.keyColumns.includes(name);
-  const parts: string[] = [];
+  const all = shape.columns === null;
+  const carried = (name: string) => all || shape.columns!.includes(name) || shape.keyColumns.includes(name);
+  let json = "{";
+  let first = true;
+  const add = (name: string, value: string) => {
+    json += first ? member(name) + value : "," + member(name) + value;
+    first = false;
+  };
+  if (!fillUnchanged || columns.length === shape.tableColumns.length) {
+    // Every column present (no unchanged TOAST value): in the change's own order.
+    for (const column of columns) if (carried(column.name)) add(column.name, jsonOf(column.typeOid, column.text));
+    return json + "}";
+  }
+  // Some columns are unchanged TOAST values (rare): look each of the table's up by name.
   const byName = new Map(columns.map((c) => [c.name, c]));
-  for (const name of fillUnchanged ? shape.tableColumns : columns.map((c) => c.name)) {
+  for (const name of shape.tableColumns) {
     if (!carried(name)) continue;
     const column = byName.get(name);
-    if (column) parts.push(`${JSON.stringify(name)}:${jsonOf(column.typeOid, column.text)}`);
-    else parts.push(`${JSON.stringify(name)}:${JSON.stringify(UNAVAILABLE)}`);
+    add(name, column ? jsonOf(column.typeOid, column.text) : JSON.stringify(UNAVAILABLE));
   }
   // Columns the capture does not know yet (added since): carried as they come.
-  if (fillUnchanged) for (const column of columns) if (!shape.tableColumns.includes(column.name) && carried(column.name)) parts.push(`${JSON.stringify(column.name)}:${jsonOf(column.typeOid, column.text)}`);
-  return `{${parts.join(",")}}`;
+  for (const column of columns) if (!shape.tableColumns.includes(column.name) && carried(column.name)) add(column.name, jsonOf(column.typeOid, column.text));
+  return json + "}";
 }

@@ -35,6 +35,10 @@ export interface Chunk {
   last: boolean;
   /** Between L and H in the WAL. */
   open: boolean;
+  /** The low watermark's commit LSN, once seen. */
+  lowLsn: bigint | null;
+  /** Transactions (32-bit xids) the read's snapshot did not see (recent-commits.ts). */
+  invisible: ReadonlySet<number>;
   /** Keys changed in the window. */
   readonly changed: Set<string>;
   /** Settles once H was handled (true) or the chunk was dropped (false). */
@@ -51,7 +55,7 @@ export class Chunks {
     let settle: (handled: boolean) => void = () => {};
     const done = new Promise<boolean>((resolve) => (settle = resolve));
     const chunk: Chunk = {
-      id, capture, requestedAt, rows: null, last: false, open: false, changed: new Set(), done,
+      id, capture, requestedAt, rows: null, last: false, open: false, lowLsn: null, invisible: new Set(), changed: new Set(), done,
       settle: (handled) => {
         this.chunks.delete(id);
         if (this.openByCapture.get(capture.id) === chunk) this.openByCapture.delete(capture.id);
@@ -62,11 +66,17 @@ export class Chunks {
     return chunk;
   }
 
-  /** L: the chunk's window opens (false when this session holds no such chunk). */
-  low(id: string): boolean {
+  /** Whether any chunk is registered (recent commits then keep their keys). */
+  get active(): boolean {
+    return this.chunks.size > 0;
+  }
+
+  /** L, committed at `lsn`: the chunk's window opens (false when this session holds no such chunk). */
+  low(id: string, lsn: bigint): boolean {
     const chunk = this.chunks.get(id);
     if (!chunk) return false;
     chunk.open = true;
+    chunk.lowLsn = lsn;
     this.openByCapture.set(chunk.capture.id, chunk);
     return true;
   }

@@ -149,6 +149,7 @@ export class Snapshotter {
       if (read.rows.length > 0) this.widths.set(`${job.id}/${job.requested_at}`, read.bytes / read.rows.length);
       await this.catalog.types([...new Set(read.rows.flat().map((c) => c.typeOid))]);
       chunk.rows = read.rows;
+      chunk.invisible = read.invisible;
       chunk.last = read.rows.length < limit;
       await watermark("high");
     } catch (error) {
@@ -166,7 +167,7 @@ export class Snapshotter {
   }
 
   /** The chunk's rows after the cursor, in key order, and their text's size; null when the table is gone (its capture is stopped). */
-  private async read(relid: number, keyColumns: readonly string[], job: Job, limit: number): Promise<{ rows: ColumnValue[][]; bytes: number } | null> {
+  private async read(relid: number, keyColumns: readonly string[], job: Job, limit: number): Promise<{ rows: ColumnValue[][]; bytes: number; invisible: Set<number> } | null> {
     const { sql } = this;
     const [table] = await sql<{ name: string | null }[]>`
       select format('%I.%I', n.nspname, c.relname) as name
@@ -187,10 +188,15 @@ export class Snapshotter {
     const filter = job.snapshot_filter ? ` and (${job.snapshot_filter})` : "";
     const query = `select * from ${table.name} where ${after}${filter} order by ${keyList} limit ${limit}`;
     const settings = Object.entries(SESSION_SETTINGS).map(([k, v]) => `set local ${k} = '${v}'`).join("; ");
-    const result = await transaction(sql, async (tx) => {
-      await tx.unsafe(settings);
-      return tx.unsafe(query, cursor && after !== "true" ? cursor : []).raw();
+    // One snapshot for both statements: the transactions it does not see, then the rows.
+    const attempt = await transaction(sql, async (tx) => {
+      await tx.unsafe(`set transaction isolation level repeatable read; ${settings}`);
+      const unseen = await tx<{ xid: string }[]>`
+        select (x::text::bigint % 4294967296)::text as xid from pg_snapshot_xip(pg_current_snapshot()) as x`;
+      const rows = await tx.unsafe(query, cursor && after !== "true" ? cursor : []).raw();
+      return { rows, invisible: new Set(unseen.map((u) => Number(u.xid))) };
     });
+    const result = attempt.rows;
     const columns = result.columns;
     let bytes = 0;
     const rows = (result as unknown as Array<Array<Buffer | null>>).map((row) =>
@@ -198,6 +204,6 @@ export class Snapshotter {
         bytes += value?.length ?? 0;
         return { name: columns[i]!.name, typeOid: columns[i]!.type, text: value === null ? null : value.toString("utf8") };
       }));
-    return { rows, bytes };
+    return { rows, bytes, invisible: attempt.invisible };
   }
 }
