@@ -52,6 +52,9 @@ export interface RelayChildOptions {
   readonly reportRss?: boolean;
   /** The relay's takeoverAfterMs (a standby takes over a relay that made no progress this long). */
   readonly takeoverAfterMs?: number;
+  /** The relay's snapshotChunkRows and snapshotPollMs (table capture). */
+  readonly snapshotChunkRows?: number;
+  readonly snapshotPollMs?: number;
 }
 
 export interface ChildExit {
@@ -208,6 +211,8 @@ export class RelayChildren {
           CRASH_AFTER_BATCHES: String(options.crashAfterBatches ?? 0),
           REPORT_RSS: options.reportRss ? "1" : "",
           TAKEOVER_AFTER_MS: options.takeoverAfterMs === undefined ? "" : String(options.takeoverAfterMs),
+          SNAPSHOT_CHUNK_ROWS: options.snapshotChunkRows === undefined ? "" : String(options.snapshotChunkRows),
+          SNAPSHOT_POLL_MS: options.snapshotPollMs === undefined ? "" : String(options.snapshotPollMs),
         },
       }),
     );

@@ -13,7 +13,8 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
 
 const SECONDS: Readonly<Record<string, number>> = {
   "test/faults.test.ts": 143,
-  "test/memory.test.ts": 110,
+  "test/memory.test.ts": 135,
+  "test/capture-faults.test.ts": 110,
   "test/kafka-bridge.test.ts": 101,
   "test/cli-queues.test.ts": 75,
   "test/consumer-groups.test.ts": 59,
