@@ -115,7 +115,14 @@ export class CaptureSet {
     const rows = await sql<CaptureRow[]>`
       select t.id::text, t.relid::int as relid, coalesce(n.nspname, t.schema_name) as schema_name, coalesce(c.relname, t.table_name) as table_name,
              t.token::text, t.stream, s.partitions,
-             coalesce(tributary.capture_key(c.oid::regclass), t.key_columns) as key_columns, t.columns,
+             -- The table's key now (tributary.capture_key, written out: the relay needs no EXECUTE for it).
+             coalesce((select array_agg(a.attname::text order by k.ord)
+                         from (select i.indrelid, i.indkey from pg_catalog.pg_index i
+                                where i.indrelid = t.relid and (i.indisprimary or i.indisreplident)
+                                order by i.indisprimary desc limit 1) ix
+                         cross join lateral unnest(ix.indkey) with ordinality as k(attnum, ord)
+                         join pg_catalog.pg_attribute a on a.attrelid = ix.indrelid and a.attnum = k.attnum),
+                      t.key_columns) as key_columns, t.columns,
              (select array_agg(a.attname::text order by a.attnum) from pg_catalog.pg_attribute a
                where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped) as table_columns,
              t.start_lsn::text, t.stop_lsn::text
