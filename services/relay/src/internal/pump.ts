@@ -9,6 +9,17 @@
  * the write ends. Memory is therefore at most two batches and one socket
  * read, whatever the transaction or backlog size (invariant 6).
  *
+ * Turns (the event loop): a write is a chain of round trips on the writer
+ * connection, and each answer is handled only when the event loop gets to
+ * that socket. Node reads a readable socket up to 32 times in a row before
+ * it looks at another (libuv), so a replication socket with a backlog would
+ * keep the loop for a whole batch's worth of messages while the write in
+ * flight waits for its next round trip: reading and writing would take
+ * turns instead of overlapping. So while a write is in flight the pump hands
+ * the loop back after `turnMs` of accepting messages: it pauses the source,
+ * holds what the socket read had left, and goes on after the writer's I/O
+ * (setImmediate). Order is unchanged: held messages come first.
+ *
  * Acknowledgement: after each write commits, the slot is acknowledged to the
  * checkpoint's end LSN, never further (invariant 4). Progress without events
  * (transactions of other tables, an idle keepalive's position) is written to
@@ -51,13 +62,28 @@ export interface PumpOptions {
   readonly writeTimeoutMs: number;
   /** At most one write of a position without events per this many ms. */
   readonly idleCheckpointMs: number;
+  /** While a write is in flight, accept messages for at most this long before the writer's I/O gets a turn (default 2). */
+  readonly turnMs?: number;
 }
+
+const DEFAULT_TURN_MS = 2;
 
 export class RelayPump implements ReplicationHandler {
   private writing: Promise<void> | null = null;
   /** A full batch waits for the write in flight; messages are held, the socket paused. */
   private blocked = false;
+  /** The writer's I/O has a turn of the event loop; messages are held, the socket paused. */
+  private yielding = false;
   private held: WalMessage[] = [];
+  /** performance.now() when this turn began accepting messages, or null outside one. */
+  private turnStartedAt: number | null = null;
+  private readonly endTurn = () => {
+    this.turnStartedAt = null;
+  };
+  private readonly afterYield = () => {
+    this.yielding = false;
+    this.takeHeld();
+  };
   /** performance.now() when the write in flight started, or null. */
   private writeStartedAt: number | null = null;
   private lastPositionWriteAt = 0;
@@ -80,11 +106,25 @@ export class RelayPump implements ReplicationHandler {
   }
 
   onMessage(message: WalMessage): void {
-    if (this.blocked) {
+    if (this.blocked || this.yielding) {
       this.held.push(message);
       return;
     }
     this.accept(message);
+    if (this.writing && !this.blocked) this.yieldWhenTurnIsOver();
+  }
+
+  /** A write is in flight: after turnMs of accepting, its I/O gets the event loop (see "Turns" above). */
+  private yieldWhenTurnIsOver(): void {
+    const now = performance.now();
+    if (this.turnStartedAt === null) {
+      this.turnStartedAt = now;
+      setImmediate(this.endTurn);
+    } else if (now - this.turnStartedAt >= (this.options.turnMs ?? DEFAULT_TURN_MS)) {
+      this.yielding = true;
+      this.source.pause();
+      setImmediate(this.afterYield);
+    }
   }
 
   private accept(message: WalMessage): void {
@@ -103,7 +143,7 @@ export class RelayPump implements ReplicationHandler {
   }
 
   isIdle(): boolean {
-    return !this.blocked && this.state.isIdle();
+    return !this.blocked && !this.yielding && this.held.length === 0 && this.state.isIdle();
   }
 
   /** A keepalive showed nothing committed lies unread before `lsn`. */
@@ -151,10 +191,15 @@ export class RelayPump implements ReplicationHandler {
     this.writing.catch(() => undefined);
   }
 
-  /** The write in flight ended: write the full batch, then take the held messages until blocked again. */
+  /** The write in flight ended: write the full batch, then take the held messages. */
   private unblock(): void {
     this.blocked = false;
     this.startWrite();
+    if (!this.yielding) this.takeHeld();
+  }
+
+  /** Accepts the held messages until blocked again; resumes the source once none is left. */
+  private takeHeld(): void {
     const held = this.held;
     let next = 0;
     try {
@@ -164,7 +209,7 @@ export class RelayPump implements ReplicationHandler {
       this.source.abort(error);
       return;
     }
-    this.held = held.slice(next);
+    this.held = next === held.length ? [] : held.slice(next);
     if (!this.blocked) this.source.resume();
   }
 
