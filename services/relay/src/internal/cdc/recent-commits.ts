@@ -34,6 +34,13 @@ export interface RecentCommit {
 
 export class RecentCommits {
   private readonly commits = new Map<number, RecentCommit>();
+  /**
+   * The commits in the order they came, oldest at `head`: the oldest is found
+   * here, not by iterating the Map, whose iterator walks over every entry
+   * deleted before it until the Map rehashes (O(n) per eviction).
+   */
+  private order: Array<{ xid: number; commit: RecentCommit }> = [];
+  private head = 0;
   private keyCount = 0;
 
   /** A change of `captureId`'s table with `key`, in transaction `xid`. */
@@ -43,6 +50,7 @@ export class RecentCommits {
       if (commit !== undefined) this.forget(xid, commit);
       commit = { commitLsn, keys: new Map(), captures: new Set(), keyCount: 0 };
       this.commits.set(xid, commit);
+      this.order.push({ xid, commit });
       if (this.commits.size > MAX_TRANSACTIONS) this.evictOldest();
     }
     commit.captures.add(captureId);
@@ -61,24 +69,40 @@ export class RecentCommits {
     commit.keyCount++;
     this.keyCount++;
     // Older transactions make room for this one's keys.
-    while (this.keyCount > MAX_KEYS) {
-      const [oldestXid, oldest] = this.commits.entries().next().value as [number, RecentCommit];
-      if (oldest === commit) break;
-      this.forget(oldestXid, oldest);
-    }
+    while (this.keyCount > MAX_KEYS && this.evictOldest(commit));
   }
 
   get(xid: number): RecentCommit | undefined {
     return this.commits.get(xid);
   }
 
-  private evictOldest(): void {
-    const [xid, commit] = this.commits.entries().next().value as [number, RecentCommit];
-    this.forget(xid, commit);
+  /** Forgets the oldest commit still kept, unless it is `keep`; false when none was forgotten. */
+  private evictOldest(keep?: RecentCommit): boolean {
+    while (this.head < this.order.length) {
+      const { xid, commit } = this.order[this.head]!;
+      if (this.commits.get(xid) !== commit) {
+        this.head++; // forgotten already (its xid came again with another commit)
+        continue;
+      }
+      if (commit === keep) return false;
+      this.head++;
+      this.forget(xid, commit);
+      this.compact();
+      return true;
+    }
+    return false;
   }
 
   private forget(xid: number, commit: RecentCommit): void {
     this.keyCount -= commit.keyCount;
     this.commits.delete(xid);
+  }
+
+  /** Drops the queue's forgotten front once it is half of the queue. */
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head);
+      this.head = 0;
+    }
   }
 }
