@@ -37,7 +37,7 @@ import { isRejection, partitionFor, readEventMessage, type Keyring, type RawEven
 import type { ColumnValue, Lsn, RowChange, WalMessage } from "@tributary/wal";
 import { CopyRows, timestampText } from "./copy-format.ts";
 import { CaptureReloadError, readControl, type Capture, type CaptureSet, type Reloads } from "./cdc/capture-set.ts";
-import { changeEvents, type ChangeEvent, type JsonOf } from "./cdc/change-event.ts";
+import { changeEvents, type ChangeEvent, type ChangeSource, type JsonOf } from "./cdc/change-event.ts";
 import type { Chunk, Chunks } from "./cdc/chunks.ts";
 import type { RecentCommits } from "./cdc/recent-commits.ts";
 
@@ -303,35 +303,49 @@ export class RelayState {
     if (!tx) throw new Error("row change outside a transaction");
     const cdc = this.cdc;
     if (!cdc || tx.skipAll) return false;
+    const source: ChangeSource = { database: cdc.captures.database, lsn, txId: tx.xid, commitTimeMs: tx.commitTimeMs, snapshot: false };
     let added = false;
     for (const found of changes) {
       const capture = this.captureOf(cdc, found, tx.commitLsn);
       if (!capture) continue;
       // A partition's change (wal2json names the partition) is its captured root's.
       const change = found.table === capture.table && found.schema === capture.schema ? found : { ...found, schema: capture.schema, table: capture.table };
-      let events: ChangeEvent[];
-      try {
-        events = changeEvents(change, capture.shape, { database: cdc.captures.database, lsn, txId: tx.xid, commitTimeMs: tx.commitTimeMs, snapshot: false },
-          cdc.jsonOf, cdc.now?.() ?? Date.now());
-      } catch (error) {
-        if (error instanceof CaptureReloadError) throw error;
-        if (this.entry(tx)) {
-          this.rejectChange(lsn, tx, capture, change, error);
-          added = true;
-        }
-        continue;
-      }
-      for (const event of events) {
-        cdc.chunks.observe(capture.id, event.key);
-        cdc.recent.touch(tx.xid, tx.commitLsn, capture.id, event.key);
-        const entry = this.entry(tx);
-        if (entry) {
-          this.numberChange(event, capture, entry, tx);
-          added = true;
-        }
-      }
+      if (this.addChange(cdc, capture, change, source, tx, null)) added = true;
     }
     return added && this.cut(tx);
+  }
+
+  /**
+   * A row change as entries of `tx`: its events, numbered, or one rejection
+   * when it cannot become events. A streamed change (`chunk` null) marks its
+   * keys for the snapshot chunks and recent commits; a chunk's read leaves
+   * out the keys changed in the chunk's window. True when an entry was added.
+   */
+  private addChange(cdc: CdcContext, capture: Capture, change: RowChange, source: ChangeSource, tx: OpenTransaction, chunk: Chunk | null): boolean {
+    let events: ChangeEvent[];
+    try {
+      events = changeEvents(change, capture.shape, source, cdc.jsonOf, cdc.now?.() ?? Date.now());
+    } catch (error) {
+      if (error instanceof CaptureReloadError) throw error;
+      if (!this.entry(tx)) return false;
+      this.rejectChange(source.lsn, tx, capture, change, error);
+      return true;
+    }
+    let added = false;
+    for (const event of events) {
+      if (chunk === null) {
+        cdc.chunks.observe(capture.id, event.key);
+        cdc.recent.touch(tx.xid, tx.commitLsn, capture.id, event.key);
+      } else if (chunk.changed.has(event.key)) {
+        continue;
+      }
+      const entry = this.entry(tx);
+      if (entry) {
+        this.numberChange(event, capture, entry, tx);
+        added = true;
+      }
+    }
+    return added;
   }
 
   private captureOf(cdc: CdcContext, change: RowChange, commitLsn: Lsn): Capture | null {
@@ -418,29 +432,11 @@ export class RelayState {
       for (const key of keys) chunk.changed.add(key);
     }
     const rows = chunk.rows!;
-    const source = { database: cdc.captures.database, lsn, txId: tx.xid, commitTimeMs: tx.commitTimeMs, snapshot: true };
+    const source: ChangeSource = { database: cdc.captures.database, lsn, txId: tx.xid, commitTimeMs: tx.commitTimeMs, snapshot: true };
     let added = false;
     for (const columns of rows) {
       const read: RowChange = { kind: "insert", schema: capture.schema, table: capture.table, columns };
-      let events: ChangeEvent[];
-      try {
-        events = changeEvents(read, capture.shape, source, cdc.jsonOf, cdc.now?.() ?? Date.now());
-      } catch (error) {
-        if (error instanceof CaptureReloadError) throw error;
-        if (this.entry(tx)) {
-          this.rejectChange(lsn, tx, capture, read, error);
-          added = true;
-        }
-        continue;
-      }
-      for (const event of events) {
-        if (chunk.changed.has(event.key)) continue;
-        const entry = this.entry(tx);
-        if (entry) {
-          this.numberChange(event, capture, entry, tx);
-          added = true;
-        }
-      }
+      if (this.addChange(cdc, capture, read, source, tx, chunk)) added = true;
     }
     const last = rows[rows.length - 1];
     this.progress.snapshots.push({

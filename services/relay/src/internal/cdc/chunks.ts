@@ -66,11 +66,6 @@ export class Chunks {
     return chunk;
   }
 
-  /** Whether any chunk is registered (recent commits then keep their keys). */
-  get active(): boolean {
-    return this.chunks.size > 0;
-  }
-
   /** L, committed at `lsn`: the chunk's window opens (false when this session holds no such chunk). */
   low(id: string, lsn: bigint): boolean {
     const chunk = this.chunks.get(id);

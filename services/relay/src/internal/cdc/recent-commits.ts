@@ -26,7 +26,7 @@ const MAX_KEYS = 100_000;
 
 export interface RecentCommit {
   readonly commitLsn: Lsn;
-  /** Keys changed per capture id; null when they were not kept (no chunk registered, or too many). */
+  /** Keys changed per capture id; null when they were too many to keep. */
   keys: Map<string, Set<string>> | null;
   readonly captures: Set<string>;
   keyCount: number;
