@@ -30,21 +30,18 @@ import { join } from "node:path";
 import postgres, { type Sql } from "postgres";
 import { migrate } from "@tributary/migrate";
 import { createStream } from "@tributary/client";
-import { cliHeapLimit, type Cluster } from "@tributary/testkit";
+import { cliHeapLimit } from "@tributary/testkit";
 import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
 import { currentWalLsn, describeServer, postmasterPid, startBenchServer, walBytesBetween } from "./support/bench-server.ts";
 import { CDC_TABLE_SHAPE, createCdcTable } from "./support/cdc-table.ts";
 import { measureSnapshot, type SnapshotResult } from "./support/cdc-snapshot.ts";
 import { writeChanges } from "./support/cdc-writer.ts";
-import { cpuBetween, cpuSnapshot, describeCpu, loadAverage, processCpuSeconds, reapedChildrenCpuSeconds } from "./support/cpu-accounting.ts";
+import { cpuBetween, cpuSnapshot, describeCpu, loadAverage } from "./support/cpu-accounting.ts";
 import { formatProfile, mainThreadProfile, summarizeCpuProfile } from "./support/cpu-profile-summary.ts";
 import { pgoutputCensus } from "./support/pgoutput-census.ts";
 import { drainSlot } from "./support/recvlogical-drain.ts";
-import { checkpointVersion } from "./support/relay-checkpoint.ts";
-import { startRelayProcess } from "./support/relay-process.ts";
+import { drainWithRecvlogical, drainWithRelay, type Bench } from "./support/drain-phases.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
-import { followWalsenderCpu, relayServerCpu } from "./support/server-processes.ts";
-import { waitForStreamedEvents } from "./support/stream-progress.ts";
 
 const usage = `npm run bench:cdc -- [flags]
 ${serverUsage}
@@ -98,13 +95,6 @@ const options = {
   profileDir: values.profile === true ? mkdtempSync(join(tmpdir(), "tributary-cdc-prof-")) : null,
 };
 
-/** What every phase needs: the server, an admin connection, the postmaster for CPU accounting. */
-interface Bench {
-  readonly cluster: Cluster;
-  readonly sql: Sql;
-  readonly pmPid: number;
-}
-
 const perChange = (seconds: number) => ((seconds * 1e6) / options.changes).toFixed(1);
 
 /** 1. The WAL of row changes. */
@@ -133,67 +123,42 @@ async function writePhase({ cluster, sql, pmPid }: Bench) {
 }
 
 /** 2a. The decode limit: pg_recvlogical into /dev/null. */
-async function decodeLimitPhase({ cluster, sql, pmPid }: Bench, endLsn: string, walBytes: number) {
+async function decodeLimitPhase(bench: Bench, endLsn: string, walBytes: number) {
   progress("(a) pg_recvlogical draining the changes");
-  const before = cpuSnapshot(pmPid);
-  const walsender = followWalsenderCpu(sql, "pg_recvlogical");
-  const reapedBefore = reapedChildrenCpuSeconds();
-  const drained = await drainSlot(cluster.url, RECV_SLOT, flags.decoder, endLsn);
-  const clientCpu = reapedChildrenCpuSeconds() - reapedBefore;
-  const walsenderCpu = await walsender.stop();
-  const cpu = cpuBetween(before, cpuSnapshot(pmPid));
-  const rate = options.changes / drained.seconds;
-  progress(`(a) ${drained.seconds.toFixed(2)} s = ${fmt.int(rate)} changes/s`);
+  const { seconds, walsenderCpu, clientCpu, cpu } = await drainWithRecvlogical(bench, RECV_SLOT, flags.decoder, endLsn);
+  const rate = options.changes / seconds;
+  progress(`(a) ${seconds.toFixed(2)} s = ${fmt.int(rate)} changes/s`);
   return {
     rate,
     cpu: walsenderCpu + clientCpu,
-    headline: ["(a) pg_recvlogical → /dev/null", `${fmt.int(rate)} changes/s (${drained.seconds.toFixed(2)} s, ${(walBytes / (1 << 20) / drained.seconds).toFixed(1)} MB/s of WAL)`],
+    headline: ["(a) pg_recvlogical → /dev/null", `${fmt.int(rate)} changes/s (${seconds.toFixed(2)} s, ${(walBytes / (1 << 20) / seconds).toFixed(1)} MB/s of WAL)`],
     cpuRow: ["CPU during (a)", `${describeCpu(cpu)}; walsender ${walsenderCpu.toFixed(2)} s, pg_recvlogical ${clientCpu.toFixed(2)} s`],
   };
 }
 
 /** 2b. The relay, in its own process, drains the same WAL into the change stream. */
-async function relayDrainPhase({ cluster, sql, pmPid }: Bench, expected: { inserts: number; updates: number; deletes: number }) {
+async function relayDrainPhase(bench: Bench, expected: { inserts: number; updates: number; deletes: number }) {
   progress(`(b) relay draining the changes${options.profileDir ? " (under --cpu-prof)" : ""}`);
-  const batchesBefore = await checkpointVersion(sql, RELAY_SLOT);
-  const walBefore = await currentWalLsn(sql);
-  const before = cpuSnapshot(pmPid);
-  const spawnedAt = performance.now();
-  const relay = startRelayProcess({
-    databaseUrl: cluster.url,
-    slotName: RELAY_SLOT,
-    maxBatchEvents: options.batchEvents,
-    nodeArgs: options.relayNodeArgs,
-    ...(options.profileDir ? { cpuProfileDir: options.profileDir } : {}),
+  const drain = await drainWithRelay(bench, {
+    slotName: RELAY_SLOT, events: options.changes, batchEvents: options.batchEvents, nodeArgs: options.relayNodeArgs,
+    cpuProfileDir: options.profileDir, onProgress: (n) => progress(`  streamed ${fmt.int(n)}`),
   });
-  const activeAt = await relay.active;
-  const relayCpuAtActive = processCpuSeconds(relay.pid) ?? 0;
-  const doneAt = await waitForStreamedEvents(sql, options.changes, 600_000, (n) => progress(`  streamed ${fmt.int(n)}`));
-  const relayProcessCpu = (processCpuSeconds(relay.pid) ?? 0) - relayCpuAtActive;
-  const backends = await relayServerCpu(sql, RELAY_SLOT);
-  const cpu = cpuBetween(before, cpuSnapshot(pmPid));
-  const batches = (await checkpointVersion(sql, RELAY_SLOT)) - batchesBefore;
-  const relayWal = await walBytesBetween(sql, walBefore, await currentWalLsn(sql));
-  const peakRss = relay.peakRss();
-  const exit = await relay.stop();
-  if (exit !== 0) throw new Error(`relay child exited with ${exit}: ${relay.stderr()}`);
-  await checkChangeEvents(sql, expected);
-  const seconds = (doneAt - activeAt) / 1000;
-  const rate = options.changes / seconds;
-  progress(`(b) ${seconds.toFixed(2)} s = ${fmt.int(rate)} changes/s`);
-  const [size] = await sql<{ data: string }[]>`select avg(octet_length(data::text))::int::text as data from tributary.events where stream = ${STREAM}`;
+  await checkChangeEvents(bench.sql, expected);
+  const rate = options.changes / drain.seconds;
+  progress(`(b) ${drain.seconds.toFixed(2)} s = ${fmt.int(rate)} changes/s`);
+  const [size] = await bench.sql<{ data: string }[]>`select avg(octet_length(data::text))::int::text as data from tributary.events where stream = ${STREAM}`;
   return {
     rate,
-    cpu: backends.walsender + backends.backends + relayProcessCpu,
-    peakRss,
-    headline: [`(b) relay → ${STREAM}${options.profileDir ? " [profiled]" : ""}`, `${fmt.int(rate)} changes/s (${seconds.toFixed(2)} s from active; ${((doneAt - spawnedAt) / 1000).toFixed(2)} s from spawn)`],
+    cpu: drain.walsenderCpu + drain.backendsCpu + drain.relayProcessCpu,
+    peakRss: drain.peakRss,
+    headline: [`(b) relay → ${STREAM}${options.profileDir ? " [profiled]" : ""}`, `${fmt.int(rate)} changes/s (${drain.seconds.toFixed(2)} s from active; ${drain.secondsFromSpawn.toFixed(2)} s from spawn)`],
     details: [
-      ["CPU µs/change of (b)", `walsender ${perChange(backends.walsender)} + relay's writes ${perChange(backends.backends)} + relay process ${perChange(relayProcessCpu)}`],
-      ["relay batches during (b)", `${fmt.int(batches)} (${fmt.int(options.changes / Math.max(1, batches))} events/batch); event data ${size!.data} B on average (jsonb text)`],
+      ["CPU µs/change of (b)", `walsender ${perChange(drain.walsenderCpu)} + relay's writes ${perChange(drain.backendsCpu)} + relay process ${perChange(drain.relayProcessCpu)}`],
+      ["relay batches during (b)", `${fmt.int(drain.batches)} (${fmt.int(options.changes / Math.max(1, drain.batches))} events/batch); event data ${size!.data} B on average (jsonb text)`],
       // The relay's walsender decodes this WAL too (pgoutput then drops it: tributary.events is not published).
-      ["WAL the relay wrote during (b)", `${fmt.mb(relayWal)} (${fmt.int(relayWal / options.changes)} B/change): its walsender decodes it as well`],
+      ["WAL the relay wrote during (b)", `${fmt.mb(drain.walBytes)} (${fmt.int(drain.walBytes / options.changes)} B/change): its walsender decodes it as well`],
     ],
-    cpuRow: ["CPU during (b)", `${describeCpu(cpu)}; walsender ${backends.walsender.toFixed(2)} s, relay's backends ${backends.backends.toFixed(2)} s, relay process ${relayProcessCpu.toFixed(2)} s`],
+    cpuRow: ["CPU during (b)", `${describeCpu(drain.cpu)}; walsender ${drain.walsenderCpu.toFixed(2)} s, relay's backends ${drain.backendsCpu.toFixed(2)} s, relay process ${drain.relayProcessCpu.toFixed(2)} s`],
   };
 }
 

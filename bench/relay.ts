@@ -22,23 +22,22 @@
 import { mkdtempSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import postgres, { type Sql } from "postgres";
+import postgres from "postgres";
 import { migrate } from "@tributary/migrate";
 import { createStream } from "@tributary/client";
-import { cliHeapLimit, type Cluster } from "@tributary/testkit";
+import { cliHeapLimit } from "@tributary/testkit";
 import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
 import { currentWalLsn, describeServer, postmasterPid, startBenchServer, walBytesBetween } from "./support/bench-server.ts";
 import { writeBacklog } from "./support/bulk-writer.ts";
-import { cpuBetween, cpuSnapshot, describeCpu, loadAverage, processCpuSeconds, reapedChildrenCpuSeconds } from "./support/cpu-accounting.ts";
+import { cpuBetween, cpuSnapshot, describeCpu, loadAverage } from "./support/cpu-accounting.ts";
 import { formatProfile, mainThreadProfile, summarizeCpuProfile } from "./support/cpu-profile-summary.ts";
 import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
 import { measureLag } from "./support/lag-probe.ts";
-import { drainSlot } from "./support/recvlogical-drain.ts";
+import { drainWithRecvlogical, drainWithRelay, type Bench } from "./support/drain-phases.ts";
 import { checkpointVersion } from "./support/relay-checkpoint.ts";
 import { startRelayProcess } from "./support/relay-process.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
-import { followWalsenderCpu, relayServerCpu } from "./support/server-processes.ts";
-import { streamedEvents, waitForStreamedEvents } from "./support/stream-progress.ts";
+import { streamedEvents } from "./support/stream-progress.ts";
 
 const usage = `npm run bench:relay -- [flags]
 ${serverUsage}
@@ -80,13 +79,6 @@ const options = {
   profileDir: values.profile === true ? mkdtempSync(join(tmpdir(), "tributary-relay-prof-")) : null,
 };
 
-/** What every phase needs: the server, an admin connection, the postmaster for CPU accounting. */
-interface Bench {
-  readonly cluster: Cluster;
-  readonly sql: Sql;
-  readonly pmPid: number;
-}
-
 const perEvent = (seconds: number) => ((seconds * 1e6) / options.events).toFixed(1);
 
 /** 1. The backlog, and the WAL it made. */
@@ -111,63 +103,40 @@ async function writePhase({ cluster, sql, pmPid }: Bench) {
 }
 
 /** 2a. The decode limit: pg_recvlogical into /dev/null. */
-async function decodeLimitPhase({ cluster, sql, pmPid }: Bench, endLsn: string, walBytes: number) {
+async function decodeLimitPhase(bench: Bench, endLsn: string, walBytes: number) {
   progress("(a) pg_recvlogical draining the backlog");
-  const before = cpuSnapshot(pmPid);
-  const walsender = followWalsenderCpu(sql, "pg_recvlogical");
-  const reapedBefore = reapedChildrenCpuSeconds();
-  const drained = await drainSlot(cluster.url, RECV_SLOT, flags.decoder, endLsn);
-  const clientCpu = reapedChildrenCpuSeconds() - reapedBefore;
-  const walsenderCpu = await walsender.stop();
-  const cpu = cpuBetween(before, cpuSnapshot(pmPid));
-  const rate = options.events / drained.seconds;
-  progress(`(a) ${drained.seconds.toFixed(2)} s = ${fmt.int(rate)} events/s`);
+  const { seconds, walsenderCpu, clientCpu, cpu } = await drainWithRecvlogical(bench, RECV_SLOT, flags.decoder, endLsn);
+  const rate = options.events / seconds;
+  progress(`(a) ${seconds.toFixed(2)} s = ${fmt.int(rate)} events/s`);
   return {
     rate,
     cpuPerEvent: walsenderCpu + clientCpu,
-    headline: ["(a) pg_recvlogical → /dev/null", `${fmt.int(rate)} ev/s (${drained.seconds.toFixed(2)} s, ${(walBytes / (1 << 20) / drained.seconds).toFixed(1)} MB/s of WAL)`],
+    headline: ["(a) pg_recvlogical → /dev/null", `${fmt.int(rate)} ev/s (${seconds.toFixed(2)} s, ${(walBytes / (1 << 20) / seconds).toFixed(1)} MB/s of WAL)`],
     cpuRow: ["CPU during (a)", `${describeCpu(cpu)}; walsender ${walsenderCpu.toFixed(2)} s, pg_recvlogical ${clientCpu.toFixed(2)} s`],
   };
 }
 
 /** 2b. The relay, in its own process, drains the same WAL into tributary.events. */
-async function relayDrainPhase({ cluster, sql, pmPid }: Bench) {
+async function relayDrainPhase(bench: Bench) {
   progress(`(b) relay draining the backlog${options.profileDir ? " (under --cpu-prof)" : ""}`);
-  const batchesBefore = await checkpointVersion(sql, RELAY_SLOT);
-  const before = cpuSnapshot(pmPid);
-  const spawnedAt = performance.now();
-  const relay = startRelayProcess({
-    databaseUrl: cluster.url,
-    slotName: RELAY_SLOT,
-    maxBatchEvents: options.batchEvents,
-    nodeArgs: options.relayNodeArgs,
-    ...(options.profileDir ? { cpuProfileDir: options.profileDir } : {}),
+  const drain = await drainWithRelay(bench, {
+    slotName: RELAY_SLOT, events: options.events, batchEvents: options.batchEvents, nodeArgs: options.relayNodeArgs,
+    cpuProfileDir: options.profileDir, onProgress: (n) => progress(`  streamed ${fmt.int(n)}`),
   });
-  const activeAt = await relay.active;
-  const relayCpuAtActive = processCpuSeconds(relay.pid) ?? 0;
-  const doneAt = await waitForStreamedEvents(sql, options.events, 600_000, (n) => progress(`  streamed ${fmt.int(n)}`));
-  const relayProcessCpu = (processCpuSeconds(relay.pid) ?? 0) - relayCpuAtActive;
-  const backends = await relayServerCpu(sql, RELAY_SLOT);
-  const cpu = cpuBetween(before, cpuSnapshot(pmPid));
-  const batches = (await checkpointVersion(sql, RELAY_SLOT)) - batchesBefore;
-  const exit = await relay.stop();
-  if (exit !== 0) throw new Error(`relay child exited with ${exit}: ${relay.stderr()}`);
-  const [stored] = await sql<{ n: string }[]>`select count(*)::text as n from tributary.events`;
+  const [stored] = await bench.sql<{ n: string }[]>`select count(*)::text as n from tributary.events`;
   if (Number(stored!.n) !== options.events) throw new Error(`tributary.events holds ${stored!.n} rows, expected exactly ${options.events}`);
-  const seconds = (doneAt - activeAt) / 1000;
-  const rate = options.events / seconds;
-  progress(`(b) ${seconds.toFixed(2)} s = ${fmt.int(rate)} events/s`);
-  const totalCpu = backends.walsender + backends.backends + relayProcessCpu;
+  const rate = options.events / drain.seconds;
+  progress(`(b) ${drain.seconds.toFixed(2)} s = ${fmt.int(rate)} events/s`);
   return {
     rate,
-    cpuPerEvent: totalCpu,
-    headline: [`(b) relay → tributary.events${options.profileDir ? " [profiled]" : ""}`, `${fmt.int(rate)} ev/s (${seconds.toFixed(2)} s from active; ${((doneAt - spawnedAt) / 1000).toFixed(2)} s from spawn)`],
+    cpuPerEvent: drain.walsenderCpu + drain.backendsCpu + drain.relayProcessCpu,
+    headline: [`(b) relay → tributary.events${options.profileDir ? " [profiled]" : ""}`, `${fmt.int(rate)} ev/s (${drain.seconds.toFixed(2)} s from active; ${drain.secondsFromSpawn.toFixed(2)} s from spawn)`],
     details: [
-      ["CPU µs/event of (b)", `walsender ${perEvent(backends.walsender)} + relay's writes ${perEvent(backends.backends)} + relay process ${perEvent(relayProcessCpu)}`],
-      ["relay batches during (b)", `${fmt.int(batches)} (${fmt.int(options.events / Math.max(1, batches))} events/batch)`],
-      ["relay peak RSS during (b)", fmt.mb(relay.peakRss())],
+      ["CPU µs/event of (b)", `walsender ${perEvent(drain.walsenderCpu)} + relay's writes ${perEvent(drain.backendsCpu)} + relay process ${perEvent(drain.relayProcessCpu)}`],
+      ["relay batches during (b)", `${fmt.int(drain.batches)} (${fmt.int(options.events / Math.max(1, drain.batches))} events/batch)`],
+      ["relay peak RSS during (b)", fmt.mb(drain.peakRss)],
     ],
-    cpuRow: ["CPU during (b)", `${describeCpu(cpu)}; walsender ${backends.walsender.toFixed(2)} s, relay's backends ${backends.backends.toFixed(2)} s, relay process ${relayProcessCpu.toFixed(2)} s`],
+    cpuRow: ["CPU during (b)", `${describeCpu(drain.cpu)}; walsender ${drain.walsenderCpu.toFixed(2)} s, relay's backends ${drain.backendsCpu.toFixed(2)} s, relay process ${drain.relayProcessCpu.toFixed(2)} s`],
   };
 }
 
