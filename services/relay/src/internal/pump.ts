@@ -16,7 +16,7 @@
  * keep the loop for a whole batch's worth of messages while the write in
  * flight waits for its next round trip: reading and writing would take
  * turns instead of overlapping. So while a write is in flight the pump hands
- * the loop back after `turnMs` of accepting messages: it pauses the source,
+ * the loop back after TURN_MS (2 ms) of accepting messages: it pauses the source,
  * holds what the socket read had left, and goes on after the writer's I/O
  * (setImmediate). Order is unchanged: held messages come first.
  *
@@ -62,11 +62,10 @@ export interface PumpOptions {
   readonly writeTimeoutMs: number;
   /** At most one write of a position without events per this many ms. */
   readonly idleCheckpointMs: number;
-  /** While a write is in flight, accept messages for at most this long before the writer's I/O gets a turn (default 2). */
-  readonly turnMs?: number;
 }
 
-const DEFAULT_TURN_MS = 2;
+/** While a write is in flight, messages are accepted for at most this long before the writer's I/O gets a turn. */
+const TURN_MS = 2;
 
 export class RelayPump implements ReplicationHandler {
   private writing: Promise<void> | null = null;
@@ -114,13 +113,13 @@ export class RelayPump implements ReplicationHandler {
     if (this.writing && !this.blocked) this.yieldWhenTurnIsOver();
   }
 
-  /** A write is in flight: after turnMs of accepting, its I/O gets the event loop (see "Turns" above). */
+  /** A write is in flight: after TURN_MS of accepting, its I/O gets the event loop (see "Turns" above). */
   private yieldWhenTurnIsOver(): void {
     const now = performance.now();
     if (this.turnStartedAt === null) {
       this.turnStartedAt = now;
       setImmediate(this.endTurn);
-    } else if (now - this.turnStartedAt >= (this.options.turnMs ?? DEFAULT_TURN_MS)) {
+    } else if (now - this.turnStartedAt >= TURN_MS) {
       this.yielding = true;
       this.source.pause();
       setImmediate(this.afterYield);
