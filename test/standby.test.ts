@@ -36,7 +36,7 @@ afterAll(async () => {
 });
 
 /** A batch as the relay would build it: events numbered from the given offsets, ending at `position`. */
-function copyRowsOf(events: Array<{ stream: string; partition: number; offset: number; key: string }>): Buffer {
+function copyRowsOf(events: Array<{ stream: string; partition: number; offset: number; key: string }>): Buffer[] {
   const rows = new CopyRows();
   const committedAt = timestampText(BigInt(Date.now()) * 1000n);
   for (const e of events) {
@@ -44,7 +44,7 @@ function copyRowsOf(events: Array<{ stream: string; partition: number; offset: n
       .text(randomUUID()).endField().text(e.key).endField().text("Zombie").endField()
       .bytes(Buffer.from("{}")).endField().bytes(Buffer.from("{}")).endField().plain(committedAt).endRow();
   }
-  return rows.view();
+  return rows.chunks();
 }
 
 function batchOf(events: Array<{ stream: string; partition: number; offset: number; key: string }>, checkpoint: CheckpointRow): Batch {

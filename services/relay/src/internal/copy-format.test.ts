@@ -14,15 +14,29 @@ describe("COPY text format", () => {
   });
 
   it("writes one tab-separated line per row, escaping text and bytes", () => {
-    const rows = new CopyRows(8); // small: forces the buffer to grow
+    const rows = new CopyRows(8); // small chunks: fields go to new chunks, never split
     rows.text("s").endField().plain("1").endField().text("a\tb").endField()
       .bytes(Buffer.from(`{"k": "é\\n"}`)).endField().plain("1970-01-01 00:00:01.000000+00").endRow();
     rows.text("ü").endField().plain("2").endField().text("c").endField()
       .bytes(Buffer.from("{}\r\n")).endField().plain("x").endRow();
-    expect(rows.view().toString("utf8")).toBe(
+    const chunks = rows.chunks();
+    expect(Buffer.concat(chunks).toString("utf8")).toBe(
       `s\t1\ta\\tb\t{"k": "é\\\\n"}\t1970-01-01 00:00:01.000000+00\n` +
         "ü\t2\tc\t{}\\r\\n\tx\n",
     );
-    expect(rows.byteLength).toBe(rows.view().length);
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.every((chunk) => chunk.length <= 29)).toBe(true); // the longest field: the timestamp
+    expect(rows.byteLength).toBe(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  });
+
+  it("keeps a batch in chunks of the given size", () => {
+    const rows = new CopyRows(1024);
+    const field = "x".repeat(100);
+    for (let i = 0; i < 100; i++) rows.text(field).endRow();
+    const chunks = rows.chunks();
+    expect(chunks.length).toBeGreaterThanOrEqual(10); // 10,100 bytes in chunks of at most 1,024
+    expect(chunks.every((chunk) => chunk.length <= 1024)).toBe(true);
+    expect(chunks.slice(0, -1).every((chunk) => chunk.length >= 512)).toBe(true); // only the last is partly filled
+    expect(Buffer.concat(chunks).toString("latin1")).toBe(`${field}\n`.repeat(100));
   });
 });

@@ -1,9 +1,14 @@
 /**
- * Batch rows in PostgreSQL's COPY text format, written straight into one
- * growing buffer as events arrive. Event headers and data arrive as jsonb
- * text bytes (views into the replication socket's buffer) and are copied
- * across with one native scan for the four bytes COPY escapes; they are never
- * decoded into JS strings. This buffer is what goes over the wire.
+ * Batch rows in PostgreSQL's COPY text format, written straight into buffers
+ * as events arrive. Event headers and data arrive as jsonb text bytes (views
+ * into the replication socket's buffer) and are copied across with one native
+ * scan for the four bytes COPY escapes; they are never decoded into JS
+ * strings. These buffers are what goes over the wire.
+ *
+ * The rows fill fixed-size chunks, not one growing buffer: a batch of a few
+ * MB is never copied to grow, and each chunk goes out as its own CopyData
+ * message (the COPY stream is bytes: a row may span two messages), so the
+ * driver frames 256 kB at a time instead of concatenating the whole batch.
  */
 
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
@@ -29,17 +34,20 @@ export function timestampText(micros: bigint): string {
 const escapeByte = (byte: number): number =>
   byte === BACKSLASH ? BACKSLASH : byte === TAB ? 0x74 /* t */ : byte === NEWLINE ? 0x6e /* n */ : 0x72; /* r */
 
-/** Rows of COPY text, one field at a time: `field()` / `bytes()` / `plain()` then `endField()` or `endRow()`. */
+/** Rows of COPY text, one field at a time: `text()` / `bytes()` / `plain()` then `endField()` or `endRow()`. */
 export class CopyRows {
+  private readonly sealed: Buffer[] = [];
+  private sealedBytes = 0;
   private buffer: Buffer;
   private length = 0;
 
-  constructor(initialBytes = 64 * 1024) {
-    this.buffer = Buffer.allocUnsafe(initialBytes);
+  /** chunkBytes: the size of each chunk (a field larger than that gets a chunk of its own size). */
+  constructor(private readonly chunkBytes = 256 * 1024) {
+    this.buffer = Buffer.allocUnsafe(chunkBytes);
   }
 
   get byteLength(): number {
-    return this.length;
+    return this.sealedBytes + this.length;
   }
 
   /** Text that cannot need escaping: numbers, timestamps. */
@@ -96,9 +104,9 @@ export class CopyRows {
     return this.byte(NEWLINE);
   }
 
-  /** The rows written so far (a view: write nothing more once taken). */
-  view(): Buffer {
-    return this.buffer.subarray(0, this.length);
+  /** The rows written so far, in order, as views of the chunks (write nothing more once taken). */
+  chunks(): Buffer[] {
+    return this.length === 0 ? [...this.sealed] : [...this.sealed, this.buffer.subarray(0, this.length)];
   }
 
   private byte(value: number): this {
@@ -107,11 +115,14 @@ export class CopyRows {
     return this;
   }
 
+  /** Room for `bytes` more in the current chunk: else it is sealed and a new one begins (a field never spans two). */
   private reserve(bytes: number): void {
-    const needed = this.length + bytes;
-    if (needed <= this.buffer.length) return;
-    const grown = Buffer.allocUnsafe(Math.max(needed, this.buffer.length * 2));
-    this.buffer.copy(grown, 0, 0, this.length);
-    this.buffer = grown;
+    if (this.length + bytes <= this.buffer.length) return;
+    if (this.length > 0) {
+      this.sealed.push(this.buffer.subarray(0, this.length));
+      this.sealedBytes += this.length;
+    }
+    this.buffer = Buffer.allocUnsafe(Math.max(bytes, this.chunkBytes));
+    this.length = 0;
   }
 }

@@ -20,8 +20,8 @@ const forged = (content: string): WalMessage => ({ kind: "message", lsn: nextLsn
 const newState = (cp: Checkpoint, offsets: Array<{ stream: string; partition: number; nextOffset: bigint }>, limits: BatchLimits, trust: Partial<TrustOptions> = {}) =>
   new RelayState(cp, offsets, limits, { keyring, ...trust });
 /** A batch's COPY rows as columns (none of these test values needs unescaping). */
-const columns = (batch: { rows: Buffer }) => {
-  const lines = batch.rows.toString("utf8").split("\n").slice(0, -1).map((line) => line.split("\t"));
+const columns = (batch: { rows: readonly Buffer[] }) => {
+  const lines = Buffer.concat(batch.rows).toString("utf8").split("\n").slice(0, -1).map((line) => line.split("\t"));
   const column = (i: number) => lines.map((fields) => fields[i]!);
   return { stream: column(0), partition: column(1).map(Number), offset: column(2), id: column(3), key: column(4), data: column(6), committedAt: column(8) };
 };

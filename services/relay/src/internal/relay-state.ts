@@ -82,8 +82,8 @@ export interface RejectedMessage {
 }
 
 export interface Batch {
-  /** The events as COPY text rows for (stream, partition, offset, id, key, type, data, headers, committed_at). */
-  readonly rows: Buffer;
+  /** The events as COPY text rows for (stream, partition, offset, id, key, type, data, headers, committed_at), in chunks. */
+  readonly rows: readonly Buffer[];
   readonly size: number;
   readonly rejects: readonly RejectedMessage[];
   /** The first and last entries (events or rejections) of the batch; null when it has none. */
@@ -521,7 +521,7 @@ export class RelayState {
       streamOffsets.touched = [];
     }
     const batch: Batch = {
-      rows: this.rows.view(),
+      rows: this.rows.chunks(),
       size: this.events,
       rejects: this.rejects,
       first: this.first,
@@ -532,8 +532,7 @@ export class RelayState {
       captures: this.progress,
     };
     this.inFlight = batch;
-    // The next batch is likely as big as this one: no regrowing from 64 kB each time.
-    this.rows = new CopyRows(Math.min(this.limits.maxBatchBytes + (64 << 10), Math.max(64 << 10, batch.rows.length)));
+    this.rows = new CopyRows();
     this.touchedStreams = [];
     this.events = 0;
     this.rejects = [];

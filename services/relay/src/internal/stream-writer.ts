@@ -117,7 +117,7 @@ async function writeCaptureProgress(tx: TransactionSql, progress: CaptureProgres
   }
 }
 
-async function copyRows(tx: TransactionSql, rows: Buffer): Promise<void> {
+async function copyRows(tx: TransactionSql, rows: readonly Buffer[]): Promise<void> {
   const query = tx`
     copy tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
     from stdin`;
@@ -135,7 +135,9 @@ async function copyRows(tx: TransactionSql, rows: Buffer): Promise<void> {
     new Promise<void>((resolve, reject) => {
       copy.once("error", reject);
       copy.once("finish", resolve);
-      copy.end(rows);
+      // One CopyData message per chunk; the writable queues them all (they are in memory already).
+      for (const chunk of rows) copy.write(chunk);
+      copy.end();
     }),
     refused,
   ]);
