@@ -300,7 +300,7 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
   rows.push(
     ["bridge settings", `${sources() ? `${sources()} (NOT the repository's), ` : ""}own process (esbuild bundle of bench/support/bridge-child.ts${options.bridgeNodeArgs.length ? `, node ${options.bridgeNodeArgs.join(" ")}` : ""}; its postgres and kafkajs imports timed by bridge-timing.ts), startBridge defaults: postgres.js pool max 4 + concurrency, idempotent producer acks -1 maxInFlightRequests 1, group joined fresh (startFrom earliest); topics made beforehand with the streams' partition counts`],
     ["server settings", "as in the first row, plus track_commit_timestamp=on (dates each relay batch: the split of (c))"],
-    ["relay settings", `relay child via tsx, MAX_BATCH_EVENTS=5000 (default), node ${cliHeapLimit}`],
+    ["relay settings", `relay child bundled by esbuild, MAX_BATCH_EVENTS=5000 (default), node ${cliHeapLimit}`],
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
   );
   process.stdout.write(`\nKafka bridge benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);

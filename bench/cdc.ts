@@ -41,6 +41,7 @@ import { formatProfile, mainThreadProfile, summarizeCpuProfile } from "./support
 import { pgoutputCensus } from "./support/pgoutput-census.ts";
 import { drainSlot } from "./support/recvlogical-drain.ts";
 import { drainWithRecvlogical, drainWithRelay, type Bench } from "./support/drain-phases.ts";
+import { relayChildScript } from "./support/relay-process.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
 
 const usage = `npm run bench:cdc -- [flags]
@@ -252,12 +253,12 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
     ...snapshots.flatMap(snapshotRows),
     ["required: ratio ≥ 0.5", ratioOk ? `pass (${ratio.toFixed(2)})` : `FAIL (${ratio.toFixed(2)})`],
     ["required: relay peak RSS < 300 MB", `${rssOk ? "pass" : "FAIL"} (${fmt.mb(peakRss)}: the highest of (b) and the snapshot in chunks of ${fmt.int(RELAY_CHUNK_ROWS)})`],
-    ["relay settings", `MAX_BATCH_EVENTS=${options.batchEvents}, maxBatchBytes=8 MB (default), relay child via tsx${options.relayNodeArgs.length ? `, node ${options.relayNodeArgs.join(" ")}` : ""}`],
+    ["relay settings", `MAX_BATCH_EVENTS=${options.batchEvents}, maxBatchBytes=8 MB (default), relay child bundled by esbuild${options.relayNodeArgs.length ? `, node ${options.relayNodeArgs.join(" ")}` : ""}`],
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
   ];
   process.stdout.write(`\nCDC benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);
   if (options.profileDir) {
-    const summary = summarizeCpuProfile(mainThreadProfile(options.profileDir), { topFunctions: 25, builtinsToCaller: true });
+    const summary = summarizeCpuProfile(mainThreadProfile(options.profileDir), { topFunctions: 25, builtinsToCaller: true, bundle: relayChildScript() });
     process.stdout.write(formatProfile("Relay CPU profile during (b) (categories: a builtin counts for its caller)", summary, options.profileDir));
   }
 }

@@ -238,7 +238,7 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
   rows.push(
     ["member settings", `${options.clientSource ? `@tributary/client from ${options.clientSource} (NOT the repository's), ` : ""}own process (esbuild bundle of bench/support/consumer-child.ts), postgres.js pool max 10, no-op per-event handler (the handler option) unless marked batchHandler, startFrom earliest; (c) session timeout as shown, else 10,000 ms`],
     ["server settings", "as in the first row, plus track_commit_timestamp=on (dates each relay batch: the split of (b))"],
-    ["relay settings", `relay child via tsx, MAX_BATCH_EVENTS=5000 (default), node ${cliHeapLimit}`],
+    ["relay settings", `relay child bundled by esbuild, MAX_BATCH_EVENTS=5000 (default), node ${cliHeapLimit}`],
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
   );
   process.stdout.write(`\nConsumer benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);

@@ -35,7 +35,7 @@ import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
 import { measureLag } from "./support/lag-probe.ts";
 import { drainWithRecvlogical, drainWithRelay, type Bench } from "./support/drain-phases.ts";
 import { checkpointVersion } from "./support/relay-checkpoint.ts";
-import { startRelayProcess } from "./support/relay-process.ts";
+import { relayChildScript, startRelayProcess } from "./support/relay-process.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
 import { streamedEvents } from "./support/stream-progress.ts";
 
@@ -195,12 +195,12 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
     decodeLimit.cpuRow,
     relay.cpuRow,
     ...lagRows,
-    ["relay settings", `MAX_BATCH_EVENTS=${options.batchEvents}, maxBatchBytes=8 MB (default), relay child via tsx${options.relayNodeArgs.length ? `, node ${options.relayNodeArgs.join(" ")}` : ""}`],
+    ["relay settings", `MAX_BATCH_EVENTS=${options.batchEvents}, maxBatchBytes=8 MB (default), relay child bundled by esbuild${options.relayNodeArgs.length ? `, node ${options.relayNodeArgs.join(" ")}` : ""}`],
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
   ];
   process.stdout.write(`\nRelay benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);
   if (options.profileDir) {
-    process.stdout.write(formatProfile("Relay CPU profile during (b)", summarizeCpuProfile(mainThreadProfile(options.profileDir)), options.profileDir));
+    process.stdout.write(formatProfile("Relay CPU profile during (b)", summarizeCpuProfile(mainThreadProfile(options.profileDir), { bundle: relayChildScript() }), options.profileDir));
   }
 }
 

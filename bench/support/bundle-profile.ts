@@ -41,7 +41,7 @@ export interface ProfileSummary {
 }
 
 /** Bundle line (0-based) → the source module it came from, from esbuild's "// module" markers. */
-function moduleMap(lines: readonly string[]): (line: number) => string {
+export function moduleMap(lines: readonly string[]): (line: number) => string {
   const starts: Array<[number, string]> = [];
   lines.forEach((text, line) => {
     const marker = /^\/\/ ((?:\.\.\/)*[\w@.-]+\/\S+\.[cm]?[jt]s)$/.exec(text);

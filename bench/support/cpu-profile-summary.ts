@@ -2,8 +2,11 @@
  * Summarizes a V8 .cpuprofile (node --cpu-prof) by self time: per category
  * (what kind of work: decoding, batching, postgres.js, waiting on the
  * database, GC, …) and per function. Only the streaming window counts: from
- * the first to the last sample in the replication code, so start-up (tsx
- * transpiling the sources, connecting) and shutdown are left out.
+ * the first to the last sample in the replication code, so start-up
+ * (connecting) and shutdown are left out. The relay child is an esbuild
+ * bundle (relay-process.ts): with `bundle`, a frame of the bundle is named by
+ * the source module its line falls in (esbuild's "// module" markers), so the
+ * categories below match source paths as they would for unbundled code.
  *
  * With `builtinsToCaller`, a sample whose leaf is a V8 builtin or node core
  * (JSON.stringify, a RegExp, Buffer#toString) counts, in the category table,
@@ -12,6 +15,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { moduleMap } from "./bundle-profile.ts";
 import { fmt, formatTable } from "./report-table.ts";
 
 interface ProfileNode {
@@ -47,7 +51,6 @@ const CATEGORIES: ReadonlyArray<readonly [string, (url: string, fn: string) => b
   ["capture lookup, snapshot chunks (relay cdc, other)", (u) => /services\/relay\/src\/internal\/cdc\//.test(u)],
   ["relay state: numbering, batching (relay-state)", (u) => /services\/relay\/src\/internal\/relay-state/.test(u)],
   ["relay pump + stream writer", (u) => /services\/relay\/src\//.test(u)],
-  ["tsx / esbuild (transpile)", (u) => /node_modules\/(tsx|esbuild)\//.test(u)],
   ["node core (streams, sockets, buffers, timers)", (u) => u.startsWith("node:") || /^internal\//.test(u)],
   ["V8 builtins / native (no script)", (u) => u === ""],
 ];
@@ -70,10 +73,22 @@ const CALLEE_CATEGORIES = new Set(["node core (streams, sockets, buffers, timers
 export interface SummaryOptions {
   readonly topFunctions?: number;
   readonly builtinsToCaller?: boolean;
+  /** The bundle the profiled process ran (its frames are renamed to their source modules). */
+  readonly bundle?: string;
 }
 
-export function summarizeCpuProfile(path: string, { topFunctions = 15, builtinsToCaller = false }: SummaryOptions = {}): ProfileSummary {
+export function summarizeCpuProfile(path: string, { topFunctions = 15, builtinsToCaller = false, bundle }: SummaryOptions = {}): ProfileSummary {
   const profile = JSON.parse(readFileSync(path, "utf8")) as CpuProfile;
+  if (bundle) {
+    const moduleOf = moduleMap(readFileSync(bundle, "utf8").split("\n"));
+    const bundleUrl = `file://${bundle}`;
+    for (const { callFrame } of profile.nodes) {
+      if (callFrame.url !== bundleUrl) continue;
+      // A bundle line is esbuild's reprint, not a source line: the module alone names the frame.
+      callFrame.url = `bundle:///${moduleOf(callFrame.lineNumber)}`;
+      callFrame.lineNumber = -1;
+    }
+  }
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parentOf = new Map<number, number>();
   for (const n of profile.nodes) for (const child of n.children ?? []) parentOf.set(child, n.id);
@@ -114,7 +129,7 @@ export function summarizeCpuProfile(path: string, { topFunctions = 15, builtinsT
     const category = categoryOf(url, fn);
     const counted = sampleCategory(profile.samples[i]!);
     byCategory.set(counted, (byCategory.get(counted) ?? 0) + us);
-    // tsx hands V8 its transpiled sources on one line: line 1 says nothing, so it is left out.
+    // Line 1 (a bundled frame's, or a one-line transpiled source's) says nothing, so it is left out.
     const where = url ? `${shortUrl(url)}${lineNumber > 0 ? `:${lineNumber + 1}` : ""}` : "";
     const key = `${fn}@${where}`;
     const entry = byFunction.get(key) ?? { fn, where, category, us: 0 };
@@ -133,14 +148,14 @@ export function summarizeCpuProfile(path: string, { topFunctions = 15, builtinsT
 }
 
 function shortUrl(url: string): string {
-  const path = url.replace(/^file:\/\//, "");
+  const path = url.replace(/^(file|bundle):\/\/\/?/, "");
   const nm = path.lastIndexOf("node_modules/");
   if (nm >= 0) return path.slice(nm + "node_modules/".length);
   const repo = path.search(/\/(packages|services|test|bench)\//);
   return repo >= 0 ? path.slice(repo + 1) : path;
 }
 
-/** The main thread's profile in `dir`: CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile, thread 0 (tsx's loader runs in a worker). */
+/** The main thread's profile in `dir`: CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile, thread 0 (a loader would run in a worker). */
 export function mainThreadProfile(dir: string): string {
   const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile") && f.split(".")[4] === "0").sort();
   if (files.length === 0) throw new Error(`no main-thread .cpuprofile in ${dir}: did the relay child exit cleanly?`);

@@ -1,14 +1,31 @@
 /**
  * The relay under test, in its own OS process (test/support/relay-child.ts),
- * so its RSS and CPU are its own and not the benchmark driver's. It runs the
- * TypeScript sources under tsx, as every reported run did ("relay child via
- * tsx"), not a bundle. With `cpuProfileDir` it runs under `node --cpu-prof`;
+ * so its RSS and CPU are its own and not the benchmark driver's. It runs
+ * plain JavaScript, as `tributary relay` does from the packages' compiled
+ * output: the child and the workspace sources bundled by esbuild once per
+ * benchmark run (ChildBundle, the fault tests' bundle). Runs before
+ * 2026-12-02 ran the TypeScript sources under tsx, whose loader wraps every
+ * named closure in a `__name` call (esbuild's keepNames): 3–4% of the relay's
+ * CPU that no user pays. With `cpuProfileDir` it runs under `node --cpu-prof`;
  * the profile is written when the child exits after SIGTERM (a clean stop).
  */
 import { fileURLToPath } from "node:url";
-import { ChildLines, cliHeapLimit, repositoryRoot, spawnChild } from "@tributary/testkit";
+import { ChildBundle, ChildLines, cliHeapLimit, spawnChild } from "@tributary/testkit";
 
-const childScript = fileURLToPath(new URL("../../test/support/relay-child.ts", import.meta.url));
+let bundle: ChildBundle | undefined;
+
+/** The bundled relay child, built on first use and removed when this process exits. */
+export function relayChildScript(): string {
+  if (!bundle) {
+    const built = ChildBundle.buildSync({
+      entries: { relay: fileURLToPath(new URL("../../test/support/relay-child.ts", import.meta.url)) },
+      prefix: "tributary-bench-relay-",
+    });
+    process.once("exit", () => built.dispose());
+    bundle = built;
+  }
+  return bundle.script("relay");
+}
 
 export interface RelayProcessOptions {
   readonly databaseUrl: string;
@@ -35,10 +52,9 @@ export interface RelayProcess {
 }
 
 export function startRelayProcess(options: RelayProcessOptions): RelayProcess {
-  const child = spawnChild(childScript, {
-    nodeArgs: [...(options.nodeArgs ?? [cliHeapLimit]), "--conditions=@tributary/source", "--import", "tsx"],
+  const child = spawnChild(relayChildScript(), {
+    nodeArgs: [...(options.nodeArgs ?? [cliHeapLimit])],
     cpuProfileDir: options.cpuProfileDir,
-    cwd: repositoryRoot,
     env: {
       DATABASE_URL: options.databaseUrl,
       SLOT: options.slotName,

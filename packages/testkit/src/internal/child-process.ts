@@ -24,7 +24,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Plugin } from "esbuild";
+import { createRequire } from "node:module";
+import type { BuildOptions, Plugin } from "esbuild";
 
 /** The repository's root folder (bundles resolve and name their modules from here). */
 export const repositoryRoot = fileURLToPath(new URL("../../../..", import.meta.url));
@@ -55,26 +56,21 @@ export class ChildBundle {
   static async build(options: ChildBundleOptions): Promise<ChildBundle> {
     const { build } = await import("esbuild");
     const dir = mkdtempSync(join(tmpdir(), options.prefix ?? "tributary-child-"));
-    const alias = options.alias ?? {};
     try {
-      await build({
-        entryPoints: { ...options.entries },
-        outdir: dir,
-        outExtension: { ".js": ".mjs" },
-        bundle: true,
-        platform: "node",
-        format: "esm",
-        target: "node20",
-        conditions: ["@tributary/source"],
-        // CommonJS dependencies (pg, kafkajs) call require() inside the ESM bundle.
-        banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-        logLevel: "error",
-        absWorkingDir: repositoryRoot,
-        external: ["pg-native", ...(options.external ?? [])],
-        plugins: [...(options.plugins ?? [])],
-        // An aliased copy outside the repository still finds the repository's dependencies.
-        ...(Object.keys(alias).length > 0 ? { alias: { ...alias }, nodePaths: [join(repositoryRoot, "node_modules")] } : {}),
-      });
+      await build(buildOptions(options, dir));
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
+    return new ChildBundle(dir);
+  }
+
+  /** build(), synchronously (esbuild's buildSync: no plugins), for callers that cannot await, e.g. a benchmark's process starter. */
+  static buildSync(options: ChildBundleOptions): ChildBundle {
+    if (options.plugins?.length) throw new Error("ChildBundle.buildSync: esbuild runs plugins only in build(); use ChildBundle.build");
+    const dir = mkdtempSync(join(tmpdir(), options.prefix ?? "tributary-child-"));
+    try {
+      esbuildSync().buildSync(buildOptions(options, dir));
     } catch (error) {
       rmSync(dir, { recursive: true, force: true });
       throw error;
@@ -90,6 +86,33 @@ export class ChildBundle {
   dispose(): void {
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+function buildOptions(options: ChildBundleOptions, dir: string): BuildOptions {
+  const alias = options.alias ?? {};
+  return {
+    entryPoints: { ...options.entries },
+    outdir: dir,
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    conditions: ["@tributary/source"],
+    // CommonJS dependencies (pg, kafkajs) call require() inside the ESM bundle.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    logLevel: "error",
+    absWorkingDir: repositoryRoot,
+    external: ["pg-native", ...(options.external ?? [])],
+    plugins: [...(options.plugins ?? [])],
+    // An aliased copy outside the repository still finds the repository's dependencies.
+    ...(Object.keys(alias).length > 0 ? { alias: { ...alias }, nodePaths: [join(repositoryRoot, "node_modules")] } : {}),
+  };
+}
+
+/** esbuild, loaded on first use (a dev dependency: only tests and benchmarks bundle). */
+function esbuildSync(): typeof import("esbuild") {
+  return createRequire(import.meta.url)("esbuild") as typeof import("esbuild");
 }
 
 export interface ChildSpawnOptions {
