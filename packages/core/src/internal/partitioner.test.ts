@@ -29,4 +29,11 @@ describe("murmur2 (Kafka's default partitioner)", () => {
     expect(partitionFor("ünïcödé-ключ", 1000)).toBe((murmur2(utf8("ünïcödé-ключ")) & 0x7fffffff) % 1000);
     expect(murmur2(utf8("é"))).not.toBe(murmur2(new Uint8Array([0xe9])));
   });
+
+  it("hashes a prefix of the bytes when given a length, and keys longer than its reused buffer", () => {
+    expect(murmur2(utf8("foobar-and-the-rest"), 6)).toBe(-790332482);
+    const long = "ключ-".repeat(200); // 1,000 UTF-16 units, 1,800 UTF-8 bytes
+    expect(partitionFor(long, 1000)).toBe((murmur2(utf8(long)) & 0x7fffffff) % 1000);
+    expect(partitionFor("abc", 1000)).toBe((479470107 & 0x7fffffff) % 1000); // after a long key: no stale bytes
+  });
 });

@@ -9,8 +9,8 @@ const SEED = 0x9747b28c;
 const M = 0x5bd1e995;
 const encoder = new TextEncoder();
 
-export function murmur2(data: Uint8Array): number {
-  const length = data.length;
+/** murmur2 of the first `length` bytes of `data` (all of them by default). */
+export function murmur2(data: Uint8Array, length: number = data.length): number {
   let h = SEED ^ length;
   const length4 = length >>> 2;
   for (let i = 0; i < length4; i++) {
@@ -39,7 +39,12 @@ export function murmur2(data: Uint8Array): number {
   return h | 0;
 }
 
+/** UTF-8 of the key being hashed: reused, so numbering an event allocates no bytes (a UTF-16 unit is at most 3 bytes). */
+let scratch = new Uint8Array(256);
+
 /** The partition of `key` in a stream of `partitions` partitions. */
 export function partitionFor(key: string, partitions: number): number {
-  return (murmur2(encoder.encode(key)) & 0x7fffffff) % partitions;
+  if (key.length * 3 > scratch.length) scratch = new Uint8Array(key.length * 3);
+  const { written } = encoder.encodeInto(key, scratch);
+  return (murmur2(scratch, written) & 0x7fffffff) % partitions;
 }
