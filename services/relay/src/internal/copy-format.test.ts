@@ -1,11 +1,28 @@
 import { describe, expect, it } from "vitest";
-import { copyEscape, CopyRows, timestampText } from "./copy-format.ts";
+import { CopyRows, timestampText } from "./copy-format.ts";
+
+const escaped = (write: (rows: CopyRows) => void, chunkBytes?: number) => {
+  const rows = new CopyRows(chunkBytes);
+  write(rows);
+  return Buffer.concat(rows.chunks()).toString("utf8");
+};
 
 describe("COPY text format", () => {
-  it("escapes only backslash, tab, newline and carriage return", () => {
-    expect(copyEscape(`{"a": "x"}`)).toBe(`{"a": "x"}`);
-    expect(copyEscape(`{"a": "line\\nbreak \\"q\\""}`)).toBe(`{"a": "line\\\\nbreak \\\\"q\\\\""}`);
-    expect(copyEscape("k\te\ny\r")).toBe("k\\te\\ny\\r");
+  it("escapes only backslash, tab, newline and carriage return, in text and in bytes", () => {
+    expect(escaped((r) => r.text(`{"a": "x"}`))).toBe(`{"a": "x"}`);
+    expect(escaped((r) => r.text(`{"a": "line\\nbreak \\"q\\""}`))).toBe(`{"a": "line\\\\nbreak \\\\"q\\\\""}`);
+    expect(escaped((r) => r.text("k\te\ny\r"))).toBe("k\\te\\ny\\r");
+    expect(escaped((r) => r.bytes(Buffer.from("k\te\ny\r\\")))).toBe("k\\te\\ny\\r\\\\");
+  });
+
+  it("escapes in place next to multi-byte characters, in chunks with no room to spare", () => {
+    const text = "ü\\é\tключ\n€\r";
+    const expected = "ü\\\\é\\tключ\\n€\\r";
+    for (const chunkBytes of [1, 3 * text.length, 64 * 1024]) {
+      expect(escaped((r) => r.plain("x").text(text).endField().text(text).endRow(), chunkBytes)).toBe(`x${expected}\t${expected}\n`);
+    }
+    // The worst case: every unit escaped (2 bytes each, within the 3 reserved).
+    expect(escaped((r) => r.text("\\".repeat(100)), 300)).toBe("\\\\".repeat(100));
   });
 
   it("formats commit times with microseconds in UTC", () => {

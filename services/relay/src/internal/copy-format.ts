@@ -11,17 +11,10 @@
  * driver frames 256 kB at a time instead of concatenating the whole batch.
  */
 
-const NEEDS_ESCAPE = /[\\\t\n\r]/;
 const BACKSLASH = 0x5c;
 const TAB = 0x09;
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
-
-/** COPY text escaping: backslash, tab, newline and carriage return. */
-export function copyEscape(value: string): string {
-  if (!NEEDS_ESCAPE.test(value)) return value;
-  return value.replace(/[\\\t\n\r]/g, (c) => (c === "\\" ? "\\\\" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : "\\r"));
-}
 
 /** µs since the Unix epoch → "2026-11-22 04:22:07.172272+00" (timestamptz input). */
 export function timestampText(micros: bigint): string {
@@ -30,6 +23,8 @@ export function timestampText(micros: bigint): string {
   const iso = new Date(ms).toISOString(); // 2026-11-22T04:22:07.172Z
   return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${fraction}+00`;
 }
+
+const needsEscape = (byte: number): boolean => byte === BACKSLASH || byte === TAB || byte === NEWLINE || byte === CARRIAGE_RETURN;
 
 const escapeByte = (byte: number): number =>
   byte === BACKSLASH ? BACKSLASH : byte === TAB ? 0x74 /* t */ : byte === NEWLINE ? 0x6e /* n */ : 0x72; /* r */
@@ -57,37 +52,27 @@ export class CopyRows {
     return this;
   }
 
-  /** Any text, escaped. */
+  /**
+   * Any text, escaped: written as UTF-8, then escaped in place when a native
+   * scan finds one of the four bytes (rare: JSON text has them only inside
+   * its strings' own escapes). A UTF-16 unit takes at most 3 bytes, escaped
+   * or not (the four are one ASCII byte each, two escaped).
+   */
   text(text: string): this {
-    const escaped = copyEscape(text);
-    this.reserve(escaped.length * 3);
-    this.length += this.buffer.write(escaped, this.length, "utf8");
+    this.reserve(text.length * 3);
+    const start = this.length;
+    this.length += this.buffer.write(text, start, "utf8");
+    this.escapeWritten(start);
     return this;
   }
 
   /** UTF-8 bytes, escaped. */
   bytes(bytes: Buffer): this {
     this.reserve(bytes.length * 2);
-    if (
-      bytes.indexOf(BACKSLASH) < 0 && bytes.indexOf(TAB) < 0 &&
-      bytes.indexOf(NEWLINE) < 0 && bytes.indexOf(CARRIAGE_RETURN) < 0
-    ) {
-      this.buffer.set(bytes, this.length);
-      this.length += bytes.length;
-      return this;
-    }
-    const out = this.buffer;
-    let at = this.length;
-    for (let i = 0; i < bytes.length; i++) {
-      const byte = bytes[i]!;
-      if (byte === BACKSLASH || byte === TAB || byte === NEWLINE || byte === CARRIAGE_RETURN) {
-        out[at++] = BACKSLASH;
-        out[at++] = escapeByte(byte);
-      } else {
-        out[at++] = byte;
-      }
-    }
-    this.length = at;
+    const start = this.length;
+    this.buffer.set(bytes, start);
+    this.length += bytes.length;
+    this.escapeWritten(start);
     return this;
   }
 
@@ -107,6 +92,27 @@ export class CopyRows {
   /** The rows written so far, in order, as views of the chunks (write nothing more once taken). */
   chunks(): Buffer[] {
     return this.length === 0 ? [...this.sealed] : [...this.sealed, this.buffer.subarray(0, this.length)];
+  }
+
+  /** Escapes, in place, what was written from `start` to the end: room for one more byte per escaped one was reserved. */
+  private escapeWritten(start: number): void {
+    const written = this.buffer.subarray(start, this.length);
+    if (written.indexOf(BACKSLASH) < 0 && written.indexOf(TAB) < 0 && written.indexOf(NEWLINE) < 0 && written.indexOf(CARRIAGE_RETURN) < 0) return;
+    const out = this.buffer;
+    let escapes = 0;
+    for (let i = start; i < this.length; i++) if (needsEscape(out[i]!)) escapes++;
+    // Back to front: each byte moves right by the escapes before it, never over one not yet moved.
+    let to = this.length + escapes;
+    for (let from = this.length - 1; from >= start; from--) {
+      const byte = out[from]!;
+      if (needsEscape(byte)) {
+        out[--to] = escapeByte(byte);
+        out[--to] = BACKSLASH;
+      } else {
+        out[--to] = byte;
+      }
+    }
+    this.length += escapes;
   }
 
   private byte(value: number): this {
