@@ -423,9 +423,9 @@ export class RelayState {
     // Transactions the read did not see but that committed before L: their rows' reads are stale.
     for (const xid of chunk.invisible) {
       const commit = cdc.recent.get(xid);
-      if (!commit || chunk.lowLsn === null || commit.commitLsn >= chunk.lowLsn || !commit.captures.has(capture.id)) continue;
-      const keys = commit.keys?.get(capture.id);
-      if (keys === undefined) {
+      if (!commit || chunk.lowLsn === null || commit.commitLsn >= chunk.lowLsn || !commit.captures.includes(capture.id)) continue;
+      const keys = cdc.recent.keys(xid, capture.id);
+      if (keys === null) {
         chunk.settle(false); // its keys were not kept: read the chunk again
         return false;
       }
