@@ -13,6 +13,10 @@ describe("COPY text format", () => {
     expect(escaped((r) => r.text(`{"a": "line\\nbreak \\"q\\""}`))).toBe(`{"a": "line\\\\nbreak \\\\"q\\\\""}`);
     expect(escaped((r) => r.text("k\te\ny\r"))).toBe("k\\te\\ny\\r");
     expect(escaped((r) => r.bytes(Buffer.from("k\te\ny\r\\")))).toBe("k\\te\\ny\\r\\\\");
+    // Longer than the short-field loops: native scans, then the same escapes.
+    expect(escaped((r) => r.text("a\tb\\".repeat(30)))).toBe("a\\tb\\\\".repeat(30));
+    expect(escaped((r) => r.bytes(Buffer.from("a\nb\r".repeat(30))))).toBe("a\\nb\\r".repeat(30));
+    expect(escaped((r) => r.text("x".repeat(64)).endField().text("y".repeat(65)))).toBe(`${"x".repeat(64)}\t${"y".repeat(65)}`);
   });
 
   it("escapes in place next to multi-byte characters, in chunks with no room to spare", () => {

@@ -24,6 +24,9 @@ export function timestampText(micros: bigint): string {
   return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${fraction}+00`;
 }
 
+/** Up to this many characters or bytes, a field is copied or scanned by a JS loop rather than native calls. */
+const SHORT = 64;
+
 const needsEscape = (byte: number): boolean => byte === BACKSLASH || byte === TAB || byte === NEWLINE || byte === CARRIAGE_RETURN;
 
 const escapeByte = (byte: number): number =>
@@ -53,13 +56,16 @@ export class CopyRows {
   }
 
   /**
-   * Any text, escaped: written as UTF-8, then escaped in place when a native
-   * scan finds one of the four bytes (rare: JSON text has them only inside
-   * its strings' own escapes). A UTF-16 unit takes at most 3 bytes, escaped
-   * or not (the four are one ASCII byte each, two escaped).
+   * Any text, escaped. Short ASCII text (ids, keys, stream names, types) is
+   * copied by a loop that escapes as it goes; other text is written as UTF-8
+   * and then escaped in place when a native scan finds one of the four bytes
+   * (rare: JSON text has them only inside its strings' own escapes). A
+   * UTF-16 unit takes at most 3 bytes, escaped or not (the four are one
+   * ASCII byte each, two escaped).
    */
   text(text: string): this {
     this.reserve(text.length * 3);
+    if (text.length <= SHORT && this.shortAscii(text)) return this;
     const start = this.length;
     this.length += this.buffer.write(text, start, "utf8");
     this.escapeWritten(start);
@@ -94,13 +100,37 @@ export class CopyRows {
     return this.length === 0 ? [...this.sealed] : [...this.sealed, this.buffer.subarray(0, this.length)];
   }
 
+  /** Copies `text` escaped when it is all ASCII (false, having written nothing, when it is not). */
+  private shortAscii(text: string): boolean {
+    const out = this.buffer;
+    let at = this.length;
+    for (let i = 0; i < text.length; i++) {
+      const code = text.charCodeAt(i);
+      if (code >= 0x80) return false;
+      if (needsEscape(code)) {
+        out[at++] = BACKSLASH;
+        out[at++] = escapeByte(code);
+      } else {
+        out[at++] = code;
+      }
+    }
+    this.length = at;
+    return true;
+  }
+
   /** Escapes, in place, what was written from `start` to the end: room for one more byte per escaped one was reserved. */
   private escapeWritten(start: number): void {
-    const written = this.buffer.subarray(start, this.length);
-    if (written.indexOf(BACKSLASH) < 0 && written.indexOf(TAB) < 0 && written.indexOf(NEWLINE) < 0 && written.indexOf(CARRIAGE_RETURN) < 0) return;
     const out = this.buffer;
     let escapes = 0;
-    for (let i = start; i < this.length; i++) if (needsEscape(out[i]!)) escapes++;
+    if (this.length - start <= SHORT) {
+      // A few bytes: one loop costs less than four native scans.
+      for (let i = start; i < this.length; i++) if (needsEscape(out[i]!)) escapes++;
+      if (escapes === 0) return;
+    } else {
+      const written = out.subarray(start, this.length);
+      if (written.indexOf(BACKSLASH) < 0 && written.indexOf(TAB) < 0 && written.indexOf(NEWLINE) < 0 && written.indexOf(CARRIAGE_RETURN) < 0) return;
+      for (let i = start; i < this.length; i++) if (needsEscape(out[i]!)) escapes++;
+    }
     // Back to front: each byte moves right by the escapes before it, never over one not yet moved.
     let to = this.length + escapes;
     for (let from = this.length - 1; from >= start; from--) {
