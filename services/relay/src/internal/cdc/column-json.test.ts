@@ -71,6 +71,15 @@ describe("dates and times", () => {
     expect(columnJson(timestamptz, "2026-12-02 05:00:00.123456+00")).toBe('"2026-12-02T05:00:00.123456Z"');
     expect(columnJson(timestamptz, "2026-12-02 10:30:00+05:30")).toBe('"2026-12-02T10:30:00+05:30"');
     expect(columnJson(timestamptz, "2026-12-02 00:00:00-08")).toBe('"2026-12-02T00:00:00-08:00"');
+    expect(columnJson(timestamptz, "2026-12-02 05:00:00+00")).toBe('"2026-12-02T05:00:00Z"');
+    expect(columnJson(timestamptz, "2026-12-02 05:00:00.5+00")).toBe('"2026-12-02T05:00:00.5Z"');
+    expect(columnJson(timestamptz, "10000-01-01 00:00:00+00")).toBe('"10000-01-01T00:00:00Z"');
+  });
+
+  it("reads the common UTC timestamptz text by a fast path that refuses what the full reader refuses", () => {
+    for (const text of ["2026-12-02 05:00:00.+00", "2026-12-02T05:00:00+00", "2026-12-02 05:00:0x+00", "2026-12-02 05:00:00.12a+00", "2026/12/02 05:00:00+00"]) {
+      expect(() => columnJson(timestamptz, text), text).toThrow(ColumnValueError);
+    }
   });
 
   it("numbers BC years astronomically and keeps the infinities", () => {

@@ -66,9 +66,10 @@ function baseJson(format: ValueFormat, typeName: string, text: string): string {
       return text;
     case "bytea":
       return `"${byteaBytes(typeName, text).toString("base64")}"`;
+    case "timestamptz":
+      return utcTimestampJson(text) ?? JSON.stringify(isoDateTime(format, typeName, text));
     case "date":
     case "timestamp":
-    case "timestamptz":
       return JSON.stringify(isoDateTime(format, typeName, text));
     case "string":
       return JSON.stringify(text);
@@ -117,6 +118,29 @@ function isoDateTime(format: "date" | "timestamp" | "timestamptz", typeName: str
   const date = `${bc === undefined ? year : astronomicalYear(year!)}-${monthDay}`;
   if (format === "date") return date;
   return `${date}T${time}${format === "timestamptz" ? isoOffset(offset!) : ""}`;
+}
+
+const isDigit = (code: number): boolean => code >= 0x30 && code <= 0x39;
+
+/**
+ * The timestamptz text nearly every value has (TimeZone=UTC, a four-digit
+ * year AD): `YYYY-MM-DD HH:MM:SS[.f…]+00` → `"YYYY-MM-DDTHH:MM:SS[.f…]Z"`,
+ * checked character by character; null for any other text, which
+ * isoDateTime reads (or refuses). The same result as isoDateTime's.
+ */
+function utcTimestampJson(text: string): string | null {
+  const n = text.length;
+  if (n < 22 || text.charCodeAt(n - 3) !== 0x2b /* + */ || text.charCodeAt(n - 2) !== 0x30 || text.charCodeAt(n - 1) !== 0x30) return null;
+  for (let i = 0; i < 19; i++) {
+    const code = text.charCodeAt(i);
+    const ok = i === 4 || i === 7 ? code === 0x2d /* - */ : i === 10 ? code === 0x20 : i === 13 || i === 16 ? code === 0x3a /* : */ : isDigit(code);
+    if (!ok) return null;
+  }
+  if (n > 22) {
+    if (text.charCodeAt(19) !== 0x2e /* . */ || n === 23) return null;
+    for (let i = 20; i < n - 3; i++) if (!isDigit(text.charCodeAt(i))) return null;
+  }
+  return `"${text.slice(0, 10)}T${text.slice(11, n - 3)}Z"`;
 }
 
 /** n BC is year 1 - n: 1 BC is 0000, 44 BC is -0043 (ISO 8601 astronomical numbering). */
