@@ -40,7 +40,7 @@ import { cpuBetween, cpuSnapshot, describeCpu, loadAverage } from "./support/cpu
 import { formatProfile, mainThreadProfile, summarizeCpuProfile } from "./support/cpu-profile-summary.ts";
 import { pgoutputCensus } from "./support/pgoutput-census.ts";
 import { drainSlot } from "./support/recvlogical-drain.ts";
-import { drainWithRecvlogical, drainWithRelay, type Bench } from "./support/drain-phases.ts";
+import { drainWithRecvlogical, drainWithRelay, formatGcPauses, type Bench } from "./support/drain-phases.ts";
 import { relayChildScript } from "./support/relay-process.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
 
@@ -158,6 +158,7 @@ async function relayDrainPhase(bench: Bench, expected: { inserts: number; update
       ["relay batches during (b)", `${fmt.int(drain.batches)} (${fmt.int(options.changes / Math.max(1, drain.batches))} events/batch); event data ${size!.data} B on average (jsonb text)`],
       // The relay's walsender decodes this WAL too (pgoutput then drops it: tributary.events is not published).
       ["WAL the relay wrote during (b)", `${fmt.mb(drain.walBytes)} (${fmt.int(drain.walBytes / options.changes)} B/change): its walsender decodes it as well`],
+      ["relay GC pauses during (b)", formatGcPauses(drain)],
     ],
     cpuRow: ["CPU during (b)", `${describeCpu(drain.cpu)}; walsender ${drain.walsenderCpu.toFixed(2)} s, relay's backends ${drain.backendsCpu.toFixed(2)} s, relay process ${drain.relayProcessCpu.toFixed(2)} s`],
   };

@@ -33,7 +33,7 @@ import { cpuBetween, cpuSnapshot, describeCpu, loadAverage } from "./support/cpu
 import { formatProfile, mainThreadProfile, summarizeCpuProfile } from "./support/cpu-profile-summary.ts";
 import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
 import { measureLag } from "./support/lag-probe.ts";
-import { drainWithRecvlogical, drainWithRelay, type Bench } from "./support/drain-phases.ts";
+import { drainWithRecvlogical, drainWithRelay, formatGcPauses, type Bench } from "./support/drain-phases.ts";
 import { checkpointVersion } from "./support/relay-checkpoint.ts";
 import { relayChildScript, startRelayProcess } from "./support/relay-process.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
@@ -135,6 +135,7 @@ async function relayDrainPhase(bench: Bench) {
       ["CPU µs/event of (b)", `walsender ${perEvent(drain.walsenderCpu)} + relay's writes ${perEvent(drain.backendsCpu)} + relay process ${perEvent(drain.relayProcessCpu)}`],
       ["relay batches during (b)", `${fmt.int(drain.batches)} (${fmt.int(options.events / Math.max(1, drain.batches))} events/batch)`],
       ["relay peak RSS during (b)", fmt.mb(drain.peakRss)],
+      ["relay GC pauses during (b)", formatGcPauses(drain)],
     ],
     cpuRow: ["CPU during (b)", `${describeCpu(drain.cpu)}; walsender ${drain.walsenderCpu.toFixed(2)} s, relay's backends ${drain.backendsCpu.toFixed(2)} s, relay process ${drain.relayProcessCpu.toFixed(2)} s`],
   };

@@ -13,7 +13,7 @@ import { currentWalLsn, walBytesBetween } from "./bench-server.ts";
 import { cpuBetween, cpuSnapshot, processCpuSeconds, reapedChildrenCpuSeconds, type CpuUse } from "./cpu-accounting.ts";
 import { drainSlot } from "./recvlogical-drain.ts";
 import { checkpointVersion } from "./relay-checkpoint.ts";
-import { startRelayProcess } from "./relay-process.ts";
+import { startRelayProcess, type GcPauses } from "./relay-process.ts";
 import { followWalsenderCpu, relayServerCpu } from "./server-processes.ts";
 import { waitForStreamedEvents } from "./stream-progress.ts";
 
@@ -68,6 +68,15 @@ export interface RelayDrain {
   /** WAL the server wrote meanwhile (the relay's own writes, which its walsender decodes too). */
   readonly walBytes: number;
   readonly peakRss: number;
+  /** The relay's GC pauses during the drain (as reported up to 200 ms before its end). */
+  readonly gc: GcPauses;
+}
+
+/** "scavenges 512 ms (230), mark-compact and marking 120 ms (15): 9.1% of the drain". */
+export function formatGcPauses(drain: RelayDrain): string {
+  const { scavengeMs, scavenges, otherMs, others } = drain.gc;
+  const share = (scavengeMs + otherMs) / 1000 / drain.seconds;
+  return `scavenges ${Math.round(scavengeMs).toLocaleString("en-US")} ms (${scavenges}), mark-compact and marking ${Math.round(otherMs).toLocaleString("en-US")} ms (${others}): ${(share * 100).toFixed(1)}% of the drain`;
 }
 
 /** (b) A relay process drains its slot into the stream; stopped (cleanly) once the stream holds `events`. */
@@ -92,6 +101,7 @@ export async function drainWithRelay({ cluster, sql, pmPid }: Bench, options: Re
   const batches = (await checkpointVersion(sql, options.slotName)) - batchesBefore;
   const walBytes = await walBytesBetween(sql, walBefore, await currentWalLsn(sql));
   const peakRss = relay.peakRss();
+  const gc = relay.gc();
   const exit = await relay.stop();
   if (exit !== 0) throw new Error(`relay child exited with ${exit}: ${relay.stderr()}`);
   return {
@@ -104,5 +114,6 @@ export async function drainWithRelay({ cluster, sql, pmPid }: Bench, options: Re
     batches,
     walBytes,
     peakRss,
+    gc,
   };
 }

@@ -38,6 +38,14 @@ export interface RelayProcessOptions {
   readonly cpuProfileDir?: string;
 }
 
+export interface GcPauses {
+  readonly scavengeMs: number;
+  readonly scavenges: number;
+  /** Mark-compact and incremental marking steps. */
+  readonly otherMs: number;
+  readonly others: number;
+}
+
 export interface RelayProcess {
   readonly pid: number;
   /** performance.now() when the child printed "active" (it leads and starts streaming). */
@@ -46,6 +54,8 @@ export interface RelayProcess {
   peakRss(): number;
   /** Resets the peak (to measure one phase). */
   resetPeakRss(): void;
+  /** The relay's GC pauses since it became active, as last reported (every 200 ms). */
+  gc(): GcPauses;
   /** SIGTERM, then waits for the exit (SIGKILL after `graceMs`). */
   stop(graceMs?: number): Promise<number | null>;
   stderr(): string;
@@ -64,16 +74,22 @@ export function startRelayProcess(options: RelayProcessOptions): RelayProcess {
     },
   });
   let peak = 0;
+  let gc: GcPauses = { scavengeMs: 0, scavenges: 0, otherMs: 0, others: 0 };
   const lines = new ChildLines(child, {
     label: "relay child",
     onLine: (tag, rest) => {
       if (tag === "rss") peak = Math.max(peak, Number(rest));
+      if (tag === "gc") {
+        const [scavengeMs, scavenges, otherMs, others] = rest.split(" ").map(Number);
+        gc = { scavengeMs: scavengeMs!, scavenges: scavenges!, otherMs: otherMs!, others: others! };
+      }
     },
   });
   return {
     pid: lines.pid,
     active: lines.once("active", () => performance.now()),
     peakRss: () => peak,
+    gc: () => gc,
     resetPeakRss: () => {
       peak = 0;
     },

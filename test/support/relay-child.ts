@@ -4,9 +4,13 @@
  *   CRASH_AT=before-write|after-commit|after-ack  CRASH_AFTER_BATCHES=N
  *     SIGKILL itself at that point of the N-th batch write (fault injection).
  * Prints "active" on stdout when it leads, and "rss <bytes>" every 200 ms when
- * REPORT_RSS=1.
+ * REPORT_RSS=1, with "gc <scavenge ms> <scavenges> <other ms> <others>": the
+ * main thread's GC pauses since "active" (perf_hooks), for the benchmarks.
  */
+import { constants, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import { startRelay } from "@tributary/relay";
+
+const gc = { scavengeMs: 0, scavenges: 0, otherMs: 0, others: 0 };
 
 const crashAt = process.env.CRASH_AT;
 const crashAfter = Number(process.env.CRASH_AFTER_BATCHES ?? 0);
@@ -25,7 +29,10 @@ const handle = startRelay({
   ...(process.env.SNAPSHOT_CHUNK_ROWS ? { snapshotChunkRows: Number(process.env.SNAPSHOT_CHUNK_ROWS) } : {}),
   ...(process.env.SNAPSHOT_POLL_MS ? { snapshotPollMs: Number(process.env.SNAPSHOT_POLL_MS) } : {}),
   log: (m) => process.stderr.write(`[relay-child ${process.pid}] ${m}\n`),
-  onActive: () => process.stdout.write("active\n"),
+  onActive: () => {
+    Object.assign(gc, { scavengeMs: 0, scavenges: 0, otherMs: 0, others: 0 });
+    process.stdout.write("active\n");
+  },
   hooks: {
     beforeWrite: () => {
       batches++;
@@ -44,7 +51,21 @@ const handle = startRelay({
 });
 
 if (process.env.REPORT_RSS === "1") {
-  setInterval(() => process.stdout.write(`rss ${process.memoryUsage.rss()}\n`), 200).unref();
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      if ((entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+        gc.scavengeMs += entry.duration;
+        gc.scavenges++;
+      } else {
+        gc.otherMs += entry.duration;
+        gc.others++;
+      }
+    }
+  }).observe({ entryTypes: ["gc"] });
+  setInterval(() => {
+    process.stdout.write(`rss ${process.memoryUsage.rss()}\n`);
+    process.stdout.write(`gc ${gc.scavengeMs.toFixed(1)} ${gc.scavenges} ${gc.otherMs.toFixed(1)} ${gc.others}\n`);
+  }, 200).unref();
 }
 
 const stop = () => void handle.stop().then(() => process.exit(0));
