@@ -10,7 +10,9 @@
  *                unique index (stream, partition, segment, "offset") (a
  *                partitioned table's unique index must hold its partition
  *                keys) and (key, "offset"); a catalog of segments with each
- *                segment's first offset per partition and its commit times
+ *                segment's first offset per partition and its commit times;
+ *                also with the unique index as (stream, partition, "offset",
+ *                segment), read in offset order (a Merge Append)
  *
  * For each layout:
  *   1. load: the same rows (streams × partitions × events, ~200-byte jsonb,
@@ -66,11 +68,25 @@ interface Layout {
   readonly schema: string;
   /** Segments per stream; 0 for the flat table. */
   readonly segments: number;
+  /**
+   * The unique index's order: (stream, partition, segment, "offset"), read
+   * `order by segment, "offset"` (an ordered Append, segment after segment),
+   * or (stream, partition, "offset", segment), read `order by "offset"` (a
+   * Merge Append over the segments left after pruning); "split": the
+   * segment-first index, read as two scans, the position's segment from the
+   * position (equality on segment, so the index seeks to the offset), then
+   * the later segments in order.
+   */
+  readonly order: "segment" | "offset" | "split";
 }
 
 const layouts: Layout[] = [
-  { name: "flat (today)", schema: "layout_flat", segments: 0 },
-  ...segmentCounts.map((n) => ({ name: `segmented, ${n} segment${n === 1 ? "" : "s"}/stream`, schema: `layout_seg${n}`, segments: n })),
+  { name: "flat (today)", schema: "layout_flat", segments: 0, order: "offset" },
+  ...segmentCounts.flatMap((n): Layout[] => [
+    { name: `segmented, ${n} segment${n === 1 ? "" : "s"}/stream`, schema: `layout_seg${n}`, segments: n, order: "segment" },
+    { name: `segmented, ${n} segment${n === 1 ? "" : "s"}/stream, offset-first index`, schema: `layout_seg${n}_o`, segments: n, order: "offset" },
+    { name: `segmented, ${n} segment${n === 1 ? "" : "s"}/stream, split scan`, schema: `layout_seg${n}_s`, segments: n, order: "split" },
+  ]),
 ];
 
 async function create(sql: Sql, layout: Layout): Promise<void> {
@@ -90,7 +106,7 @@ async function create(sql: Sql, layout: Layout): Promise<void> {
       await sql.unsafe(`create table ${s}."events_${stream}_${g}" partition of ${s}."events_${stream}" for values from (${g}) to (${g + 1}) with (fillfactor = 100)`);
     }
   }
-  await sql.unsafe(`create unique index on ${s}.events (stream, partition, segment, "offset");
+  await sql.unsafe(`create unique index on ${s}.events ${layout.order === "offset" ? `(stream, partition, "offset", segment)` : `(stream, partition, segment, "offset")`};
                     create index on ${s}.events (key, "offset");
                     create table ${s}.segments (stream text not null, segment int not null, first_offsets bigint[] not null,
                                                 min_committed_at timestamptz not null, max_committed_at timestamptz not null,
@@ -155,15 +171,30 @@ function fetchQuery(layout: Layout): string {
                  where e.stream = p.stream and e.partition = p.partition and e."offset" >= p.from_offset
                  order by e."offset" limit $4) e`;
   }
+  // g: the segment holding the position (the last whose first offset in the partition is at or before it). The
+  // row comparison makes the index scan start at (g, position), not at the segment's first entry; the plain
+  // bound on segment is what run-time partition pruning reads.
+  const bound = layout.order === "segment"
+    ? `e.segment >= g.segment and (e.segment, e."offset") >= (g.segment, p.from_offset)`
+    : `e.segment >= g.segment and e."offset" >= p.from_offset`;
   return `select p.i, e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
             from unnest($1::text[], $2::int[], $3::bigint[]) with ordinality as p(stream, partition, from_offset, i)
             cross join lateral (
-              select * from ${s}.events e
-               where e.stream = p.stream and e.partition = p.partition and e."offset" >= p.from_offset
-                 and e.segment >= (select g.segment from ${s}.segments g
-                                    where g.stream = p.stream and g.first_offsets[p.partition + 1] <= p.from_offset
-                                    order by g.segment desc limit 1)
-               order by e.segment, e."offset" limit $4) e`;
+              select s.segment from ${s}.segments s
+               where s.stream = p.stream and s.first_offsets[p.partition + 1] <= p.from_offset
+               order by s.segment desc limit 1) g
+            cross join lateral (${layout.order === "split"
+              ? `(select * from ${s}.events e
+                   where e.stream = p.stream and e.partition = p.partition and e.segment = g.segment and e."offset" >= p.from_offset
+                   order by e."offset" limit $4)
+                 union all
+                 (select * from ${s}.events e
+                   where e.stream = p.stream and e.partition = p.partition and e.segment > g.segment
+                   order by e.segment, e."offset" limit $4)
+                 limit $4`
+              : `select * from ${s}.events e
+                  where e.stream = p.stream and e.partition = p.partition and ${bound}
+                  order by ${layout.order === "segment" ? `e.segment, e."offset"` : `e."offset"`} limit $4`}) e`;
 }
 
 /** Every partition from offset 0 to its end, `limit` events per partition per round trip. */
@@ -199,7 +230,7 @@ async function seekByTime(sql: Sql, layout: Layout): Promise<{ msPerSeek: number
     ? `select e."offset" from ${s}.events e where e.stream = $1 and e.partition = $2 and e.committed_at >= ${at} order by e."offset" limit 1`
     : `select e."offset" from ${s}.events e where e.stream = $1 and e.partition = $2 and e.committed_at >= ${at}
           and e.segment >= (select min(g.segment) from ${s}.segments g where g.stream = $1 and g.max_committed_at >= ${at})
-        order by e.segment, e."offset" limit 1`;
+        order by ${layout.order === "offset" ? `e."offset"` : `e.segment, e."offset"`} limit 1`;
   const started = performance.now();
   let seeks = 0;
   for (const stream of streams) {
