@@ -75,9 +75,12 @@ interface Layout {
    * Merge Append over the segments left after pruning); "split": the
    * segment-first index, read as two scans, the position's segment from the
    * position (equality on segment, so the index seeks to the offset), then
-   * the later segments in order.
+   * the later segments in order; "cached": the split scan with each
+   * position's segment from a copy of the catalog the client keeps, passed
+   * as parameters, and the oldest of them as a plain parameter bound, which
+   * PostgreSQL prunes by before it initialises the segments' scans.
    */
-  readonly order: "segment" | "offset" | "split";
+  readonly order: "segment" | "offset" | "split" | "cached";
 }
 
 const layouts: Layout[] = [
@@ -86,6 +89,7 @@ const layouts: Layout[] = [
     { name: `segmented, ${n} segment${n === 1 ? "" : "s"}/stream`, schema: `layout_seg${n}`, segments: n, order: "segment" },
     { name: `segmented, ${n} segment${n === 1 ? "" : "s"}/stream, offset-first index`, schema: `layout_seg${n}_o`, segments: n, order: "offset" },
     { name: `segmented, ${n} segment${n === 1 ? "" : "s"}/stream, split scan`, schema: `layout_seg${n}_s`, segments: n, order: "split" },
+    { name: `segmented, ${n} segment${n === 1 ? "" : "s"}/stream, split scan, cached catalog`, schema: `layout_seg${n}_c`, segments: n, order: "cached" },
   ]),
 ];
 
@@ -163,6 +167,20 @@ async function load(sql: Sql, layout: Layout): Promise<{ seconds: number; bytes:
 
 function fetchQuery(layout: Layout): string {
   const s = layout.schema;
+  if (layout.order === "cached") {
+    return `select p.i, e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
+              from unnest($1::text[], $2::int[], $3::bigint[], $5::int[]) with ordinality as p(stream, partition, from_offset, segment, i)
+              cross join lateral (
+                (select * from ${s}.events e
+                  where e.stream = p.stream and e.partition = p.partition and e.segment = p.segment and e."offset" >= p.from_offset
+                    and e.segment >= $6::int
+                  order by e."offset" limit $4)
+                union all
+                (select * from ${s}.events e
+                  where e.stream = p.stream and e.partition = p.partition and e.segment > p.segment and e.segment >= $6::int
+                  order by e.segment, e."offset" limit $4)
+                limit $4) e`;
+  }
   if (layout.segments === 0) {
     return `select p.i, e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
               from unnest($1::text[], $2::int[], $3::bigint[]) with ordinality as p(stream, partition, from_offset, i)
@@ -201,13 +219,31 @@ function fetchQuery(layout: Layout): string {
 async function catchUp(sql: Sql, layout: Layout): Promise<{ seconds: number; fetches: number }> {
   const positions = streams.flatMap((stream) => Array.from({ length: partitions }, (_, partition) => ({ stream, partition, from: 0 })));
   const query = fetchQuery(layout);
+  // "cached": the client's copy of the catalog, by stream: each segment's first offset per partition, oldest first.
+  const catalog = new Map<string, Array<{ segment: number; first: number[] }>>();
+  if (layout.order === "cached") {
+    const rows = await sql.unsafe<{ stream: string; segment: number; first_offsets: string[] }[]>(
+      `select stream, segment, first_offsets from ${layout.schema}.segments order by stream, segment`);
+    for (const r of rows) catalog.set(r.stream, [...(catalog.get(r.stream) ?? []), { segment: r.segment, first: r.first_offsets.map(Number) }]);
+  }
+  const segmentOf = (stream: string, partition: number, from: number): number => {
+    const segments = catalog.get(stream)!;
+    let found = segments[0]!.segment;
+    for (const g of segments) if (g.first[partition]! <= from) found = g.segment;
+    return found;
+  };
   let fetches = 0;
   let read = 0;
   const started = performance.now();
   while (true) {
     const open = positions.filter((p) => p.from < perPartition);
     if (open.length === 0) break;
-    const rows = (await sql.unsafe(query, [open.map((p) => p.stream), open.map((p) => p.partition), open.map((p) => p.from), limit], { prepare: true }).raw()) as unknown as Buffer[][];
+    const params: unknown[] = [open.map((p) => p.stream), open.map((p) => p.partition), open.map((p) => p.from), limit];
+    if (layout.order === "cached") {
+      const segments = open.map((p) => segmentOf(p.stream, p.partition, p.from));
+      params.push(segments, Math.min(...segments));
+    }
+    const rows = (await sql.unsafe(query, params as never[], { prepare: true }).raw()) as unknown as Buffer[][];
     fetches++;
     for (const row of rows) {
       const position = open[Number(row[0]!.toString("latin1")) - 1]!;
