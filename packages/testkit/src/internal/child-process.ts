@@ -55,27 +55,31 @@ export class ChildBundle {
 
   static async build(options: ChildBundleOptions): Promise<ChildBundle> {
     const { build } = await import("esbuild");
-    const dir = mkdtempSync(join(tmpdir(), options.prefix ?? "tributary-child-"));
-    try {
-      await build(buildOptions(options, dir));
-    } catch (error) {
-      rmSync(dir, { recursive: true, force: true });
-      throw error;
-    }
+    const dir = ChildBundle.tempDir(options);
+    await build(buildOptions(options, dir)).catch((error: unknown) => ChildBundle.discard(dir, error));
     return new ChildBundle(dir);
   }
 
   /** build(), synchronously (esbuild's buildSync: no plugins), for callers that cannot await, e.g. a benchmark's process starter. */
   static buildSync(options: ChildBundleOptions): ChildBundle {
     if (options.plugins?.length) throw new Error("ChildBundle.buildSync: esbuild runs plugins only in build(); use ChildBundle.build");
-    const dir = mkdtempSync(join(tmpdir(), options.prefix ?? "tributary-child-"));
+    const dir = ChildBundle.tempDir(options);
     try {
       esbuildSync().buildSync(buildOptions(options, dir));
     } catch (error) {
-      rmSync(dir, { recursive: true, force: true });
-      throw error;
+      ChildBundle.discard(dir, error);
     }
     return new ChildBundle(dir);
+  }
+
+  private static tempDir(options: ChildBundleOptions): string {
+    return mkdtempSync(join(tmpdir(), options.prefix ?? "tributary-child-"));
+  }
+
+  /** A failed build leaves no folder behind. */
+  private static discard(dir: string, error: unknown): never {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
   }
 
   /** The bundled script of the entry `name`. */
