@@ -157,6 +157,8 @@ interface OpenTransaction {
 /** Next offsets of one stream's partitions (numbers: exact up to 2^53 events per partition). */
 interface StreamOffsets {
   readonly next: number[];
+  /** The storage segment its rows go to (migration 0010), as COPY text. */
+  segment: string;
   /** Partitions this batch touched, and the same as flags. */
   touched: number[];
   touchedFlags: Uint8Array;
@@ -190,6 +192,8 @@ export class RelayState {
     private readonly limits: BatchLimits,
     private readonly trust: TrustOptions,
     private readonly cdc: CdcContext | null = null,
+    /** Each stream's current storage segment; a stream not named writes to segment 0. */
+    segments: Iterable<{ stream: string; segment: number }> = [],
   ) {
     this.durable = checkpoint;
     this.pending = checkpoint;
@@ -197,6 +201,7 @@ export class RelayState {
       if (o.nextOffset > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`offset ${o.nextOffset} of ${o.stream}/${o.partition} exceeds 2^53`);
       this.streamOffsets(o.stream).next[o.partition] = Number(o.nextOffset);
     }
+    for (const s of segments) this.streamOffsets(s.stream).segment = `${s.segment}`;
   }
 
   get checkpoint(): Checkpoint {
@@ -494,7 +499,8 @@ export class RelayState {
       .text(event.type).endField()
       .content(event.data).endField()
       .bytes(event.headers).endField()
-      .plain(tx.committedAt).endRow();
+      .plain(tx.committedAt).endField()
+      .plain(offsets.segment).endRow();
     this.events++;
   }
 
@@ -555,7 +561,7 @@ export class RelayState {
   private streamOffsets(stream: string): StreamOffsets {
     let offsets = this.offsets.get(stream);
     if (!offsets) {
-      offsets = { next: [], touched: [], touchedFlags: new Uint8Array(16) };
+      offsets = { next: [], segment: "0", touched: [], touchedFlags: new Uint8Array(16) };
       this.offsets.set(stream, offsets);
     }
     return offsets;

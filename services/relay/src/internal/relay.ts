@@ -170,7 +170,13 @@ async function loadKeyring(sql: Sql): Promise<Keyring> {
   return new Keyring(keys);
 }
 
-async function loadState(sql: Sql, config: RelayConfig): Promise<{ checkpoint: Checkpoint; offsets: Array<{ stream: string; partition: number; nextOffset: bigint }> }> {
+interface LoadedState {
+  checkpoint: Checkpoint;
+  offsets: Array<{ stream: string; partition: number; nextOffset: bigint }>;
+  segments: Array<{ stream: string; segment: number }>;
+}
+
+async function loadState(sql: Sql, config: RelayConfig): Promise<LoadedState> {
   const [row] = await sql<{ commit_lsn: string; end_lsn: string; partial_commit_lsn: string | null; partial_events: string; version: string }[]>`
     select commit_lsn::text, end_lsn::text, partial_commit_lsn::text, partial_events::text, version::text
       from tributary.relay_checkpoints where slot_name = ${config.slotName}`;
@@ -179,6 +185,9 @@ async function loadState(sql: Sql, config: RelayConfig): Promise<{ checkpoint: C
   }
   const offsets = await sql<{ stream: string; partition: number; next_offset: string }[]>`
     select stream, partition, next_offset::text from tributary.partition_offsets`;
+  // The segment each stream writes to: its last one begun (first_offsets set).
+  const segments = await sql<{ stream: string; segment: number }[]>`
+    select stream, max(segment) as segment from tributary.segments where first_offsets is not null group by stream`;
   return {
     checkpoint: {
       commitLsn: Lsn.parse(row.commit_lsn),
@@ -188,6 +197,7 @@ async function loadState(sql: Sql, config: RelayConfig): Promise<{ checkpoint: C
       version: BigInt(row.version),
     },
     offsets: offsets.map((o) => ({ stream: o.stream, partition: o.partition, nextOffset: BigInt(o.next_offset) })),
+    segments: segments.map((s) => ({ stream: s.stream, segment: s.segment })),
   };
 }
 
@@ -268,7 +278,7 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
       // wal2json sends table changes only to a session started with captures (wal2json.ts).
       restartOnCaptureStart: slot.plugin === "wal2json" && captures.size === 0,
       onBackfill: () => snapshotter.wake(),
-    });
+    }, loaded.segments);
     // sslmode=prefer: the replication connection takes what the SQL session settled on (node-postgres cannot fall back).
     const preferTls = parseDatabaseUrl(config.databaseUrl).tls.kind === "prefer" && (yield* setup(() => sessionUsesTls(sql)));
     const source = yield* Effect.acquireRelease(

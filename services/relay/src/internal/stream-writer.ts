@@ -119,7 +119,7 @@ async function writeCaptureProgress(tx: TransactionSql, progress: CaptureProgres
 
 async function copyRows(tx: TransactionSql, rows: readonly Buffer[]): Promise<void> {
   const query = tx`
-    copy tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
+    copy tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at, segment)
     from stdin`;
   const refused = new Promise<never>((_, reject) => {
     const settle = query as unknown as { reject: (error: unknown) => void };
