@@ -121,7 +121,7 @@ for (const backend of pgoutput) {
       const member = await consumer(db.sql, { group: "billing", streams: ["orders"], sessionTimeoutMs: 2_000, log: () => {}, handler: (e) => void handled.push(e) });
       try {
         const ordersTotal = events.filter((e) => e.stream === "orders").length;
-        const expected = ordersTotal - committed.orders.reduce((a, b) => a + b, 0);
+        const expected = ordersTotal - committed.orders.reduce((a: number, b: number) => a + b, 0);
         await eventually(`the group handles the ${expected} events past its offsets`, () => handled.length >= expected, 30_000);
         await member.stop();
         expect(handled).toHaveLength(expected);
