@@ -42,7 +42,8 @@ function copyRowsOf(events: Array<{ stream: string; partition: number; offset: n
   for (const e of events) {
     rows.text(e.stream).endField().plain(`${e.partition}`).endField().plain(`${e.offset}`).endField()
       .text(randomUUID()).endField().text(e.key).endField().text("Zombie").endField()
-      .bytes(Buffer.from("{}")).endField().bytes(Buffer.from("{}")).endField().plain(committedAt).endRow();
+      .bytes(Buffer.from("{}")).endField().bytes(Buffer.from("{}")).endField().plain(committedAt).endField()
+      .plain("0").endRow(); // segment 0: the stream's only one
   }
   return rows.chunks();
 }
@@ -50,6 +51,7 @@ function copyRowsOf(events: Array<{ stream: string; partition: number; offset: n
 function batchOf(events: Array<{ stream: string; partition: number; offset: number; key: string }>, checkpoint: CheckpointRow): Batch {
   return {
     rows: copyRowsOf(events),
+    rolls: [],
     size: events.length,
     rejects: [],
     first: null,

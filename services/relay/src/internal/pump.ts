@@ -145,6 +145,11 @@ export class RelayPump implements ReplicationHandler {
     return !this.blocked && !this.yielding && this.held.length === 0 && this.state.isIdle();
   }
 
+  /** Writes what waits (a segment to begin, say) if no write is in flight and no transaction is open. */
+  wake(): void {
+    this.writeIfIdle();
+  }
+
   /** A keepalive showed nothing committed lies unread before `lsn`. */
   onIdleAdvance(lsn: Lsn): void {
     this.state.advanceIdle(lsn);

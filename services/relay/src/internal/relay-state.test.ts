@@ -23,7 +23,7 @@ const newState = (cp: Checkpoint, offsets: Array<{ stream: string; partition: nu
 const columns = (batch: { rows: readonly Buffer[] }) => {
   const lines = Buffer.concat(batch.rows).toString("utf8").split("\n").slice(0, -1).map((line) => line.split("\t"));
   const column = (i: number) => lines.map((fields) => fields[i]!);
-  return { stream: column(0), partition: column(1).map(Number), offset: column(2), id: column(3), key: column(4), data: column(6), committedAt: column(8) };
+  return { stream: column(0), partition: column(1).map(Number), offset: column(2), id: column(3), key: column(4), data: column(6), committedAt: column(8), segment: column(9) };
 };
 const tx = (commitLsn: bigint, endLsn: bigint, events: WalMessage[]): WalMessage[] => [
   { kind: "begin", commitLsn, commitTimeMicros: 1_000_000n, xid: 1 },
@@ -33,6 +33,38 @@ const tx = (commitLsn: bigint, endLsn: bigint, events: WalMessage[]): WalMessage
 const feed = (state: RelayState, messages: WalMessage[]) => messages.map((m) => state.accept(m));
 
 describe("RelayState", () => {
+  it("begins a requested segment with the next batch, at the partitions' next offsets, and writes the rows after it there", () => {
+    const a = partitionFor("a", 4);
+    const state = new RelayState(start, [{ stream: "s", partition: a, nextOffset: 7n }], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 }, { keyring }, null,
+      [{ stream: "s", segment: 3 }]);
+    feed(state, tx(200n, 210n, [event("a", 0)]));
+    state.requestRoll("s", 5, 4); // not the next one: stale, ignored
+    state.requestRoll("s", 4, 4);
+    expect(state.hasBatch()).toBe(true);
+    const first = state.takeBatch();
+    expect(columns(first).segment).toEqual(["3"]); // encoded before the roll
+    const expected = ["0", "0", "0", "0"];
+    expected[a] = "8";
+    expect(first.rolls).toEqual([{ stream: "s", segment: 4, firstOffsets: expected }]);
+    state.committed(first, 1n);
+    feed(state, tx(300n, 310n, [event("a", 1)]));
+    const second = state.takeBatch();
+    expect(columns(second)).toMatchObject({ offset: ["8"], segment: ["4"] });
+    expect(second.rolls).toEqual([]);
+    expect(state.segmentOf("s")).toBe(4);
+  });
+
+  it("begins a segment with a batch of no events when nothing else waits", () => {
+    const state = newState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
+    expect(state.hasBatch()).toBe(false);
+    state.requestRoll("idle", 1, 2);
+    expect(state.hasBatch()).toBe(true);
+    const batch = state.takeBatch();
+    expect(batch).toMatchObject({ size: 0, rolls: [{ stream: "idle", segment: 1, firstOffsets: ["0", "0"] }] });
+    state.committed(batch, 1n);
+    expect(state.hasBatch()).toBe(false);
+  });
+
   it("numbers events densely per partition in arrival order", () => {
     const state = newState(start, [{ stream: "s", partition: partitionFor("a", 4), nextOffset: 7n }], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 });
     expect(partitionFor("c", 4)).not.toBe(partitionFor("a", 4));

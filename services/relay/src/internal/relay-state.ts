@@ -95,8 +95,23 @@ export interface Batch {
   readonly position: Position;
   /** Transactions completed by this batch (for metrics). */
   readonly transactions: number;
+  /** Segments this batch begins (migration 0011): from the batch on, their streams' rows go there. */
+  readonly rolls: ReadonlyArray<SegmentStart>;
   /** What the batch changes in tributary.table_captures, in the same database transaction. */
   readonly captures: CaptureProgress;
+}
+
+/**
+ * A segment the relay begins writing: its stream's partitions' next offsets
+ * at that moment (first_offsets[p] for partition p), written to
+ * tributary.segments with the batch. Every row of the stream written before
+ * is in an earlier segment, every row after in this one, so a partition's
+ * offsets rise with its segments (docs/ARCHITECTURE.md invariant 15).
+ */
+export interface SegmentStart {
+  readonly stream: string;
+  readonly segment: number;
+  readonly firstOffsets: readonly string[];
 }
 
 /** Table capture's bookkeeping, written with the batch that carries it (migration 0009). */
@@ -183,6 +198,8 @@ export class RelayState {
   private open: OpenTransaction | null = null;
   private inFlight: Batch | null = null;
   private progress = noProgress();
+  /** Segments created ahead (tributary.roll_segments) that the next batch begins, by stream. */
+  private readonly rollsRequested = new Map<string, { segment: number; partitions: number }>();
   /** A transaction after whose commit the session must start again (wal2json's first capture), or null. */
   private restartAfterLsn: Lsn | null = null;
 
@@ -239,9 +256,24 @@ export class RelayState {
     return this.open !== null;
   }
 
-  /** Whether events, rejections or capture bookkeeping wait to be written. */
+  /** Whether events, rejections, capture bookkeeping or a segment to begin wait to be written. */
   hasBatch(): boolean {
-    return this.events > 0 || this.rejects.length > 0 || hasProgress(this.progress);
+    return this.events > 0 || this.rejects.length > 0 || hasProgress(this.progress) || this.rollsRequested.size > 0;
+  }
+
+  /**
+   * The next segment of `stream` exists (created ahead, empty): the next
+   * batch begins it. Only the segment after the current one can begin; any
+   * other request is stale (already begun) and is ignored.
+   */
+  requestRoll(stream: string, segment: number, partitions: number): void {
+    if (segment !== Number(this.streamOffsets(stream).segment) + 1) return;
+    this.rollsRequested.set(stream, { segment, partitions });
+  }
+
+  /** The stream's current segment. */
+  segmentOf(stream: string): number {
+    return Number(this.offsets.get(stream)?.segment ?? 0);
   }
 
   /**
@@ -526,8 +558,18 @@ export class RelayState {
       }
       streamOffsets.touched = [];
     }
+    // After the rows above (encoded for the current segments) and before any row of the next batch.
+    const rolls: SegmentStart[] = [];
+    for (const [stream, roll] of this.rollsRequested) {
+      const streamOffsets = this.streamOffsets(stream);
+      const firstOffsets = Array.from({ length: Math.max(roll.partitions, streamOffsets.next.length) }, (_, p) => `${streamOffsets.next[p] ?? 0}`);
+      streamOffsets.segment = `${roll.segment}`;
+      rolls.push({ stream, segment: roll.segment, firstOffsets });
+    }
+    this.rollsRequested.clear();
     const batch: Batch = {
       rows: this.rows.chunks(),
+      rolls,
       size: this.events,
       rejects: this.rejects,
       first: this.first,

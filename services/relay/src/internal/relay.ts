@@ -39,6 +39,7 @@ import { Lsn, ReplicationSource } from "@tributary/wal";
 import { BatchRefusedError, RelayFatalError, RelayFencedError, fatalSetupError, isRetryable } from "./errors.ts";
 import { renewLease, takeLease, takeOverExpired } from "./lease.ts";
 import { RelayPump, type BatchHooks, type PumpStats } from "./pump.ts";
+import { SegmentKeeper } from "./segment-keeper.ts";
 import { entryKey, RelayState, type Checkpoint, type EntryId } from "./relay-state.ts";
 import { CaptureReloadError, CaptureSet, Reloads } from "./cdc/capture-set.ts";
 import { Chunks } from "./cdc/chunks.ts";
@@ -70,6 +71,8 @@ export interface RelayConfig {
   readonly snapshotChunkRows?: number;
   /** How often the snapshotter looks for a requested snapshot when not woken (default 1 s). */
   readonly snapshotPollMs?: number;
+  /** How often the active relay rolls and expires segments (segment-keeper.ts; default 10 s). */
+  readonly retentionIntervalMs?: number;
 }
 
 /**
@@ -294,6 +297,7 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
     const statusIntervalMs = config.statusIntervalMs ?? 5_000;
     const pump = new RelayPump(writer, state, source, config.slotName, relayId,
       { writeTimeoutMs, idleCheckpointMs: statusIntervalMs }, config.hooks);
+    const keeper = new SegmentKeeper(sql, state, { intervalMs: config.retentionIntervalMs ?? 10_000, log, wake: () => pump.wake() });
     yield* renewWhileProgressing(lockConn, pump, source, config, relayId, log);
     log(`active on slot '${slot.slotName}' (${slot.plugin}) from ${Lsn.format(loaded.checkpoint.endLsn)}`);
     config.onActive?.(pump);
@@ -304,6 +308,7 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
       const snapshots = new AbortController();
       void streaming.finally(() => snapshots.abort()).catch(() => undefined);
       snapshotter.run(snapshots.signal).catch((error: unknown) => source.abort(error));
+      void keeper.run(snapshots.signal);
       return Promise.race([streaming, lockLost(lock, relayId)]);
     }, catch: (e) => fatalSetupError(e, config) });
   });

@@ -56,6 +56,18 @@ async function writeInTransaction(tx: TransactionSql, slotName: string, relayId:
       on conflict (stream, partition) do update set next_offset = excluded.next_offset`;
     await tx`select pg_notify(${EVENTS_CHANNEL}, ${slotName})`;
   }
+  if (batch.rolls.length > 0) {
+    const r = batch.rolls;
+    // first_offsets is NULL until begun: a segment begins once (a stale relay is fenced above).
+    const begun = await tx`
+      update tributary.segments g set first_offsets = v.first_offsets::bigint[], started_at = now()
+        from unnest(${r.map((s) => s.stream)}::text[], ${r.map((s) => s.segment)}::int[], ${r.map((s) => `{${s.firstOffsets.join(",")}}`)}::text[])
+             as v(stream, segment, first_offsets)
+       where g.stream = v.stream and g.segment = v.segment and g.first_offsets is null`;
+    if (begun.count !== r.length) {
+      throw new Error(`began ${begun.count} of ${r.length} segments (${r.map((s) => `${s.stream}/${s.segment}`).join(", ")}): the others are missing or begun already`);
+    }
+  }
   if (batch.rejects.length > 0) {
     const r = batch.rejects;
     await tx`
