@@ -212,3 +212,31 @@ begin
 end $$;
 revoke all on function tributary.expire_segments(int) from public;
 grant execute on function tributary.roll_segments(), tributary.expire_segments(int) to tributary_relay, tributary_admin;
+
+-- ---------------------------------------------------------------------------
+-- Reading one partition from an offset: the segments that can hold the next
+-- `count` events from `from_offset`, for the read's bound on `segment` (so
+-- its index scans, merged in offset order, span one or two segments however
+-- many the stream keeps). lo: the last segment whose first offset of the
+-- partition is at or before from_offset, else the oldest (from_offset is
+-- below the low watermark); hi: the segment before the first later one that
+-- begins past the `count` events. Segments created ahead and not begun
+-- (first_offsets NULL) hold nothing yet. An inlined SQL function: its
+-- subqueries become parameters the scan's run-time partition pruning reads.
+create function tributary.segment_bounds(stream text, partition int, from_offset bigint, count int)
+returns table (lo int, hi int)
+language sql stable as $$
+  select b.lo,
+         coalesce((select min(g.segment) - 1 from tributary.segments g
+                    where g.stream = segment_bounds.stream and g.segment > b.lo and g.first_offsets is not null
+                      and g.first_offsets[segment_bounds.partition + 1] > segment_bounds.from_offset + segment_bounds.count - 1),
+                  2147483647) as hi
+    from (select coalesce((select max(g.segment) from tributary.segments g
+                            where g.stream = segment_bounds.stream and g.first_offsets is not null
+                              and g.first_offsets[segment_bounds.partition + 1] <= segment_bounds.from_offset),
+                          (select min(g.segment) from tributary.segments g
+                            where g.stream = segment_bounds.stream and g.first_offsets is not null),
+                          0) as lo) b
+$$;
+revoke all on function tributary.segment_bounds(text, int, bigint, int) from public;
+grant execute on function tributary.segment_bounds(text, int, bigint, int) to tributary_reader, tributary_admin;

@@ -12,7 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Sql } from "postgres";
-import { appendBatch } from "@tributary/client";
+import { appendBatch, consumer, tailPartition, type MissedEvents, type StreamEvent, type TailOptions } from "@tributary/client";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { eventually } from "./support/processes.ts";
@@ -162,6 +162,57 @@ for (const backend of pgoutput) {
         select sum(pg_total_relation_size(format('tributary.%I', table_name)::regclass))::text as bytes from tributary.segments where stream = 'blobs'`;
       expect(Number(size!.bytes)).toBeGreaterThanOrEqual(maxBytes);
       await expectDenseFromWatermark(db.sql, "blobs", 1);
+    });
+
+    it("tells consumers and readers below the low watermark, resuming or failing as each chose", async () => {
+      await db.sql`select tributary.create_stream('expiring', 2)`;
+      await db.sql`insert into tributary.consumer_groups (group_name) values ('resumer'), ('failer')`;
+      await db.sql`insert into tributary.group_offsets (group_name, stream, partition, next_offset)
+                   select g, 'expiring', p, 0 from unnest(array['resumer', 'failer']) g, generate_series(0, 1) p`;
+      await db.sql`select tributary.set_retention('expiring', max_events => 100)`;
+      for (let wave = 0; wave < 8; wave++) {
+        await append(db.sql, "expiring", 60);
+        await waitForEnd(db.sql, "expiring", (wave + 1) * 60);
+        await new Promise((r) => setTimeout(r, RETENTION_INTERVAL_MS * 2));
+      }
+      await eventually("both partitions lose their first events", async () => (await lowWatermarks(db.sql, "expiring")).every((w) => w > 0), 20 * RETENTION_INTERVAL_MS + 10_000);
+      await db.sql`select tributary.set_retention('expiring')`; // the watermarks stay where they are from here
+      const low = await lowWatermarks(db.sql, "expiring");
+      const end = await nextOffsets(db.sql, "expiring", 2);
+
+      const missed: MissedEvents[] = [];
+      const handled: StreamEvent[] = [];
+      const resumer = await consumer(db.sql, { group: "resumer", streams: ["expiring"], sessionTimeoutMs: 2_000, log: () => {},
+        onMissed: (m) => void missed.push(m), handler: (e) => void handled.push(e) });
+      try {
+        const expected = end[0]! - low[0]! + end[1]! - low[1]!;
+        await eventually(`the resumer handles the ${expected} retained events`, () => handled.length >= expected, 30_000);
+        expect(handled).toHaveLength(expected);
+        expect(missed.sort((a, b) => a.partition - b.partition)).toEqual([0, 1].map((p) => ({
+          stream: "expiring", partition: p, position: 0, lowWatermark: low[p], missed: low[p],
+        })));
+        for (const p of [0, 1]) expect(handled.find((e) => e.partition === p)!.offset).toBe(low[p]);
+      } finally {
+        await resumer.stop();
+      }
+
+      const failer = await consumer(db.sql, { group: "failer", streams: ["expiring"], sessionTimeoutMs: 2_000, log: () => {},
+        onOutOfRange: "fail", handler: () => { throw new Error("nothing below the watermark may be handled, nor above it before the error"); } });
+      const failed = await failer.done.then(() => null, (e: unknown) => e as { code?: string; message?: string });
+      expect(failed?.code).toBe("OFFSET_OUT_OF_RANGE");
+      expect(failed?.message).toMatch(/group 'failer': expiring\/[01] was at offset 0, below its low watermark \d+: retention dropped \d+ events/);
+      const [kept] = await db.sql<{ n: string }[]>`select sum(next_offset)::text as n from tributary.group_offsets where group_name = 'failer'`;
+      expect(kept!.n, "a failing member commits nothing").toBe("0");
+
+      const first = async (options: Partial<TailOptions>) => {
+        for await (const e of tailPartition(db.sql, { stream: "expiring", partition: 1, from: 0, reconnect: false, ...options })) return e;
+        return null;
+      };
+      await expect(first({})).rejects.toMatchObject({ code: "OFFSET_OUT_OF_RANGE", message: expect.stringMatching(/expiring\/1 was at offset 0, below its low watermark/) });
+      const told: MissedEvents[] = [];
+      expect((await first({ onOutOfRange: "resume", onMissed: (m) => void told.push(m) }))!.offset).toBe(low[1]);
+      expect(told).toEqual([{ stream: "expiring", partition: 1, position: 0, lowWatermark: low[1], missed: low[1] }]);
+      expect((await first({ from: "earliest" }))!.offset).toBe(low[1]);
     });
 
     it("keeps every event of a stream without retention, in its one segment", async () => {

@@ -29,7 +29,7 @@ export type InputErrorCode =
   | "INVALID_SETTING";
 
 /** Readers (tailStream, tailPartition, streamPartitions, parseStartPosition). */
-export type ReadErrorCode = "UNKNOWN_STREAM" | "INVALID_PARTITION" | "INVALID_START";
+export type ReadErrorCode = "UNKNOWN_STREAM" | "INVALID_PARTITION" | "INVALID_START" | "OFFSET_OUT_OF_RANGE";
 
 /** Consumer groups: a member's commit after its partition moved, and group administration. */
 export type GroupErrorCode =

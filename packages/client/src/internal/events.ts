@@ -92,11 +92,14 @@ export async function readRawPartition(
   options: { stream: string; partition: number; from: number; limit: number },
 ): Promise<RawStreamEvent[]> {
   const rows = (await sql`
-    select "offset", id, key, type, data, headers, committed_at
-      from tributary.events
-     where stream = ${options.stream} and partition = ${options.partition} and "offset" >= ${options.from}
-     order by "offset"
-     limit ${options.limit}`.raw()) as unknown as Buffer[][];
+    select e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
+      from tributary.segment_bounds(${options.stream}, ${options.partition}, ${options.from}, ${options.limit}) b
+      cross join lateral (
+        select * from tributary.events e
+         where e.stream = ${options.stream} and e.partition = ${options.partition} and e.segment between b.lo and b.hi
+           and e."offset" >= ${options.from}
+         order by e."offset"
+         limit ${options.limit}) e`.raw()) as unknown as Buffer[][];
   return rows.map((r) => rawEvent(options.stream, options.partition, r, 0));
 }
 

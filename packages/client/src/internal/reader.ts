@@ -31,16 +31,20 @@
  * yielded twice and nothing is skipped. Any other error (authentication,
  * unknown database, permission denied, Tributary not migrated) ends the
  * iteration with that error: retrying would not fix it.
+ * Retention: a position below its partition's low watermark (low-watermarks.ts)
+ * ends the iteration with OFFSET_OUT_OF_RANGE, or with `onOutOfRange:
+ * "resume"` goes on from the watermark and tells `onMissed` what it missed.
  */
 import type { Sql, TransactionSql } from "postgres";
 import { EVENTS_CHANNEL } from "@tributary/core";
 import { isConnectionError } from "./connection-errors.ts";
 import { TributaryReadError } from "./errors.ts";
 import { toStreamEvent, type EventRow, type StreamEvent } from "./events.ts";
+import { describeMissed, lowWatermarks, missedBelowWatermark, type MissedEvents, type OutOfRangePolicy } from "./low-watermarks.ts";
 
 /**
  * Where a reader starts in each partition:
- *   "earliest"  offset 0;
+ *   "earliest"  the first retained offset (0 until retention drops some);
  *   "latest"    the partition's end when the reader starts (only new events);
  *   a number    that offset (past the end, the reader waits for it);
  *   a Date      the first event committed at or after that time, else the end.
@@ -65,6 +69,14 @@ export interface TailOptions {
   readonly reconnect?: false | { readonly initialDelayMs?: number; readonly maxDelayMs?: number };
   /** Told before each reconnect attempt (1, 2, …) with the error and the delay. */
   readonly onReconnect?: (error: unknown, attempt: number, delayMs: number) => void;
+  /**
+   * A partition's position below its low watermark (retention dropped the
+   * events there): "fail" (default) ends the iteration with
+   * OFFSET_OUT_OF_RANGE; "resume" goes on from the watermark.
+   */
+  readonly onOutOfRange?: OutOfRangePolicy;
+  /** With "resume": told what each partition missed, before its next event. */
+  readonly onMissed?: (missed: MissedEvents) => void;
 }
 
 /** Every event of one partition from `from` on, in offset order, then new ones as the relay writes them. */
@@ -96,7 +108,14 @@ async function* tail(sql: Sql, options: TailOptions, which: number[] | "all"): A
     try {
       partitions ??= await partitionsToRead(sql, stream, which);
       wakeUps = await listenForEvents(sql, signal);
-      positions ??= await resolveStarts(sql, stream, partitions, from);
+      if (!positions) {
+        positions = await resolveStarts(sql, stream, partitions, from);
+        if (typeof from === "number") {
+          for (const [partition, low] of await lowWatermarks(sql, stream, partitions)) {
+            if (low > from) positions.set(partition, outOfRange(options, { stream, partition, position: from, lowWatermark: low, missed: low - from }));
+          }
+        }
+      }
       while (!signal?.aborted) {
         wakeUps.clear();
         const events = await readRound(sql, stream, positions, batchSize);
@@ -104,6 +123,14 @@ async function* tail(sql: Sql, options: TailOptions, which: number[] | "all"): A
         const read = new Map<number, number>();
         for (const event of events) {
           if (signal?.aborted) return;
+          const position = positions.get(event.partition)!;
+          if (event.offset !== position) {
+            // Dense above the watermark: a read that starts past its position started at the watermark.
+            if (!(await missedBelowWatermark(sql, stream, event.partition, position))) {
+              throw new Error(`${stream}/${event.partition}: read offset ${event.offset} at position ${position}, above the low watermark (offsets must be dense)`);
+            }
+            outOfRange(options, { stream, partition: event.partition, position, lowWatermark: event.offset, missed: event.offset - position });
+          }
           read.set(event.partition, (read.get(event.partition) ?? 0) + 1);
           positions.set(event.partition, event.offset + 1);
           yield event;
@@ -121,6 +148,18 @@ async function* tail(sql: Sql, options: TailOptions, which: number[] | "all"): A
       await wakeUps?.close();
     }
   }
+}
+
+/** Applies the tail's out-of-range policy: the position to go on from, or OFFSET_OUT_OF_RANGE. */
+function outOfRange(options: TailOptions, missed: MissedEvents): number {
+  if ((options.onOutOfRange ?? "fail") === "fail") {
+    throw new TributaryReadError(
+      "OFFSET_OUT_OF_RANGE",
+      `${describeMissed(missed)}. Start from "earliest" (the low watermark), or pass onOutOfRange: "resume" to go on from it and be told what was missed`,
+    );
+  }
+  options.onMissed?.(missed);
+  return missed.lowWatermark;
 }
 
 /** The partitions a tail reads, checked against the stream's partition count. */
@@ -172,9 +211,10 @@ async function readRound(sql: Sql, stream: string, positions: Map<number, number
   const rows = await sql<EventRow[]>`
     select e.stream, e.partition, e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
       from unnest(${partitions}::int[], ${offsets}::bigint[]) as p(partition, next_offset)
+      cross join lateral tributary.segment_bounds(${stream}, p.partition, p.next_offset, ${limit}) b
       cross join lateral (
         select * from tributary.events e
-         where e.stream = ${stream} and e.partition = p.partition and e."offset" >= p.next_offset
+         where e.stream = ${stream} and e.partition = p.partition and e.segment between b.lo and b.hi and e."offset" >= p.next_offset
          order by e."offset"
          limit ${limit}) e
      order by e.partition, e."offset"`;
@@ -277,10 +317,8 @@ async function resolveStarts(
   from: StartPosition,
 ): Promise<Map<number, number>> {
   checkStart(from);
-  if (from === "earliest" || typeof from === "number") {
-    const offset = from === "earliest" ? 0 : from;
-    return new Map(partitions.map((p) => [p, offset]));
-  }
+  if (from === "earliest") return lowWatermarks(sql, stream, partitions);
+  if (typeof from === "number") return new Map(partitions.map((p) => [p, from]));
   const rows =
     from === "latest"
       ? await sql<{ partition: number; start: string }[]>`

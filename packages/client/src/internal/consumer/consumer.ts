@@ -28,6 +28,8 @@ import type { Sql } from "postgres";
 import { EVENTS_CHANNEL, GROUPS_CHANNEL } from "@tributary/core";
 import type { RawStreamEvent, StreamEvent } from "../events.ts";
 import { resolveStart, type StartPosition } from "../reader.ts";
+import { TributaryGroupError } from "../errors.ts";
+import { describeMissed, missedBelowWatermark, type MissedEvents, type OutOfRangePolicy } from "../low-watermarks.ts";
 import { handleBatch, type AnyEvent, type BatchHandling, type EventBatchHandler, type EventHandler, type FailurePolicy, type RawEventBatchHandler } from "./batch-handler.ts";
 import { fetchPartitions, fetchRawPartitions } from "./fetch.ts";
 import { heartbeat, leave, release, type HeartbeatResult } from "./membership.ts";
@@ -63,8 +65,17 @@ export interface ConsumerOptions {
   readonly pollIntervalMs?: number;
   /** How long a member that lost a partition may take to release it (default: the session timeout). */
   readonly releaseTimeoutMs?: number;
-  /** Where a partition without a committed offset starts (default "earliest"). */
+  /** Where a partition without a committed offset starts (default "earliest": its first retained event). */
   readonly startFrom?: "earliest" | "latest" | Date;
+  /**
+   * A partition whose position is below its low watermark (retention dropped
+   * events the group had not handled): "resume" (default) goes on from the
+   * watermark, logs and tells `onMissed` how many were missed; "fail" stops
+   * the member with OFFSET_OUT_OF_RANGE (`done` rejects).
+   */
+  readonly onOutOfRange?: OutOfRangePolicy;
+  /** Told what a partition missed before its next event is handled ("resume"). */
+  readonly onMissed?: (missed: MissedEvents) => void;
   /** Retries of a failing handler (default: exponential from 100 ms, capped at 5 s). */
   readonly retry?: Schedule.Schedule<unknown, unknown>;
   /** How many retries before `onFailure` applies (default 5). */
@@ -403,9 +414,9 @@ class GroupMember implements Consumer {
         .slice(0, room);
       if (idle.length === 0) continue;
       const epoch = this.epoch;
+      const positions = idle.map((p) => ({ stream: p.stream, partition: p.partition, from: p.position! }));
       let batches: Map<string, StreamEvent[]> | Map<string, RawStreamEvent[]>;
       try {
-        const positions = idle.map((p) => ({ stream: p.stream, partition: p.partition, from: p.position! }));
         batches = this.options.rawBatchHandler
           ? await fetchRawPartitions(this.sql, positions, this.opts.batchSize)
           : await fetchPartitions(this.sql, positions, this.opts.batchSize);
@@ -424,7 +435,9 @@ class GroupMember implements Consumer {
           continue;
         }
         // A position moved by seek() while fetching makes this batch stale.
-        if (events[0]!.offset !== p.position) continue;
+        const from = positions.find((f) => f.stream === p.stream && f.partition === p.partition)!.from;
+        if (p.position !== from) continue;
+        if (events[0]!.offset !== from && !(await this.outOfRange(p, from, events[0]!.offset))) return;
         p.startedSeq = ++this.startSeq;
         p.caughtUpAt = events.length < this.opts.batchSize ? epoch : -1;
         p.busy = this.handle(p, events).finally(() => {
@@ -435,6 +448,32 @@ class GroupMember implements Consumer {
       // Partitions that had nothing left room: give it to the others.
       if (caughtUp > 0) this.fetchAgain = true;
     } while (this.fetchAgain);
+  }
+
+  /**
+   * A fetch from `from` began at `first`: offsets are dense above the low
+   * watermark, so retention dropped what lay between. "resume": the position
+   * moves to the watermark, reported; "fail": the member stops. False when it stopped.
+   */
+  private async outOfRange(p: PartitionState, from: number, first: number): Promise<boolean> {
+    if (!(await missedBelowWatermark(this.sql, p.stream, p.partition, from))) {
+      this.log(`${p.stream}/${p.partition}: a read from offset ${from} began at ${first}, above the low watermark (offsets must be dense); refetching`);
+      return false;
+    }
+    const missed: MissedEvents = { stream: p.stream, partition: p.partition, position: from, lowWatermark: first, missed: first - from };
+    if ((this.options.onOutOfRange ?? "resume") === "fail") {
+      this.rejectDone(new TributaryGroupError(
+        "OFFSET_OUT_OF_RANGE",
+        `group '${this.options.group}': ${describeMissed(missed)}. Reset the group (resetGroup, or tributary groups reset) or ` +
+          `start the member with onOutOfRange: "resume" to go on from the watermark`,
+      ));
+      void this.stop().catch(() => undefined);
+      return false;
+    }
+    this.log(`${describeMissed(missed)}; going on from ${first}`);
+    this.options.onMissed?.(missed);
+    p.position = first;
+    return true;
   }
 
   private async handle(p: PartitionState, events: AnyEvent[]): Promise<void> {

@@ -1,7 +1,10 @@
 /**
  * One round trip for every idle partition of a member: each partition is an
  * index range scan on (stream, partition, "offset") from its position,
- * limited to `limit` events, joined LATERAL over the requested positions.
+ * limited to `limit` events, joined LATERAL over the requested positions,
+ * over the one or two segments that can hold them (segment_bounds,
+ * migration 0011). A position below the partition's low watermark reads
+ * from the watermark: the first event's offset is past the position.
  */
 import type { Sql } from "postgres";
 import { rawEvent, toStreamEvent, type EventRow, type RawStreamEvent, type StreamEvent } from "../events.ts";
@@ -16,9 +19,10 @@ export async function fetchPartitions(
     select e.stream, e.partition, e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
       from unnest(${positions.map((p) => p.stream)}::text[], ${positions.map((p) => p.partition)}::int[],
                   ${positions.map((p) => p.from)}::bigint[]) as p(stream, partition, from_offset)
+      cross join lateral tributary.segment_bounds(p.stream, p.partition, p.from_offset, ${limit}) b
       cross join lateral (
         select * from tributary.events e
-         where e.stream = p.stream and e.partition = p.partition and e."offset" >= p.from_offset
+         where e.stream = p.stream and e.partition = p.partition and e.segment between b.lo and b.hi and e."offset" >= p.from_offset
          order by e."offset"
          limit ${limit}
       ) e`;
@@ -39,9 +43,10 @@ export async function fetchRawPartitions(
     select p.i, e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
       from unnest(${positions.map((p) => p.stream)}::text[], ${positions.map((p) => p.partition)}::int[],
                   ${positions.map((p) => p.from)}::bigint[]) with ordinality as p(stream, partition, from_offset, i)
+      cross join lateral tributary.segment_bounds(p.stream, p.partition, p.from_offset, ${limit}) b
       cross join lateral (
         select * from tributary.events e
-         where e.stream = p.stream and e.partition = p.partition and e."offset" >= p.from_offset
+         where e.stream = p.stream and e.partition = p.partition and e.segment between b.lo and b.hi and e."offset" >= p.from_offset
          order by e."offset"
          limit ${limit}
       ) e`.raw()) as unknown as Buffer[][];
