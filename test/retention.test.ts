@@ -215,6 +215,33 @@ for (const backend of pgoutput) {
       expect((await first({ from: "earliest" }))!.offset).toBe(low[1]);
     });
 
+    it("never expires what the protecting group has not committed past; expires it once the group moves on", async () => {
+      await db.sql`select tributary.create_stream('protected', 2)`;
+      await db.sql`insert into tributary.consumer_groups (group_name) values ('audit')`;
+      await db.sql`select tributary.set_retention('protected', max_events => 100, protect_group => 'audit')`;
+      for (let wave = 0; wave < 6; wave++) {
+        await append(db.sql, "protected", 100);
+        await waitForEnd(db.sql, "protected", (wave + 1) * 100);
+        await new Promise((r) => setTimeout(r, RETENTION_INTERVAL_MS * 2));
+      }
+      const [segments] = await db.sql<{ n: number }[]>`select count(*)::int as n from tributary.segments where stream = 'protected' and first_offsets is not null`;
+      expect(segments!.n, "segments rolled").toBeGreaterThan(2);
+      await new Promise((r) => setTimeout(r, RETENTION_INTERVAL_MS * 5));
+      expect(await lowWatermarks(db.sql, "protected"), "nothing expired: the group committed nothing").toEqual([0, 0]);
+      expect((await readAll(db.sql, "protected")).length).toBe(600);
+
+      // The group commits up to the end of partition 0 only: partition 1 still pins every segment.
+      const end = await nextOffsets(db.sql, "protected", 2);
+      await db.sql`insert into tributary.group_offsets (group_name, stream, partition, next_offset) values ('audit', 'protected', 0, ${end[0]!})`;
+      await new Promise((r) => setTimeout(r, RETENTION_INTERVAL_MS * 5));
+      expect(await lowWatermarks(db.sql, "protected")).toEqual([0, 0]);
+      await db.sql`insert into tributary.group_offsets (group_name, stream, partition, next_offset) values ('audit', 'protected', 1, ${end[1]!})`;
+      await eventually("the consumed segments expire", async () => (await lowWatermarks(db.sql, "protected")).some((w) => w > 0), 20 * RETENTION_INTERVAL_MS + 10_000);
+      const low = await lowWatermarks(db.sql, "protected");
+      for (const p of [0, 1]) expect(low[p]).toBeLessThanOrEqual(end[p]!);
+      await expectDenseFromWatermark(db.sql, "protected", 2);
+    });
+
     it("keeps every event of a stream without retention, in its one segment", async () => {
       await db.sql`select tributary.create_stream('ledger', 2)`;
       await append(db.sql, "ledger", 500);
