@@ -98,7 +98,8 @@ grant insert, update on tributary.segments to tributary_relay;
 -- (CREATE TABLE ... PARTITION OF would take an ACCESS EXCLUSIVE one). Two
 -- transactions creating streams at once take turns until the first commits.
 -- Security definer: whoever may create a stream gets its storage, owned by
--- Tributary's owner.
+-- Tributary's owner. INCLUDING CONSTRAINTS: a CHECK an operator added to
+-- tributary.events must be on every partition attached to it.
 
 create function tributary.create_stream_storage(stream text, partitions int) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -106,8 +107,8 @@ declare
   stream_table text := tributary.stream_table_name(stream);
   first_segment text := tributary.segment_table_name(stream, 0);
 begin
-  execute format('create table tributary.%I (like tributary.events including defaults) partition by range (segment)', stream_table);
-  execute format('create table tributary.%I (like tributary.events including defaults) with (fillfactor = 100)', first_segment);
+  execute format('create table tributary.%I (like tributary.events including defaults including constraints) partition by range (segment)', stream_table);
+  execute format('create table tributary.%I (like tributary.events including defaults including constraints) with (fillfactor = 100)', first_segment);
   execute format('alter table tributary.%I attach partition tributary.%I for values from (0) to (1)', stream_table, first_segment);
   execute format('alter table tributary.events attach partition tributary.%I for values in (%L)', stream_table, stream);
   update tributary.streams s set events_table = stream_table where s.name = stream;

@@ -103,7 +103,7 @@ declare
   stream_table text := (select s.events_table from tributary.streams s where s.name = stream);
   segment_table text := tributary.segment_table_name(stream, segment);
 begin
-  execute format('create table tributary.%I (like tributary.events including defaults) with (fillfactor = 100)', segment_table);
+  execute format('create table tributary.%I (like tributary.events including defaults including constraints) with (fillfactor = 100)', segment_table);
   -- SHARE UPDATE EXCLUSIVE on the stream's table: the relay's COPY and readers go on.
   execute format('alter table tributary.%I attach partition tributary.%I for values from (%s) to (%s)', stream_table, segment_table, segment, segment + 1);
   insert into tributary.segments (stream, segment, table_name) values (stream, segment, segment_table);
@@ -240,3 +240,24 @@ language sql stable as $$
 $$;
 revoke all on function tributary.segment_bounds(text, int, bigint, int) from public;
 grant execute on function tributary.segment_bounds(text, int, bigint, int) to tributary_reader, tributary_admin;
+
+-- ---------------------------------------------------------------------------
+-- Seeking by time: the first offset of a partition committed at or after
+-- `at`, NULL when there is none yet. Every event of a segment was committed
+-- before its successor began (see expiry above), so the scan starts at the
+-- first segment whose successor began at or after `at` (or the last one),
+-- never at the partition's first offset when the stream has several.
+create function tributary.first_offset_at(stream text, partition int, at timestamptz) returns bigint
+language sql stable as $$
+  select e."offset" from tributary.events e
+   where e.stream = first_offset_at.stream and e.partition = first_offset_at.partition and e.committed_at >= first_offset_at.at
+     and e.segment >= coalesce(
+           (select min(g.segment) from tributary.segments g
+             where g.stream = first_offset_at.stream and g.first_offsets is not null
+               and not exists (select 1 from tributary.segments n
+                                where n.stream = g.stream and n.segment > g.segment and n.first_offsets is not null
+                                  and n.started_at < first_offset_at.at)), 0)
+   order by e."offset" limit 1
+$$;
+revoke all on function tributary.first_offset_at(text, int, timestamptz) from public;
+grant execute on function tributary.first_offset_at(text, int, timestamptz) to tributary_reader, tributary_admin;

@@ -15,6 +15,7 @@ import type { Sql } from "postgres";
 import { appendBatch, consumer, tailPartition, type MissedEvents, type StreamEvent, type TailOptions } from "@tributary/client";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
+import { runCli } from "./support/cli.ts";
 import { eventually } from "./support/processes.ts";
 import { readAll, waitForCount, type StoredEvent } from "./support/streams.ts";
 
@@ -240,6 +241,32 @@ for (const backend of pgoutput) {
       const low = await lowWatermarks(db.sql, "protected");
       for (const p of [0, 1]) expect(low[p]).toBeLessThanOrEqual(end[p]!);
       await expectDenseFromWatermark(db.sql, "protected", 2);
+    });
+
+    it("shows retention, retained events and low watermarks in tributary status and groups; a group behind retention stands out", async () => {
+      // After the tests above: 'expiring' lost its first events, and group 'failer' is still committed at 0.
+      const env = { DATABASE_URL: db.url };
+      const status = await runCli(["status", "--json"], env);
+      expect([status.code, status.stderr]).toEqual([0, ""]);
+      const streams = (JSON.parse(status.stdout) as { streams: Array<Record<string, unknown>> }).streams;
+      const end = await nextOffsets(db.sql, "expiring", 2);
+      const low = await lowWatermarks(db.sql, "expiring");
+      expect(streams.find((s) => s.stream === "expiring")).toMatchObject({
+        events: end[0]! + end[1]!, retained: end[0]! - low[0]! + end[1]! - low[1]!, retention: null, bytes: expect.any(Number),
+      });
+      expect(streams.find((s) => s.stream === "clicks")).toMatchObject({ retention: { maxAge: "00:00:02", maxBytes: null, maxEvents: null, protectGroup: null } });
+      const table = await runCli(["status"], env);
+      expect(table.stdout).toMatch(/^STREAM +PARTITIONS +EVENTS +RETAINED +SIZE +RETENTION$/m);
+      expect(table.stdout).toMatch(/^protected +2 +600 +\d+ +\S+ \S+ +100 events, unread by group audit kept$/m);
+      expect(table.stdout).toMatch(/^settings +1 +0 +0 +.* everything$/m); // its retention was removed
+
+      const groups = await runCli(["groups", "--group", "failer", "--json"], env);
+      expect([groups.code, groups.stderr]).toEqual([0, ""]);
+      const failer = JSON.parse(groups.stdout) as { partitions: Array<{ partition: number; lowWatermark: number; behindRetention: boolean; committedOffset: number }> };
+      expect(failer.partitions.map((p) => [p.partition, p.committedOffset, p.lowWatermark, p.behindRetention])).toEqual([[0, 0, low[0], true], [1, 0, low[1], true]]);
+      const text = await runCli(["groups", "--group", "failer"], env);
+      expect(text.stdout).toContain(`BEHIND RETENTION: 2 partitions committed below the low watermark; ${low[0]! + low[1]!} events expired unread`);
+      expect(text.stdout).toMatch(/^ +expiring +0 +- +- +\d+ +0 \(expired\)/m);
     });
 
     it("keeps every event of a stream without retention, in its one segment", async () => {

@@ -229,6 +229,7 @@ describeBackends("standby", (backend) => {
       offsets: [...await db!.sql`select stream, partition, next_offset::text from tributary.partition_offsets order by 1, 2`],
       checkpoint: await readCheckpoint(db!.sql, db!.slotName),
     });
+    await db.sql`select tributary.create_stream('fenced', 1)`; // its table (migration 0010)
     const before = await snapshot();
     const fresh = batchOf([{ stream: "fenced", partition: 0, offset: 0, key: "z" }], current);
     const stale = BigInt(current.version - 1);

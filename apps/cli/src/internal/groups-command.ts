@@ -11,7 +11,9 @@ const listUsage = `Usage: tributary groups [--database-url URL] [--group NAME] [
 
 Consumer groups with their members (alive: a heartbeat within the session
 timeout), and per partition the owner, the committed offset (the next offset
-the group will handle), the partition's end and the lag.
+the group will handle; "(expired)" when retention dropped events below it),
+the low watermark (LOW: the first offset retention kept), the partition's end
+and the lag.
 
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
   --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
@@ -89,6 +91,11 @@ function asUsageError(error: unknown): never {
 function formatGroup(g: GroupDescription): string {
   const alive = g.members.filter((m) => m.alive).length;
   const lines = [`GROUP ${g.group}  generation ${g.generation}  members ${g.members.length} (${alive} alive)  lag ${g.lag}`];
+  const behind = g.partitions.filter((p) => p.behindRetention);
+  if (behind.length > 0) {
+    const missed = behind.reduce((n, p) => n + p.lowWatermark - p.committedOffset!, 0);
+    lines.push(`BEHIND RETENTION: ${behind.length} partition${behind.length === 1 ? "" : "s"} committed below the low watermark; ${missed} event${missed === 1 ? "" : "s"} expired unread`);
+  }
   if (g.members.length > 0) {
     lines.push(...columns(
       ["MEMBER", "STATE", "STREAMS", "LAST HEARTBEAT", "CLIENT"],
@@ -98,18 +105,19 @@ function formatGroup(g: GroupDescription): string {
   }
   if (g.partitions.length > 0) {
     lines.push(...columns(
-      ["STREAM", "PARTITION", "OWNER", "GEN", "COMMITTED", "END", "LAG", "COMMITTED AT"],
+      ["STREAM", "PARTITION", "OWNER", "GEN", "LOW", "COMMITTED", "END", "LAG", "COMMITTED AT"],
       g.partitions.map((p) => [
         p.stream,
         String(p.partition),
         p.releasingMember ? `${p.owner} (from ${p.releasingMember})` : p.owner ?? "-",
         p.generation === null ? "-" : String(p.generation),
-        p.committedOffset === null ? "-" : String(p.committedOffset),
+        String(p.lowWatermark),
+        p.committedOffset === null ? "-" : `${p.committedOffset}${p.behindRetention ? " (expired)" : ""}`,
         String(p.endOffset),
         String(p.lag),
         p.committedAt?.toISOString() ?? "-",
       ]),
-      "lrlrrrrl",
+      "lrlrrrrrl",
     ));
   }
   return lines.join("\n") + "\n";

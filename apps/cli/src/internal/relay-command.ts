@@ -24,7 +24,11 @@ to do.
   --takeover-after SECONDS  a standby takes over an active relay that made no
                             progress for this long (default 15)
   --write-timeout SECONDS   a batch write that takes longer ends the session
-                            and is written again (default 60)`;
+                            and is written again (default 60)
+  --retention-interval SECONDS
+                            how often the active relay rolls segments and
+                            drops expired ones (tributary.set_retention;
+                            default 10)`;
 
 function seconds(values: Record<string, unknown>, name: string): number | undefined {
   const raw = values[name];
@@ -42,7 +46,9 @@ export async function relayCommand(argv: string[]): Promise<void> {
     "max-batch-events": { type: "string" },
     "takeover-after": { type: "string" },
     "write-timeout": { type: "string" },
+    "retention-interval": { type: "string" },
   }, usage);
+  const retentionIntervalMs = seconds(values, "retention-interval");
   const takeoverAfterMs = seconds(values, "takeover-after");
   const writeTimeoutMs = seconds(values, "write-timeout");
   const decoder = values.decoder as Decoder | undefined;
@@ -58,6 +64,7 @@ export async function relayCommand(argv: string[]): Promise<void> {
     ...(maxBatchEvents ? { maxBatchEvents } : {}),
     ...(takeoverAfterMs ? { takeoverAfterMs } : {}),
     ...(writeTimeoutMs ? { writeTimeoutMs } : {}),
+    ...(retentionIntervalMs ? { retentionIntervalMs } : {}),
   });
   onShutdown(() => handle.stop());
   await handle.done;

@@ -1,7 +1,7 @@
 import { connectPostgres } from "@tributary/client";
 import { databaseUrl, databaseUrlOption, parse } from "./args.ts";
 import { snapshotCell } from "./capture-progress.ts";
-import { formatBytes, formatRate, formatSeconds, readStatus, type Status } from "./status-query.ts";
+import { formatBytes, formatRate, formatSeconds, readStatus, type Status, type StreamStatus } from "./status-query.ts";
 
 const usage = `Usage: tributary status [--database-url URL] [--json]
 
@@ -34,11 +34,25 @@ export async function statusCommand(argv: string[]): Promise<void> {
   }
 }
 
+/** "7 days, 10.0 GB, 1000000 events, kept for group audit", or "everything". */
+function formatRetention(retention: StreamStatus["retention"]): string {
+  if (!retention) return "everything";
+  return [
+    retention.maxAge,
+    retention.maxBytes === null ? null : formatBytes(retention.maxBytes),
+    retention.maxEvents === null ? null : `${retention.maxEvents} events`,
+    retention.protectGroup === null ? null : `unread by group ${retention.protectGroup} kept`,
+  ].filter((part) => part !== null).join(", ");
+}
+
 function formatStatus(status: Status): string {
   const lines = status.alarms.map((a) => `ALARM: ${a}`);
   if (lines.length > 0) lines.push("");
-  lines.push("STREAM                           PARTITIONS       EVENTS");
-  for (const s of status.streams) lines.push(`${s.stream.padEnd(32)} ${String(s.partitions).padStart(10)} ${String(s.events).padStart(12)}`);
+  lines.push("STREAM                           PARTITIONS       EVENTS     RETAINED  SIZE         RETENTION");
+  for (const s of status.streams) {
+    lines.push(`${s.stream.padEnd(32)} ${String(s.partitions).padStart(10)} ${String(s.events).padStart(12)} ${String(s.retained ?? s.events).padStart(12)}  ` +
+      `${formatBytes(s.bytes ?? null).padEnd(12)} ${formatRetention(s.retention)}`);
+  }
   if (status.streams.length === 0) lines.push("(no streams yet)");
 
   lines.push("", "RELAY SLOT        DECODER    STATE    STANDBYS  LAG          LAG TIME     WAL RETAINED  WAL STATUS  CHECKPOINT");

@@ -6,7 +6,14 @@ import { hasCaptures, listCaptures } from "./capture-query.ts";
 export interface StreamStatus {
   stream: string;
   partitions: number;
+  /** Events ever appended (the partitions' ends). */
   events: number;
+  /** Events still kept: the partitions' ends less their low watermarks (migration 0011; absent before). */
+  retained?: number;
+  /** The stream's segments, table and indexes, in bytes (absent before migration 0010). */
+  bytes?: number;
+  /** What the stream keeps (tributary.set_retention); null: everything. Absent before migration 0011. */
+  retention?: { maxAge: string | null; maxBytes: number | null; maxEvents: number | null; protectGroup: string | null } | null;
 }
 
 export interface RelayStatus {
@@ -115,6 +122,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
     select s.name as stream, s.partitions, coalesce(sum(o.next_offset), 0)::text as events
       from tributary.streams s left join tributary.partition_offsets o on o.stream = s.name
      group by s.name, s.partitions order by s.name`;
+  const storage = await readStorage(sql);
   // Migration 0006 added the set-aside messages and the relay lease.
   const [trustedRow] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.rejected_messages') is not null as ok`;
   const trusted = trustedRow!.ok;
@@ -183,7 +191,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
     ...relays.filter((r) => stateOf(r) === "lost").map((r) => `slot '${r.slot}' is lost: events may be missing; the relay will not start (see its error)`),
   ];
   return {
-    streams: streams.map((s) => ({ stream: s.stream, partitions: s.partitions, events: Number(s.events) })),
+    streams: streams.map((s) => ({ stream: s.stream, partitions: s.partitions, events: Number(s.events), ...storage.get(s.stream) })),
     alarms,
     rejected: rejected.map((r) => ({ reason: r.reason, count: r.count, latestAt: r.latest_at.toISOString(), latestDetail: r.latest_detail })),
     relays: relays.map((r) => ({
@@ -246,4 +254,34 @@ export function formatSeconds(s: number | null): string {
 export function formatRate(perSecond: number | null): string {
   if (perSecond === null) return "-";
   return `${perSecond < 10 ? perSecond.toFixed(1) : Math.round(perSecond)}/s`;
+}
+
+/** Each stream's size, retained events and retention (migrations 0010 and 0011), by stream; empty on an older schema. */
+async function readStorage(sql: Sql): Promise<Map<string, Pick<StreamStatus, "retained" | "bytes" | "retention">>> {
+  const [schema] = await sql<{ segments: boolean; retention: boolean }[]>`
+    select to_regclass('tributary.segments') is not null as segments, to_regclass('tributary.retention') is not null as retention`;
+  const found = new Map<string, Pick<StreamStatus, "retained" | "bytes" | "retention">>();
+  if (!schema!.segments) return found;
+  const sizes = await sql<{ stream: string; bytes: string }[]>`
+    -- to_regclass: a segment retention drops meanwhile counts as nothing, not as an error.
+    select stream, coalesce(sum(pg_total_relation_size(to_regclass(format('tributary.%I', table_name)))), 0)::text as bytes
+      from tributary.segments group by stream`;
+  for (const r of sizes) found.set(r.stream, { bytes: Number(r.bytes) });
+  if (!schema!.retention) return found;
+  const kept = await sql<{ stream: string; retained: string; max_age: string | null; max_bytes: string | null; max_events: string | null; protect_group: string | null; limited: boolean }[]>`
+    select s.name as stream,
+           (coalesce((select sum(o.next_offset) from tributary.partition_offsets o where o.stream = s.name), 0)
+             - coalesce((select sum(w.low_watermark) from tributary.low_watermarks w where w.stream = s.name), 0))::text as retained,
+           r.max_age::text, r.max_bytes::text, r.max_events::text, r.protect_group, r.stream is not null as limited
+      from tributary.streams s left join tributary.retention r on r.stream = s.name`;
+  for (const r of kept) {
+    found.set(r.stream, {
+      ...found.get(r.stream),
+      retained: Number(r.retained),
+      retention: r.limited
+        ? { maxAge: r.max_age, maxBytes: r.max_bytes === null ? null : Number(r.max_bytes), maxEvents: r.max_events === null ? null : Number(r.max_events), protectGroup: r.protect_group }
+        : null,
+    });
+  }
+  return found;
 }

@@ -53,6 +53,10 @@ export interface GroupPartitionDescription {
   /** endOffset - committedOffset (from 0 when nothing was committed). */
   readonly lag: number;
   readonly committedAt: Date | null;
+  /** The partition's first retained offset (retention, migration 0011; 0 before it or where nothing expired). */
+  readonly lowWatermark: number;
+  /** The committed offset is below the low watermark: retention dropped events the group had not handled. */
+  readonly behindRetention: boolean;
 }
 
 export interface GroupDescription {
@@ -82,6 +86,15 @@ export function checkGroupName(group: string): void {
  * Every group (or only `group`, which must exist: UNKNOWN_GROUP) with its
  * members, and per partition its owner, committed offset, end and lag.
  */
+/** Low watermarks by "stream/partition", where above 0; none on a schema before migration 0011. */
+async function lowWatermarksOf(sql: Sql | TransactionSql, streams: string[]): Promise<Map<string, number>> {
+  const [schema] = await sql<{ ok: boolean }[]>`select to_regclass('tributary.low_watermarks') is not null as ok`;
+  if (!schema!.ok || streams.length === 0) return new Map();
+  const rows = await sql<{ stream: string; partition: number; low_watermark: string }[]>`
+    select stream, partition, low_watermark::text from tributary.low_watermarks where stream = any (${streams}::text[]) and low_watermark > 0`;
+  return new Map(rows.map((r) => [`${r.stream}/${r.partition}`, Number(r.low_watermark)]));
+}
+
 export async function describeGroups(sql: Sql | TransactionSql, options: { group?: string } = {}): Promise<GroupDescription[]> {
   const only = options.group;
   if (only !== undefined) checkGroupName(only);
@@ -111,6 +124,7 @@ export async function describeGroups(sql: Sql | TransactionSql, options: { group
         on a.group_name = l.group_name and a.stream = l.stream and a.partition = l.partition
      where ${only === undefined ? sql`true` : sql`l.group_name = ${only}`}
      order by l.group_name, l.stream, l.partition`;
+  const watermarks = await lowWatermarksOf(sql, [...new Set(partitions.map((p) => p.stream))]);
   return groups.map((g) => {
     const own = partitions.filter((p) => p.group_name === g.group_name).map((p): GroupPartitionDescription => ({
       stream: p.stream,
@@ -123,6 +137,8 @@ export async function describeGroups(sql: Sql | TransactionSql, options: { group
       endOffset: Number(p.end_offset),
       lag: Number(p.lag),
       committedAt: p.committed_at,
+      lowWatermark: watermarks.get(`${p.stream}/${p.partition}`) ?? 0,
+      behindRetention: p.committed_at !== null && Number(p.committed_offset) < (watermarks.get(`${p.stream}/${p.partition}`) ?? 0),
     }));
     return {
       group: g.group_name,
@@ -143,7 +159,7 @@ export async function describeGroups(sql: Sql | TransactionSql, options: { group
   });
 }
 
-/** Where to move a group: "earliest" (0), "latest" (each partition's end), one offset for every partition, or a time. */
+/** Where to move a group: "earliest" (the low watermark), "latest" (each partition's end), one offset for every partition, or a time. */
 export type ResetTarget = StartPosition;
 
 export interface PartitionReset {
@@ -179,7 +195,7 @@ function checkTarget(to: ResetTarget): void {
 /**
  * Sets the group's committed offset (the next offset it will handle) on every
  * partition of `stream`, in one transaction:
- *   "earliest"  0 (events are never deleted)
+ *   "earliest"  each partition's low watermark (its first retained offset)
  *   "latest"    each partition's end: the group skips everything so far
  *   a number    that offset on every partition; beyond a partition's end is
  *               OFFSET_OUT_OF_RANGE (naming the partition and its end)
@@ -211,26 +227,32 @@ export async function resetGroupOffsets(sql: Sql, options: { group: string; stre
     // Fences timed-out members that may still be running (see the module doc).
     await tx`delete from tributary.group_assignments where group_name = ${group} and stream = ${stream}`;
 
-    const current = await tx<{ partition: number; previous: string | null; end_offset: string; at_time: string | null }[]>`
+    const current = await tx<{ partition: number; previous: string | null; end_offset: string; at_time: string | null; low_watermark: string }[]>`
       select p.partition,
              o.next_offset::text as previous,
              coalesce(po.next_offset, 0)::text as end_offset,
-             ${to instanceof Date
-               ? tx`(select e."offset" from tributary.events e
-                      where e.stream = ${stream} and e.partition = p.partition and e.committed_at >= ${to}
-                      order by e."offset" limit 1)::text`
-               : tx`null::text`} as at_time
+             ${to instanceof Date ? tx`tributary.first_offset_at(${stream}, p.partition, ${to})::text` : tx`null::text`} as at_time,
+             coalesce(w.low_watermark, 0)::text as low_watermark
         from generate_series(0, ${streamRow.partitions}::int - 1) as p(partition)
         left join tributary.group_offsets o on o.group_name = ${group} and o.stream = ${stream} and o.partition = p.partition
         left join tributary.partition_offsets po on po.stream = ${stream} and po.partition = p.partition
+        left join tributary.low_watermarks w on w.stream = ${stream} and w.partition = p.partition
        order by p.partition`;
     const partitions = current.map((row): PartitionReset => {
       const end = Number(row.end_offset);
       let next: number;
-      if (to === "earliest") next = 0;
+      const low = Number(row.low_watermark);
+      if (to === "earliest") next = low;
       else if (to === "latest") next = end;
       else if (to instanceof Date) next = row.at_time === null ? end : Number(row.at_time);
       else {
+        if (to < low) {
+          throw new TributaryGroupError(
+            "OFFSET_OUT_OF_RANGE",
+            `offset ${to} is below the low watermark of stream '${stream}' partition ${row.partition} (${low}): retention dropped the events before it. ` +
+              `Use an offset from ${low} to ${end}, or reset to earliest (each partition's low watermark). Nothing was changed.`,
+          );
+        }
         if (to > end) {
           throw new TributaryGroupError(
             "OFFSET_OUT_OF_RANGE",

@@ -325,14 +325,12 @@ async function resolveStarts(
           select p.partition, coalesce(po.next_offset, 0) as start
             from unnest(${partitions as number[]}::int[]) as p(partition)
             left join tributary.partition_offsets po on po.stream = ${stream} and po.partition = p.partition`
-      : // committed_at is not indexed: this walks the partition's primary key
-        // from offset 0 to the first match. Commit timestamps are not strictly
-        // monotonic in commit (WAL) order, so a binary search could skip one.
+      : // committed_at is not indexed: first_offset_at (migration 0011) walks the
+        // partition from the segment that can hold the time. Commit timestamps are
+        // not strictly monotonic in commit (WAL) order, so a binary search could skip one.
         await sql<{ partition: number; start: string }[]>`
           select p.partition, coalesce(
-                   (select e."offset" from tributary.events e
-                     where e.stream = ${stream} and e.partition = p.partition and e.committed_at >= ${from}
-                     order by e."offset" limit 1),
+                   tributary.first_offset_at(${stream}, p.partition, ${from}),
                    (select po.next_offset from tributary.partition_offsets po
                      where po.stream = ${stream} and po.partition = p.partition),
                    0) as start
