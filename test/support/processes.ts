@@ -55,6 +55,8 @@ export interface RelayChildOptions {
   /** The relay's snapshotChunkRows and snapshotPollMs (table capture). */
   readonly snapshotChunkRows?: number;
   readonly snapshotPollMs?: number;
+  /** The relay's retentionIntervalMs (segment-keeper.ts). */
+  readonly retentionIntervalMs?: number;
 }
 
 export interface ChildExit {
@@ -213,6 +215,7 @@ export class RelayChildren {
           TAKEOVER_AFTER_MS: options.takeoverAfterMs === undefined ? "" : String(options.takeoverAfterMs),
           SNAPSHOT_CHUNK_ROWS: options.snapshotChunkRows === undefined ? "" : String(options.snapshotChunkRows),
           SNAPSHOT_POLL_MS: options.snapshotPollMs === undefined ? "" : String(options.snapshotPollMs),
+          RETENTION_INTERVAL_MS: options.retentionIntervalMs === undefined ? "" : String(options.retentionIntervalMs),
         },
       }),
     );

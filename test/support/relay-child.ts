@@ -1,6 +1,6 @@
 /**
  * A relay in its own process, for kill -9 and memory tests. Configured by env:
- *   DATABASE_URL, SLOT, MAX_BATCH_EVENTS, TAKEOVER_AFTER_MS, SNAPSHOT_CHUNK_ROWS, SNAPSHOT_POLL_MS
+ *   DATABASE_URL, SLOT, MAX_BATCH_EVENTS, TAKEOVER_AFTER_MS, SNAPSHOT_CHUNK_ROWS, SNAPSHOT_POLL_MS, RETENTION_INTERVAL_MS
  *   CRASH_AT=before-write|after-commit|after-ack  CRASH_AFTER_BATCHES=N
  *     SIGKILL itself at that point of the N-th batch write (fault injection).
  * Prints "active" on stdout when it leads, and "rss <bytes>" every 200 ms when
@@ -28,6 +28,7 @@ const handle = startRelay({
   ...(process.env.TAKEOVER_AFTER_MS ? { takeoverAfterMs: Number(process.env.TAKEOVER_AFTER_MS) } : {}),
   ...(process.env.SNAPSHOT_CHUNK_ROWS ? { snapshotChunkRows: Number(process.env.SNAPSHOT_CHUNK_ROWS) } : {}),
   ...(process.env.SNAPSHOT_POLL_MS ? { snapshotPollMs: Number(process.env.SNAPSHOT_POLL_MS) } : {}),
+  ...(process.env.RETENTION_INTERVAL_MS ? { retentionIntervalMs: Number(process.env.RETENTION_INTERVAL_MS) } : {}),
   log: (m) => process.stderr.write(`[relay-child ${process.pid}] ${m}\n`),
   onActive: () => {
     Object.assign(gc, { scavengeMs: 0, scavenges: 0, otherMs: 0, others: 0 });
