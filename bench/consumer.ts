@@ -10,7 +10,10 @@
  *      the consumer() call until the handler saw every event (dense offsets
  *      checked in the child), its CPU, peak RSS and query times. `--also`
  *      repeats (a) with other batchSize × concurrency values, each as a new
- *      group on the same backlog.
+ *      group on the same backlog. `--segments N` (default 100) then copies the
+ *      backlog into N storage segments per stream (segmented-copy.ts) and
+ *      runs (a) on the copy and on the original in turns: their ratio is what
+ *      the number of retained segments costs a catch-up.
  *   3. (b) a relay and one member on a fresh stream; 1-event transactions at
  *      a steady rate; latency = the handler's Date.now() − event.committedAt.
  *   4. (c) two members share a stream; one is killed with SIGKILL right after
@@ -40,6 +43,7 @@ import { describeCpu, loadAverage } from "./support/cpu-accounting.ts";
 import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
 import { grantedRoleUrl } from "./support/bench-roles.ts";
 import { startRelayProcess } from "./support/relay-process.ts";
+import { copyIntoSegments, segmentedName } from "./support/segmented-copy.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
 import { streamedEvents, waitForStreamedEvents } from "./support/stream-progress.ts";
 
@@ -58,6 +62,10 @@ ${serverUsage}
   --lag-seconds N               duration of (b) (default 15)
   --session-timeout-ms N        session timeout of (c) (default 10000, the consumer's default)
   --failover-rate N             events/s appended during (c) (default 200)
+  --segments N                  (a) again on a copy of the backlog split into N storage segments per
+                                stream, alternating with the backlog in its one segment, to print their
+                                ratio (default 100; 1 leaves it out)
+  --segment-rounds N            rounds of that comparison (default 2)
   --skip a,b,c                  phases to leave out
   --client-src PATH             bundle the members against another copy of @tributary/client
                                 (PATH = its src/index.ts), to measure a proposed change
@@ -75,6 +83,8 @@ const { flags, values } = parseBenchFlags(
     "batch-size": { type: "string", default: "500" },
     concurrency: { type: "string", default: "8" },
     also: { type: "string", default: "500x32,500x32:batch" },
+    segments: { type: "string", default: "100" },
+    "segment-rounds": { type: "string", default: "2" },
     "lag-rate": { type: "string", default: "5000" },
     "lag-seconds": { type: "string", default: "15" },
     "session-timeout-ms": { type: "string", default: "10000" },
@@ -95,6 +105,8 @@ const options = {
   lagSeconds: positiveInt(values["lag-seconds"], "lag-seconds"),
   sessionTimeoutMs: positiveInt(values["session-timeout-ms"], "session-timeout-ms"),
   failoverRate: positiveInt(values["failover-rate"], "failover-rate"),
+  segments: positiveInt(values.segments, "segments"),
+  segmentRounds: positiveInt(values["segment-rounds"], "segment-rounds"),
   skip: new Set(String(values.skip).split(",").filter(Boolean)),
   clientSource: typeof values["client-src"] === "string" ? resolve(values["client-src"]) : undefined,
   profileDir: values.profile === true ? mkdtempSync(join(tmpdir(), "tributary-consumer-prof-")) : null,
@@ -158,12 +170,39 @@ async function catchupPhase(bench: Bench): Promise<{ rows: string[][]; profiles:
   }
   const rows = results.flatMap((r, i) => catchupRows(r, i === 0 ? "(a)" : `(a${i + 1})`));
   const first = results[0]!;
+  if (options.segments > 1) rows.push(...(await segmentsComparison(bench, first)));
   rows.push([
     "(a) requirement ≥ 100,000 ev/s",
     results.map((r) => `${label(r)}: ${r.rate >= 100_000 ? "met" : "NOT met"} (${fmt.int(r.rate)})`).join("; ") +
       (first.done.duplicates ? `; ${first.done.duplicates} duplicate deliveries` : ""),
   ]);
   return { rows, profiles: results.filter((r) => r.profile).map((r) => [label(r), r.profile!]) };
+}
+
+/**
+ * (a) with the backlog in many segments per stream against it in one, side
+ * by side: rounds alternate, each a new group, the default member settings.
+ */
+async function segmentsComparison(bench: Bench, first: CatchupResult): Promise<string[][]> {
+  progress(`copying the backlog into ${options.segments} segments per stream`);
+  const copied = await copyIntoSegments(bench.sql, BENCH_STREAMS, BENCH_PARTITIONS, options.segments);
+  const one = [first.rate];
+  const many: number[] = [];
+  const run = async (streams: readonly string[], group: string) =>
+    (await catchUp(bench.launcher, bench.sql, bench.pmPid, {
+      url: bench.cluster.url, streams, events: options.events, batchSize: options.batchSize, concurrency: options.concurrency, handler: "each", group,
+    })).rate;
+  for (let round = 1; round <= options.segmentRounds; round++) {
+    many.push(await run(BENCH_STREAMS.map(segmentedName), `bench-segments-${round}`));
+    one.push(await run(BENCH_STREAMS, `bench-one-segment-${round}`));
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const ratio = median(many) / median(one);
+  return [
+    [`(a) ${options.segments} segments per stream`, `${many.map((r) => fmt.int(r)).join(" / ")} ev/s (copy of the backlog, ${copied.seconds.toFixed(1)} s to make)`],
+    ["(a) one segment per stream", `${one.map((r) => fmt.int(r)).join(" / ")} ev/s (the first is (a) above)`],
+    [`(a) ${options.segments} segments vs one (medians)`, `${ratio.toFixed(2)}× — requirement ≥ 0.90: ${ratio >= 0.9 ? "met" : "NOT met"}`],
+  ];
 }
 
 const label = (r: CatchupResult) =>
