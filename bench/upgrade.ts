@@ -61,7 +61,7 @@ try {
   const result = await applyMigrations(sql, files);
   const seconds = (performance.now() - started) / 1000;
   const [after] = await sql<{ n: string; bytes: string; dense: boolean }[]>`
-    select count(*)::text as n,
+    select sum(n)::text as n,
            (select sum(pg_total_relation_size(relid)) from pg_partition_tree('tributary.events'))::text as bytes,
            bool_and(n = ${perPartition} and max_offset = ${perPartition - 1}) as dense
       from (select stream, partition, count(*) as n, max("offset") as max_offset from tributary.events group by 1, 2) p`;

@@ -267,8 +267,8 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
           groups: unknown[];
         };
         expect(status.streams).toEqual([
-          { stream: "empty", partitions: 2, events: 0, retained: 0, retention: null, bytes: expect.any(Number) },
-          { stream: "orders", partitions: PARTITIONS, events: batch1.length + batch2.length, retained: batch1.length + batch2.length, retention: null, bytes: expect.any(Number) },
+          { stream: "empty", partitions: 2, events: 0, retained: 0, lowWatermarks: [0, 0], retention: null, bytes: expect.any(Number) },
+          { stream: "orders", partitions: PARTITIONS, events: batch1.length + batch2.length, retained: batch1.length + batch2.length, lowWatermarks: Array(PARTITIONS).fill(0), retention: null, bytes: expect.any(Number) },
         ]);
         expect(status.relays).toHaveLength(1);
         expect(status.relays[0]).toMatchObject({ slot: db.slotName, active: true, state: "active", standbys: 1, walStatus: expect.any(String) });

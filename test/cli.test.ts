@@ -103,8 +103,8 @@ describe("tributary CLI", () => {
           relays: Array<{ slot: string; plugin: string; active: boolean; lagBytes: number | null; checkpointLsn: string }>;
         };
         expect(parsed.streams).toEqual([
-          { stream: "orders", partitions: 8, events: 5, retained: 5, retention: null, bytes: expect.any(Number) },
-          { stream: "payments", partitions: 3, events: 0, retained: 0, retention: null, bytes: expect.any(Number) },
+          { stream: "orders", partitions: 8, events: 5, retained: 5, lowWatermarks: Array(8).fill(0), retention: null, bytes: expect.any(Number) },
+          { stream: "payments", partitions: 3, events: 0, retained: 0, lowWatermarks: [0, 0, 0], retention: null, bytes: expect.any(Number) },
         ]);
         expect(parsed.relays).toHaveLength(1);
         expect(parsed.relays[0]).toMatchObject({ slot: db.slotName, plugin: backend.decoder, active: true });

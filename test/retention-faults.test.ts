@@ -5,13 +5,15 @@
  *     its table and every table its row), and the next relay's run finishes;
  *   - a soak at a steady append rate with retention by age: the stream's
  *     segments, table and index sizes stay bounded (printed over time), and
- *     retention leaves no dead tuples in the stream table.
+ *     retention leaves no dead tuples in the stream table; a group member and
+ *     a reader following the stream meanwhile see every event but those
+ *     they were told they missed.
  * One server (the mechanism is SQL and the relay's; the decoders do not
  * take part).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Sql } from "postgres";
-import { appendBatch } from "@tributary/client";
+import { appendBatch, consumer, tailStream, type MissedEvents, type StreamEvent } from "@tributary/client";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { eventually, RelayChildren } from "./support/processes.ts";
 import { readAll } from "./support/streams.ts";
@@ -113,6 +115,20 @@ describe(`retention faults [${backend.name}]`, () => {
     await db.sql`select tributary.set_retention('soak', max_age => ${`${maxAgeMs} milliseconds`}::interval)`;
     const relay = children.start({ databaseUrl: db.url, slotName: db.slotName, retentionIntervalMs: RETENTION_INTERVAL_MS });
     await relay.waitActive();
+    // A group member and a reader follow the stream while retention runs: each must see every event except what it was told it missed.
+    const seen = { member: new Map<number, number[]>(), reader: new Map<number, number[]>() };
+    const missed = { member: [] as MissedEvents[], reader: [] as MissedEvents[] };
+    const note = (who: "member" | "reader", e: StreamEvent) => {
+      const list = seen[who].get(e.partition) ?? [];
+      seen[who].set(e.partition, list);
+      list.push(e.offset);
+    };
+    const member = await consumer(db.sql, { group: "soak-follower", streams: ["soak"], sessionTimeoutMs: 5_000, log: () => {},
+      onMissed: (m) => void missed.member.push(m), handler: (e) => note("member", e) });
+    const stopReader = new AbortController();
+    const reading = (async () => {
+      for await (const e of tailStream(db.sql, { stream: "soak", from: "earliest", signal: stopReader.signal, onOutOfRange: "resume", onMissed: (m) => void missed.reader.push(m) })) note("reader", e);
+    })();
     const samples: Array<{ at: number; events: number; segments: number; table: number; indexes: number; dead: number }> = [];
     const started = Date.now();
     let appended = 0;
@@ -136,6 +152,20 @@ describe(`retention faults [${backend.name}]`, () => {
       await sleep(50);
     }
     await relay.kill();
+    const [ends] = await db.sql<{ next: string[] }[]>`select array(select next_offset::text from tributary.partition_offsets where stream = 'soak' order by partition) as next`;
+    const end = ends!.next.map(Number);
+    const reached = (who: "member" | "reader") => end.every((n, p) => (seen[who].get(p)?.at(-1) ?? -1) >= n - 1);
+    await eventually("the follower and the reader reach the end", () => reached("member") && reached("reader"), 60_000);
+    await member.stop();
+    stopReader.abort();
+    await reading;
+    for (const who of ["member", "reader"] as const) {
+      for (let p = 0; p < end.length; p++) {
+        const gaps = missed[who].filter((m) => m.partition === p);
+        const expected = Array.from({ length: end[p]! }, (_, o) => o).filter((o) => !gaps.some((m) => o >= m.position && o < m.lowWatermark));
+        expect([...new Set(seen[who].get(p))].sort((a, b) => a - b), `${who}, partition ${p}: every event but the ones it was told it missed`).toEqual(expected);
+      }
+    }
     console.log(`soak: ${rate} events/s for ${seconds} s, max_age ${maxAgeMs} ms\n` + samples.map((s) =>
       `  ${(s.at / 1000).toFixed(1)} s: ${s.events} events in ${s.segments} segments, table ${(s.table / 1024).toFixed(0)} kB + indexes ${(s.indexes / 1024).toFixed(0)} kB, dead tuples ${s.dead}`).join("\n"));
     // Kept: about max_age of events, plus a segment (a tenth) still being written and the runs' spacing.

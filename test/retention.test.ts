@@ -252,7 +252,7 @@ for (const backend of pgoutput) {
       const end = await nextOffsets(db.sql, "expiring", 2);
       const low = await lowWatermarks(db.sql, "expiring");
       expect(streams.find((s) => s.stream === "expiring")).toMatchObject({
-        events: end[0]! + end[1]!, retained: end[0]! - low[0]! + end[1]! - low[1]!, retention: null, bytes: expect.any(Number),
+        events: end[0]! + end[1]!, retained: end[0]! - low[0]! + end[1]! - low[1]!, lowWatermarks: low, retention: null, bytes: expect.any(Number),
       });
       expect(streams.find((s) => s.stream === "clicks")).toMatchObject({ retention: { maxAge: "00:00:02", maxBytes: null, maxEvents: null, protectGroup: null } });
       const table = await runCli(["status"], env);

@@ -10,6 +10,8 @@ export interface StreamStatus {
   events: number;
   /** Events still kept: the partitions' ends less their low watermarks (migration 0011; absent before). */
   retained?: number;
+  /** Each partition's first retained offset, by partition (migration 0011; absent before). */
+  lowWatermarks?: number[];
   /** The stream's segments, table and indexes, in bytes (absent before migration 0010). */
   bytes?: number;
   /** What the stream keeps (tributary.set_retention); null: everything. Absent before migration 0011. */
@@ -257,10 +259,12 @@ export function formatRate(perSecond: number | null): string {
 }
 
 /** Each stream's size, retained events and retention (migrations 0010 and 0011), by stream; empty on an older schema. */
-async function readStorage(sql: Sql): Promise<Map<string, Pick<StreamStatus, "retained" | "bytes" | "retention">>> {
+type Storage = Pick<StreamStatus, "retained" | "lowWatermarks" | "bytes" | "retention">;
+
+async function readStorage(sql: Sql): Promise<Map<string, Storage>> {
   const [schema] = await sql<{ segments: boolean; retention: boolean }[]>`
     select to_regclass('tributary.segments') is not null as segments, to_regclass('tributary.retention') is not null as retention`;
-  const found = new Map<string, Pick<StreamStatus, "retained" | "bytes" | "retention">>();
+  const found = new Map<string, Storage>();
   if (!schema!.segments) return found;
   const sizes = await sql<{ stream: string; bytes: string }[]>`
     -- to_regclass: a segment retention drops meanwhile counts as nothing, not as an error.
@@ -268,8 +272,9 @@ async function readStorage(sql: Sql): Promise<Map<string, Pick<StreamStatus, "re
       from tributary.segments group by stream`;
   for (const r of sizes) found.set(r.stream, { bytes: Number(r.bytes) });
   if (!schema!.retention) return found;
-  const kept = await sql<{ stream: string; retained: string; max_age: string | null; max_bytes: string | null; max_events: string | null; protect_group: string | null; limited: boolean }[]>`
+  const kept = await sql<{ stream: string; retained: string; low: string[]; max_age: string | null; max_bytes: string | null; max_events: string | null; protect_group: string | null; limited: boolean }[]>`
     select s.name as stream,
+           array(select w.low_watermark::text from tributary.low_watermarks w where w.stream = s.name order by w.partition) as low,
            (coalesce((select sum(o.next_offset) from tributary.partition_offsets o where o.stream = s.name), 0)
              - coalesce((select sum(w.low_watermark) from tributary.low_watermarks w where w.stream = s.name), 0))::text as retained,
            r.max_age::text, r.max_bytes::text, r.max_events::text, r.protect_group, r.stream is not null as limited
@@ -278,6 +283,7 @@ async function readStorage(sql: Sql): Promise<Map<string, Pick<StreamStatus, "re
     found.set(r.stream, {
       ...found.get(r.stream),
       retained: Number(r.retained),
+      lowWatermarks: r.low.map(Number),
       retention: r.limited
         ? { maxAge: r.max_age, maxBytes: r.max_bytes === null ? null : Number(r.max_bytes), maxEvents: r.max_events === null ? null : Number(r.max_events), protectGroup: r.protect_group }
         : null,
