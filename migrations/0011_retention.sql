@@ -261,3 +261,33 @@ language sql stable as $$
 $$;
 revoke all on function tributary.first_offset_at(text, int, timestamptz) from public;
 grant execute on function tributary.first_offset_at(text, int, timestamptz) to tributary_reader, tributary_admin;
+
+-- ---------------------------------------------------------------------------
+-- Reading several partitions of one stream from their positions (what a
+-- consumer group member fetches): up to `count` events of each, in offset
+-- order per partition. The segment bounds are computed first and written
+-- into the query as constants, so PostgreSQL prunes every other segment
+-- while planning: it neither locks nor sets up their scans, and the cost of
+-- a fetch does not grow with the number of segments a stream keeps (bounds
+-- from the same query would prune only at run time, after every segment's
+-- scan was set up). Stable: the bounds and the rows are read in one
+-- snapshot. Security invoker: the caller's row-level security applies.
+create function tributary.read_partitions(stream text, partitions int[], from_offsets bigint[], count int)
+returns setof tributary.events
+language plpgsql stable as $$
+declare
+  legs text[] := '{}';
+  b record;
+begin
+  for i in 1 .. coalesce(cardinality(partitions), 0) loop
+    select * into b from tributary.segment_bounds(stream, partitions[i], from_offsets[i], count);
+    legs := legs || format(
+      '(select * from tributary.events e where e.stream = %L and e.partition = %s and e.segment between %s and %s and e."offset" >= %s order by e."offset" limit %s)',
+      stream, partitions[i], b.lo, b.hi, from_offsets[i], count);
+  end loop;
+  if cardinality(legs) > 0 then
+    return query execute array_to_string(legs, ' union all ');
+  end if;
+end $$;
+revoke all on function tributary.read_partitions(text, int[], bigint[], int) from public;
+grant execute on function tributary.read_partitions(text, int[], bigint[], int) to tributary_reader, tributary_admin;

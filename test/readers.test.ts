@@ -65,7 +65,7 @@ async function untilTailWaits(sql: Sql, applicationName: string): Promise<void> 
   await eventually(`the tail of ${applicationName} to wait for new events`, async () => {
     const connections = await backendsOf(sql, applicationName);
     return (
-      connections.some((c) => c.state === "idle" && c.query.includes("cross join lateral")) &&
+      connections.some((c) => c.state === "idle" && c.query.includes("tributary.read_partitions")) &&
       connections.some((c) => c.state === "idle" && /^listen "tributary_events"/.test(c.query))
     );
   });

@@ -93,13 +93,8 @@ export async function readRawPartition(
 ): Promise<RawStreamEvent[]> {
   const rows = (await sql`
     select e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
-      from tributary.segment_bounds(${options.stream}, ${options.partition}, ${options.from}, ${options.limit}) b
-      cross join lateral (
-        select * from tributary.events e
-         where e.stream = ${options.stream} and e.partition = ${options.partition} and e.segment between b.lo and b.hi
-           and e."offset" >= ${options.from}
-         order by e."offset"
-         limit ${options.limit}) e`.raw()) as unknown as Buffer[][];
+      from tributary.read_partitions(${options.stream}, ${[options.partition]}::int[], ${[options.from]}::bigint[], ${options.limit}) e
+     order by e."offset"`.raw()) as unknown as Buffer[][];
   return rows.map((r) => rawEvent(options.stream, options.partition, r, 0));
 }
 

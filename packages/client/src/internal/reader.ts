@@ -204,19 +204,13 @@ function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<vo
   });
 }
 
-/** One round: up to `limit` events of each partition from its position, one index range scan per partition. */
+/** One round: up to `limit` events of each partition from its position (read_partitions, migration 0011). */
 async function readRound(sql: Sql, stream: string, positions: Map<number, number>, limit: number): Promise<StreamEvent[]> {
   const partitions = [...positions.keys()];
   const offsets = partitions.map((p) => positions.get(p)!);
   const rows = await sql<EventRow[]>`
     select e.stream, e.partition, e."offset", e.id, e.key, e.type, e.data, e.headers, e.committed_at
-      from unnest(${partitions}::int[], ${offsets}::bigint[]) as p(partition, next_offset)
-      cross join lateral tributary.segment_bounds(${stream}, p.partition, p.next_offset, ${limit}) b
-      cross join lateral (
-        select * from tributary.events e
-         where e.stream = ${stream} and e.partition = p.partition and e.segment between b.lo and b.hi and e."offset" >= p.next_offset
-         order by e."offset"
-         limit ${limit}) e
+      from tributary.read_partitions(${stream}, ${partitions}::int[], ${offsets}::bigint[], ${limit}) e
      order by e.partition, e."offset"`;
   return rows.map(toStreamEvent);
 }
