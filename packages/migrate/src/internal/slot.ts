@@ -130,10 +130,18 @@ export async function ensureSlot(sql: Sql, slotName: string, decoder: Decoder): 
         `Use decoder: "${slot.plugin}" (a slot's decoder is fixed when it is created, and one slot feeds a database's streams).`,
     );
   }
-  await sql`
-    insert into tributary.relay_checkpoints (slot_name, plugin, end_lsn)
-    values (${slotName}, ${decoder}, ${slot.confirmedFlushLsn}::pg_lsn)
-    on conflict (slot_name) do nothing`;
+  try {
+    await sql`
+      insert into tributary.relay_checkpoints (slot_name, plugin, end_lsn)
+      values (${slotName}, ${decoder}, ${slot.confirmedFlushLsn}::pg_lsn)
+      on conflict (slot_name) do nothing`;
+  } catch (error) {
+    // A racing migrate inserted the same slot's row first: the one-slot index, not the key, saw it.
+    const e = error as { code?: string; constraint_name?: string };
+    const raced = e.code === "23505" && e.constraint_name === "relay_checkpoints_one_slot" &&
+      (await sql`select 1 from tributary.relay_checkpoints where slot_name = ${slotName}`).length === 1;
+    if (!raced) throw error;
+  }
   return slot;
 }
 
