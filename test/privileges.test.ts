@@ -342,6 +342,11 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         expect(hr!.next_offset).toBe("1");
         await refused(() => reader`insert into tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at)
                                    values ('orders.eu', 1, 0, gen_random_uuid(), 'k', 'T', '{}', '{}', now())`, permissionDenied("table events"));
+        // A segment's own table (the relay copies into it, migration 0012) is no way around row-level security.
+        const [segment] = await superuser()<{ table_name: string }[]>`select table_name from tributary.segments where stream = 'payroll' and segment = 0`;
+        await refused(() => reader.unsafe(`select * from tributary."${segment!.table_name}"`), permissionDenied(`table ${segment!.table_name}`));
+        await refused(() => reader.unsafe(`insert into tributary."${segment!.table_name}" select * from tributary."${segment!.table_name}"`),
+          permissionDenied(`table ${segment!.table_name}`));
         await refused(() => append(reader, { stream: "orders.eu", key: "k", type: "T", data: {} }), permissionDenied("function append"));
         await refused(() => claim(reader, "emails", "w"), permissionDenied("function claim"));
         await refused(() => reader`select * from tributary.relay_checkpoints`, permissionDenied("table relay_checkpoints"));

@@ -6,9 +6,9 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { appendBatch, createStream, partitionFor } from "@tributary/client";
-import { RelayFencedError, startRelay, type Batch, type RelayHandle } from "@tributary/relay";
+import { RelayFencedError, startRelay, type Batch, type RelayHandle, type StreamRows } from "@tributary/relay";
 import { Lsn } from "@tributary/wal";
-import { writeBatch } from "../services/relay/src/internal/stream-writer.ts";
+import { SegmentTables, writeBatch } from "../services/relay/src/internal/stream-writer.ts";
 import { CopyRows, timestampText } from "../services/relay/src/internal/copy-format.ts";
 import { createTestDatabase, describeBackends, type TestDatabase } from "./support/backends.ts";
 import {
@@ -50,7 +50,9 @@ function copyRowsOf(events: Array<{ stream: string; partition: number; offset: n
 
 function batchOf(events: Array<{ stream: string; partition: number; offset: number; key: string }>, checkpoint: CheckpointRow): Batch {
   return {
-    rows: copyRowsOf(events),
+    rows: [...new Set(events.map((e) => e.stream))].map((stream): StreamRows => ({
+      stream, segment: 0, chunks: copyRowsOf(events.filter((e) => e.stream === stream)),
+    })),
     rolls: [],
     size: events.length,
     rejects: [],
@@ -233,13 +235,13 @@ describeBackends("standby", (backend) => {
     const before = await snapshot();
     const fresh = batchOf([{ stream: "fenced", partition: 0, offset: 0, key: "z" }], current);
     const stale = BigInt(current.version - 1);
-    const error = await writeBatch(db.sql, db.slotName, "relay-zombie", fresh, stale, 10_000).then(() => null, (e: unknown) => e);
+    const error = await writeBatch(db.sql, new SegmentTables(), db.slotName, "relay-zombie", fresh, stale, 10_000).then(() => null, (e: unknown) => e);
     expect(error).toBeInstanceOf(RelayFencedError);
     expect((error as Error).message).toMatch(/fenced/);
     expect(await snapshot()).toEqual(before);
 
     // The same batch with the current version goes in: the version alone decided.
-    await expect(writeBatch(db.sql, db.slotName, "relay-current", fresh, BigInt(current.version), 10_000)).resolves.toBe(BigInt(current.version + 1));
+    await expect(writeBatch(db.sql, new SegmentTables(), db.slotName, "relay-current", fresh, BigInt(current.version), 10_000)).resolves.toBe(BigInt(current.version + 1));
     expect((await readAll(db.sql, "fenced")).length).toBe(1);
   });
 
@@ -256,7 +258,7 @@ describeBackends("standby", (backend) => {
     const before = await readAll(db.sql);
     // What a zombie holds: the same event numbered at the same offset, from the checkpoint before the leader's write.
     const zombie = batchOf([{ stream: "orders", partition: written!.partition, offset: written!.offset, key: "k" }], current);
-    const error = await writeBatch(db.sql, db.slotName, "relay-zombie", zombie, BigInt(current.version - 1), 10_000).then(() => null, (e: unknown) => e);
+    const error = await writeBatch(db.sql, new SegmentTables(), db.slotName, "relay-zombie", zombie, BigInt(current.version - 1), 10_000).then(() => null, (e: unknown) => e);
     expect(await readAll(db.sql)).toEqual(before);
     expect(await readCheckpoint(db.sql, db.slotName)).toEqual(current);
     expect(error, `expected the fence to stop the zombie, got: ${(error as Error)?.message}`).toBeInstanceOf(RelayFencedError);

@@ -12,7 +12,7 @@ export { relay } from "./internal/relay.ts";
 export type { RelayConfig, PumpStats } from "./internal/relay.ts";
 export { RelayFatalError, RelayFencedError } from "./internal/errors.ts";
 export { RelayState } from "./internal/relay-state.ts";
-export type { Batch, Checkpoint, Position } from "./internal/relay-state.ts";
+export type { Batch, Checkpoint, Position, StreamRows } from "./internal/relay-state.ts";
 export type { BatchHooks, RelayPump } from "./internal/pump.ts";
 
 export interface RelayHandle {

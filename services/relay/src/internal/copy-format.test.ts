@@ -60,4 +60,15 @@ describe("COPY text format", () => {
     expect(chunks.slice(0, -1).every((chunk) => chunk.length >= 512)).toBe(true); // only the last is partly filled
     expect(Buffer.concat(chunks).toString("latin1")).toBe(`${field}\n`.repeat(100));
   });
+
+  it("starts with a small chunk and doubles each next one up to the full size", () => {
+    const rows = new CopyRows(1024, 128);
+    const field = "x".repeat(20);
+    for (let i = 0; i < 200; i++) rows.text(field).endRow();
+    const sizes = rows.chunks().map((chunk) => chunk.length);
+    // Each chunk is sealed when the next field (reserving 60 bytes) no longer fits: 128 → 256 → 512 → 1024 → 1024 …
+    expect(sizes.slice(0, 4).map((size, i) => size > (128 << i) - 63 && size <= 128 << i)).toEqual([true, true, true, true]);
+    expect(sizes.slice(4, -1).every((size) => size > 1024 - 63 && size <= 1024)).toBe(true);
+    expect(Buffer.concat(rows.chunks()).toString("latin1")).toBe(`${field}\n`.repeat(200));
+  });
 });

@@ -9,6 +9,9 @@
  * MB is never copied to grow, and each chunk goes out as its own CopyData
  * message (the COPY stream is bytes: a row may span two messages), so the
  * driver frames 256 kB at a time instead of concatenating the whole batch.
+ * A batch keeps the rows of each stream apart (they go to the stream's own
+ * segment table): the chunks start small and double up to the full size, so
+ * a batch touching many streams holds about the bytes it carries.
  */
 
 const BACKSLASH = 0x5c;
@@ -38,10 +41,16 @@ export class CopyRows {
   private sealedBytes = 0;
   private buffer: Buffer;
   private length = 0;
+  private nextChunkBytes: number;
 
-  /** chunkBytes: the size of each chunk (a field larger than that gets a chunk of its own size). */
-  constructor(private readonly chunkBytes = 256 * 1024) {
-    this.buffer = Buffer.allocUnsafe(chunkBytes);
+  /**
+   * chunkBytes: the size chunks grow to (a field larger than that gets a
+   * chunk of its own size); firstChunkBytes: the first chunk's, each next one
+   * twice the last.
+   */
+  constructor(private readonly chunkBytes = 256 * 1024, firstChunkBytes = chunkBytes) {
+    this.buffer = Buffer.allocUnsafe(Math.min(firstChunkBytes, chunkBytes));
+    this.nextChunkBytes = Math.min(this.buffer.length * 2, chunkBytes);
   }
 
   get byteLength(): number {
@@ -156,7 +165,8 @@ export class CopyRows {
       this.sealed.push(this.buffer.subarray(0, this.length));
       this.sealedBytes += this.length;
     }
-    this.buffer = Buffer.allocUnsafe(Math.max(bytes, this.chunkBytes));
+    this.buffer = Buffer.allocUnsafe(Math.max(bytes, this.nextChunkBytes));
+    this.nextChunkBytes = Math.min(this.nextChunkBytes * 2, this.chunkBytes);
     this.length = 0;
   }
 }

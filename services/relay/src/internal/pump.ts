@@ -37,7 +37,7 @@
 import type { Sql } from "postgres";
 import type { Lsn, ReplicationHandler, ReplicationSource, WalMessage } from "@tributary/wal";
 import type { Batch, RelayState } from "./relay-state.ts";
-import { writeBatch } from "./stream-writer.ts";
+import { SegmentTables, writeBatch } from "./stream-writer.ts";
 import { BatchRefusedError, isDataError } from "./errors.ts";
 import { CaptureReloadError } from "./cdc/capture-set.ts";
 
@@ -76,6 +76,7 @@ export class RelayPump implements ReplicationHandler {
   private held: WalMessage[] = [];
   /** performance.now() when this turn began accepting messages, or null outside one. */
   private turnStartedAt: number | null = null;
+  private readonly tables = new SegmentTables();
   private readonly endTurn = () => {
     this.turnStartedAt = null;
   };
@@ -223,7 +224,7 @@ export class RelayPump implements ReplicationHandler {
     await hooks.beforeWrite?.(batch);
     let version: bigint;
     try {
-      version = await writeBatch(this.sql, this.slotName, this.relayId, batch, this.state.checkpoint.version, this.options.writeTimeoutMs);
+      version = await writeBatch(this.sql, this.tables, this.slotName, this.relayId, batch, this.state.checkpoint.version, this.options.writeTimeoutMs);
     } catch (error) {
       if (isDataError(error) && batch.first && batch.last) {
         const e = error as { code: string; message: string };

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createHmac } from "node:crypto";
 import { Keyring, partitionFor } from "@tributary/core";
 import type { WalMessage } from "@tributary/wal";
-import { RelayState, entryKey, type BatchLimits, type Checkpoint, type TrustOptions } from "./relay-state.ts";
+import { RelayState, entryKey, type BatchLimits, type Checkpoint, type StreamRows, type TrustOptions } from "./relay-state.ts";
 
 const start: Checkpoint = { commitLsn: 0n, endLsn: 100n, partialCommitLsn: null, partialEvents: 0, version: 0n };
 const secret = Buffer.alloc(32, 1);
@@ -20,8 +20,8 @@ const forged = (content: string): WalMessage => ({ kind: "message", lsn: nextLsn
 const newState = (cp: Checkpoint, offsets: Array<{ stream: string; partition: number; nextOffset: bigint }>, limits: BatchLimits, trust: Partial<TrustOptions> = {}) =>
   new RelayState(cp, offsets, limits, { keyring, ...trust });
 /** A batch's COPY rows as columns (none of these test values needs unescaping). */
-const columns = (batch: { rows: readonly Buffer[] }) => {
-  const lines = Buffer.concat(batch.rows).toString("utf8").split("\n").slice(0, -1).map((line) => line.split("\t"));
+const columns = (batch: { rows: readonly StreamRows[] }) => {
+  const lines = Buffer.concat(batch.rows.flatMap((r) => r.chunks)).toString("utf8").split("\n").slice(0, -1).map((line) => line.split("\t"));
   const column = (i: number) => lines.map((fields) => fields[i]!);
   return { stream: column(0), partition: column(1).map(Number), offset: column(2), id: column(3), key: column(4), data: column(6), committedAt: column(8), segment: column(9) };
 };
@@ -52,6 +52,24 @@ describe("RelayState", () => {
     expect(columns(second)).toMatchObject({ offset: ["8"], segment: ["4"] });
     expect(second.rolls).toEqual([]);
     expect(state.segmentOf("s")).toBe(4);
+  });
+
+  it("keeps each stream's rows apart, for the segment each stream is in", () => {
+    const on = (stream: string, key: string): WalMessage => ({
+      kind: "message",
+      lsn: nextLsn++,
+      content: signed(`[${JSON.stringify(stream)},${JSON.stringify(key)},2,"id-${stream}-${key}","T"]\n{}\n{}`),
+    });
+    const state = new RelayState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 }, { keyring }, null, [{ stream: "t", segment: 6 }]);
+    feed(state, tx(200n, 210n, [on("s", "a"), on("t", "b"), on("s", "c")]));
+    const batch = state.takeBatch();
+    expect(batch.rows.map((r) => [r.stream, r.segment])).toEqual([["s", 0], ["t", 6]]);
+    const [s, t] = batch.rows.map((r) => columns({ rows: [r] }));
+    expect(s).toMatchObject({ stream: ["s", "s"], key: ["a", "c"], segment: ["0", "0"] });
+    expect(t).toMatchObject({ stream: ["t"], key: ["b"], segment: ["6"] });
+    state.committed(batch, 1n);
+    feed(state, tx(300n, 310n, [on("t", "d")]));
+    expect(state.takeBatch().rows.map((r) => r.stream)).toEqual(["t"]); // a stream without events this batch has no rows
   });
 
   it("begins a segment with a batch of no events when nothing else waits", () => {

@@ -82,8 +82,8 @@ export interface RejectedMessage {
 }
 
 export interface Batch {
-  /** The events as COPY text rows for (stream, partition, offset, id, key, type, data, headers, committed_at), in chunks. */
-  readonly rows: readonly Buffer[];
+  /** The events, each stream's apart: they go to its current segment's table. */
+  readonly rows: readonly StreamRows[];
   readonly size: number;
   readonly rejects: readonly RejectedMessage[];
   /** The first and last entries (events or rejections) of the batch; null when it has none. */
@@ -99,6 +99,17 @@ export interface Batch {
   readonly rolls: ReadonlyArray<SegmentStart>;
   /** What the batch changes in tributary.table_captures, in the same database transaction. */
   readonly captures: CaptureProgress;
+}
+
+/**
+ * One stream's events of a batch as COPY text rows for (stream, partition,
+ * offset, id, key, type, data, headers, committed_at, segment), in chunks,
+ * all for one segment: the one current while they were numbered.
+ */
+export interface StreamRows {
+  readonly stream: string;
+  readonly segment: number;
+  readonly chunks: readonly Buffer[];
 }
 
 /**
@@ -174,6 +185,8 @@ interface StreamOffsets {
   readonly next: number[];
   /** The storage segment its rows go to (migration 0010), as COPY text. */
   segment: string;
+  /** This batch's rows of the stream; null when it has none. */
+  rows: CopyRows | null;
   /** Partitions this batch touched, and the same as flags. */
   touched: number[];
   touchedFlags: Uint8Array;
@@ -188,7 +201,8 @@ export class RelayState {
   private readonly offsets = new Map<string, StreamOffsets>();
   /** Streams whose offsets this batch touched. */
   private touchedStreams: string[] = [];
-  private rows = new CopyRows();
+  /** Bytes of the rows of every stream in this batch. */
+  private rowBytes = 0;
   private events = 0;
   private rejects: RejectedMessage[] = [];
   private rejectBytes = 0;
@@ -330,7 +344,7 @@ export class RelayState {
   private cut(tx: OpenTransaction): boolean {
     const isolating = this.trust.isolateThrough != null && this.last !== null && entryBefore(this.last, this.trust.isolateThrough);
     const entries = this.events + this.rejects.length;
-    const full = isolating || entries >= this.limits.maxBatchEvents || this.rows.byteLength + this.rejectBytes >= this.limits.maxBatchBytes;
+    const full = isolating || entries >= this.limits.maxBatchEvents || this.rowBytes + this.rejectBytes >= this.limits.maxBatchBytes;
     if (full) this.pending = { ...this.pending, partialCommitLsn: tx.commitLsn, partialEvents: tx.seen };
     return full;
   }
@@ -522,7 +536,10 @@ export class RelayState {
       offsets.touchedFlags[partition] = 1;
       offsets.touched.push(partition);
     }
-    this.rows
+    // Small first chunks: a batch may touch many streams, most with a few events.
+    const rows = (offsets.rows ??= new CopyRows(ROW_CHUNK_BYTES, FIRST_ROW_CHUNK_BYTES));
+    const before = rows.byteLength;
+    rows
       .text(event.stream).endField()
       .plain(`${partition}`).endField()
       .plain(`${offset}`).endField()
@@ -533,6 +550,7 @@ export class RelayState {
       .bytes(event.headers).endField()
       .plain(tx.committedAt).endField()
       .plain(offsets.segment).endRow();
+    this.rowBytes += rows.byteLength - before;
     this.events++;
   }
 
@@ -550,8 +568,13 @@ export class RelayState {
   takeBatch(): Batch {
     if (this.inFlight) throw new Error("takeBatch while a batch is in flight");
     const offsets: Array<{ stream: string; partition: number; nextOffset: string }> = [];
+    const rows: StreamRows[] = [];
     for (const stream of this.touchedStreams) {
       const streamOffsets = this.offsets.get(stream)!;
+      if (streamOffsets.rows !== null) {
+        rows.push({ stream, segment: Number(streamOffsets.segment), chunks: streamOffsets.rows.chunks() });
+        streamOffsets.rows = null;
+      }
       for (const partition of streamOffsets.touched) {
         offsets.push({ stream, partition, nextOffset: `${streamOffsets.next[partition]}` });
         streamOffsets.touchedFlags[partition] = 0;
@@ -568,7 +591,7 @@ export class RelayState {
     }
     this.rollsRequested.clear();
     const batch: Batch = {
-      rows: this.rows.chunks(),
+      rows,
       rolls,
       size: this.events,
       rejects: this.rejects,
@@ -580,7 +603,7 @@ export class RelayState {
       captures: this.progress,
     };
     this.inFlight = batch;
-    this.rows = new CopyRows();
+    this.rowBytes = 0;
     this.touchedStreams = [];
     this.events = 0;
     this.rejects = [];
@@ -603,7 +626,7 @@ export class RelayState {
   private streamOffsets(stream: string): StreamOffsets {
     let offsets = this.offsets.get(stream);
     if (!offsets) {
-      offsets = { next: [], segment: "0", touched: [], touchedFlags: new Uint8Array(16) };
+      offsets = { next: [], segment: "0", rows: null, touched: [], touchedFlags: new Uint8Array(16) };
       this.offsets.set(stream, offsets);
     }
     return offsets;
@@ -611,6 +634,8 @@ export class RelayState {
 }
 
 const EMPTY_HEADERS = Buffer.from("{}", "utf8");
+const ROW_CHUNK_BYTES = 256 * 1024;
+const FIRST_ROW_CHUNK_BYTES = 4 * 1024;
 
 /**
  * A change event's id, the same in every session that replays it: a UUID

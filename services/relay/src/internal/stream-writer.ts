@@ -11,21 +11,55 @@
  * query's reject(), which is a no-op once the query resolved to the stream.
  * So we listen there too, and a deadline covers anything else that could
  * leave the write hanging.
+ *
+ * Each stream's rows are copied straight into its current segment's table
+ * (migration 0010), not into tributary.events: routing a row through the two
+ * partition levels costs the server more than the row's constraint check on
+ * the segment itself (docs/ARCHITECTURE.md, "Storage segments and
+ * retention"). SegmentTables knows the tables by name.
  */
 import type { Sql, TransactionSql } from "postgres";
 import { transaction } from "@tributary/client";
 import { EVENTS_CHANNEL } from "@tributary/core";
 import { Lsn } from "@tributary/wal";
-import type { Batch, CaptureProgress } from "./relay-state.ts";
+import type { Batch, CaptureProgress, StreamRows } from "./relay-state.ts";
 import { BatchWriteTimeoutError, RelayFencedError } from "./errors.ts";
 
-export async function writeBatch(sql: Sql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint, timeoutMs: number): Promise<bigint> {
+/**
+ * The tables the relay copies rows into: each (stream, segment)'s, as
+ * tributary.segments names it, quoted by the server, looked up once. A stream
+ * the catalog does not know (no segment of that number) is copied into
+ * tributary.events, whose refusal ("no partition of relation found") sets its
+ * events aside as before (invariant 13). A segment the relay writes is its
+ * stream's current one, which retention never drops.
+ */
+export class SegmentTables {
+  private readonly known = new Map<string, string>();
+
+  /** The quoted table of each of `rows`, in order; the unknown ones looked up in `tx`. */
+  async of(tx: TransactionSql, rows: readonly StreamRows[]): Promise<string[]> {
+    const missing = rows.filter((r) => !this.known.has(segmentKey(r)));
+    if (missing.length > 0) {
+      const found = await tx<{ stream: string; segment: number; target: string }[]>`
+        select g.stream, g.segment, format('tributary.%I', g.table_name) as target
+          from tributary.segments g
+          join unnest(${missing.map((r) => r.stream)}::text[], ${missing.map((r) => r.segment)}::int[]) as m(stream, segment)
+            on g.stream = m.stream and g.segment = m.segment`;
+      for (const f of found) this.known.set(segmentKey(f), f.target);
+    }
+    return rows.map((r) => this.known.get(segmentKey(r)) ?? "tributary.events");
+  }
+}
+
+const segmentKey = (r: { stream: string; segment: number }): string => `${r.segment}\u0000${r.stream}`;
+
+export async function writeBatch(sql: Sql, tables: SegmentTables, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint, timeoutMs: number): Promise<bigint> {
   // transaction, not sql.begin: a writer backend terminated mid-batch (a takeover) must not take the process down.
-  const write = transaction(sql, (tx) => writeInTransaction(tx, slotName, relayId, batch, expectedVersion));
+  const write = transaction(sql, (tx) => writeInTransaction(tx, tables, slotName, relayId, batch, expectedVersion));
   return withDeadline(write, timeoutMs, `a batch write of ${batch.size} events and ${batch.rejects.length} set-aside messages`);
 }
 
-async function writeInTransaction(tx: TransactionSql, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint): Promise<bigint> {
+async function writeInTransaction(tx: TransactionSql, tables: SegmentTables, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint): Promise<bigint> {
   const { rows, position } = batch;
   // The compare-and-set comes first: a fenced relay stops here, before it
   // could collide with (or wait on) the rows of the relay that replaced it.
@@ -47,7 +81,8 @@ async function writeInTransaction(tx: TransactionSql, slotName: string, relayId:
     );
   }
   if (batch.size > 0) {
-    await copyRows(tx, rows);
+    const targets = await tables.of(tx, rows);
+    for (let i = 0; i < rows.length; i++) await copyRows(tx, targets[i]!, rows[i]!.chunks);
     await tx`
       insert into tributary.partition_offsets (stream, partition, next_offset)
       select * from unnest(${batch.offsets.map((o) => o.stream)}::text[],
@@ -129,10 +164,9 @@ async function writeCaptureProgress(tx: TransactionSql, progress: CaptureProgres
   }
 }
 
-async function copyRows(tx: TransactionSql, rows: readonly Buffer[]): Promise<void> {
-  const query = tx`
-    copy tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at, segment)
-    from stdin`;
+/** `table`: a schema-qualified name the server quoted (SegmentTables). */
+async function copyRows(tx: TransactionSql, table: string, rows: readonly Buffer[]): Promise<void> {
+  const query = tx.unsafe(`copy ${table} (stream, partition, "offset", id, key, type, data, headers, committed_at, segment) from stdin`);
   const refused = new Promise<never>((_, reject) => {
     const settle = query as unknown as { reject: (error: unknown) => void };
     const original = settle.reject;
