@@ -9,7 +9,10 @@
  *      (RelayState.requestRoll): only the relay knows the offsets the
  *      segment begins at, and it writes them with the batch;
  *   3. tributary.expire_segments() drops the segments the streams' limits no
- *      longer need, oldest first.
+ *      longer need, oldest first;
+ *   4. tributary.mark_times() marks the commit times of the blocks of
+ *      offsets completed since (migration 0013), which seeking by time
+ *      starts from.
  *
  * The functions are the same ones an operator may schedule with pg_cron. An
  * error here is logged and the next run tries again: retention never stops
@@ -62,6 +65,7 @@ export class SegmentKeeper {
     for (const e of expired) {
       this.options.log(`retention dropped segment ${e.segment} of stream '${e.stream}' (${e.events} events, ${e.bytes} bytes)`);
     }
+    await this.sql`select tributary.mark_times()`;
   }
 }
 
