@@ -166,7 +166,12 @@ async function writeCaptureProgress(tx: TransactionSql, progress: CaptureProgres
 
 /** `table`: a schema-qualified name the server quoted (SegmentTables). */
 async function copyRows(tx: TransactionSql, table: string, rows: readonly Buffer[]): Promise<void> {
-  const query = tx.unsafe(`copy ${table} (stream, partition, "offset", id, key, type, data, headers, committed_at, segment) from stdin`);
+  await copyChunks(tx, `copy ${table} (stream, partition, "offset", id, key, type, data, headers, committed_at, segment) from stdin`, rows);
+}
+
+/** Runs a `copy … from stdin` statement with `chunks` as its data, settling on the server's refusal too (see above). */
+export async function copyChunks(tx: TransactionSql, statement: string, chunks: readonly Buffer[]): Promise<void> {
+  const query = tx.unsafe(statement);
   const refused = new Promise<never>((_, reject) => {
     const settle = query as unknown as { reject: (error: unknown) => void };
     const original = settle.reject;
@@ -182,7 +187,7 @@ async function copyRows(tx: TransactionSql, table: string, rows: readonly Buffer
       copy.once("error", reject);
       copy.once("finish", resolve);
       // One CopyData message per chunk; the writable queues them all (they are in memory already).
-      for (const chunk of rows) copy.write(chunk);
+      for (const chunk of chunks) copy.write(chunk);
       copy.end();
     }),
     refused,
