@@ -36,10 +36,20 @@ import { BatchWriteTimeoutError, RelayFencedError } from "./errors.ts";
 export class SegmentTables {
   private readonly known = new Map<string, string>();
 
-  /** The quoted table of each of `rows`, in order; the unknown ones looked up in `tx`. */
+  /**
+   * The quoted table of each of `rows`, in order; the unknown ones looked up
+   * in `tx`. A stream created in the transaction of its first append may not
+   * be visible yet when its commit is decoded: PostgreSQL sends a commit once
+   * its WAL is flushed, a moment before other sessions see it. So a miss is
+   * looked up again, for up to about a second, before the row goes to
+   * tributary.events (which would refuse it for the same reason and set the
+   * event aside for good).
+   */
   async of(tx: TransactionSql, rows: readonly StreamRows[]): Promise<string[]> {
-    const missing = rows.filter((r) => !this.known.has(segmentKey(r)));
-    if (missing.length > 0) {
+    for (let attempt = 0, waitMs = 5; ; attempt++, waitMs *= 2) {
+      const missing = rows.filter((r) => !this.known.has(segmentKey(r)));
+      if (missing.length === 0 || attempt === LOOKUPS) break;
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
       const found = await tx<{ stream: string; segment: number; target: string }[]>`
         select g.stream, g.segment, format('tributary.%I', g.table_name) as target
           from tributary.segments g
@@ -50,6 +60,9 @@ export class SegmentTables {
     return rows.map((r) => this.known.get(segmentKey(r)) ?? "tributary.events");
   }
 }
+
+/** Lookups of a missing segment: waits of 10, 20, … 640 ms between them, about 1.3 s in all. */
+const LOOKUPS = 8;
 
 const segmentKey = (r: { stream: string; segment: number }): string => `${r.segment}\u0000${r.stream}`;
 
