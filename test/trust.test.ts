@@ -93,6 +93,31 @@ describeBackends("the pipeline does not halt", (backend) => {
     expect(logs.join("\n")).toMatch(/refused/);
   });
 
+  it("sets aside the refused event of a batch of several streams, whether its stream's COPY comes first or last", async () => {
+    db = await createTestDatabase(backend);
+    const sql = db.sql;
+    await sql`alter table tributary.events add constraint no_poison check (type <> 'Poison')`;
+    // One transaction, three streams: the batch copies orders, payments, refunds in that order,
+    // and the refusal comes from the last COPY, with the partitions' offsets sent behind it.
+    const appendAll = (events: Array<[stream: string, type: string, i: number]>) =>
+      sql.begin(async (tx) => {
+        for (const [stream, type, i] of events) await tx`select tributary.append(${stream}, ${`k${i % 3}`}, ${type}, ${JSON.stringify({ i })}::text::jsonb)`;
+      });
+    await appendAll([["orders", "T", 0], ["orders", "T", 1], ["payments", "T", 2], ["refunds", "T", 3], ["refunds", "Poison", 4], ["refunds", "T", 5]]);
+    const logs: string[] = [];
+    relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: (m) => logs.push(m) });
+    await waitForCount(sql, 5, 60_000);
+    // Then the refusal from the first COPY of a batch, the relay running.
+    await appendAll([["orders", "Poison", 6], ["orders", "T", 7], ["payments", "T", 8], ["refunds", "T", 9]]);
+    await waitForCount(sql, 8, 60_000);
+    const events = await readAll(sql);
+    expect(events.map((e) => (e.data as { i: number }).i).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 5, 7, 8, 9]);
+    assertDense(events);
+    const rejected = await rejectedMessages(db);
+    expect(rejected.map((r) => [r.reason, r.stream])).toEqual([["write_failed", "refunds"], ["write_failed", "orders"]]);
+    for (const r of rejected) expect(r.detail).toMatch(/no_poison.*SQLSTATE 23514/);
+  });
+
   it("refuses at append time what the stream table could not hold: a 6,400-character key, 1 MB type, 30 MB headers, 5,000-deep data", async () => {
     db = await createTestDatabase(backend);
     const refusal = async (work: Promise<unknown>) => work.then(() => null, (e: unknown) => e as TributaryInputError);

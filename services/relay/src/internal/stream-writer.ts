@@ -17,6 +17,17 @@
  * partition levels costs the server more than the row's constraint check on
  * the segment itself (docs/ARCHITECTURE.md, "Storage segments and
  * retention"). SegmentTables knows the tables by name.
+ *
+ * Round trips: a batch's write waits on the server once per round trip, and
+ * while the pump decodes the next batch each answer also waits for its turn
+ * of the event loop (pump.ts, Turns). postgres.js frees the connection for
+ * the next query as soon as a COPY's CopyDone is on the socket, so the
+ * partitions' next offsets (one statement, with the wake-up of LISTENing
+ * readers) go out behind the last COPY without waiting for its answer. The
+ * server answers in order; an error aborts the transaction, so what was sent
+ * behind it is refused (25P02) and the first error is the one reported. A
+ * COPY cannot go behind another: postgres.js sends CopyFail when a finished
+ * COPY's writable is destroyed, which would fail the COPY after it.
  */
 import type { Sql, TransactionSql } from "postgres";
 import { transaction } from "@tributary/client";
@@ -95,14 +106,23 @@ async function writeInTransaction(tx: TransactionSql, tables: SegmentTables, slo
   }
   if (batch.size > 0) {
     const targets = await tables.of(tx, rows);
-    for (let i = 0; i < rows.length; i++) await copyRows(tx, targets[i]!, rows[i]!.chunks);
-    await tx`
-      insert into tributary.partition_offsets (stream, partition, next_offset)
-      select * from unnest(${batch.offsets.map((o) => o.stream)}::text[],
-                           ${batch.offsets.map((o) => o.partition)}::int[],
-                           ${batch.offsets.map((o) => o.nextOffset)}::bigint[])
-      on conflict (stream, partition) do update set next_offset = excluded.next_offset`;
-    await tx`select pg_notify(${EVENTS_CHANNEL}, ${slotName})`;
+    const answers: Promise<unknown>[] = [];
+    for (let i = 0; i < rows.length; i++) {
+      const statement = `copy ${targets[i]!} (stream, partition, "offset", id, key, type, data, headers, committed_at, segment) from stdin`;
+      const { answered } = await sendCopy(tx, statement, rows[i]!.chunks);
+      if (i < rows.length - 1) await answered;
+      else answers.push(answered);
+    }
+    // Behind the last CopyDone; one statement for the offsets and the wake-up of LISTENing readers.
+    answers.push(tx`
+      with advanced as (
+        insert into tributary.partition_offsets (stream, partition, next_offset)
+        select * from unnest(${batch.offsets.map((o) => o.stream)}::text[],
+                             ${batch.offsets.map((o) => o.partition)}::int[],
+                             ${batch.offsets.map((o) => o.nextOffset)}::bigint[])
+        on conflict (stream, partition) do update set next_offset = excluded.next_offset)
+      select pg_notify(${EVENTS_CHANNEL}, ${slotName})`);
+    await settledInOrder(answers);
   }
   if (batch.rolls.length > 0) {
     const r = batch.rolls;
@@ -177,13 +197,19 @@ async function writeCaptureProgress(tx: TransactionSql, progress: CaptureProgres
   }
 }
 
-/** `table`: a schema-qualified name the server quoted (SegmentTables). */
-async function copyRows(tx: TransactionSql, table: string, rows: readonly Buffer[]): Promise<void> {
-  await copyChunks(tx, `copy ${table} (stream, partition, "offset", id, key, type, data, headers, committed_at, segment) from stdin`, rows);
-}
-
 /** Runs a `copy … from stdin` statement with `chunks` as its data, settling on the server's refusal too (see above). */
 export async function copyChunks(tx: TransactionSql, statement: string, chunks: readonly Buffer[]): Promise<void> {
+  await (await sendCopy(tx, statement, chunks)).answered;
+}
+
+/**
+ * Sends a `copy … from stdin` statement, `chunks` as its data, and CopyDone;
+ * resolves once they are on the socket (the connection takes the next query)
+ * with `answered`, the server's answer. Rejects at once if the server
+ * refuses the COPY before all its data is sent (postgres.js then frees the
+ * connection itself).
+ */
+async function sendCopy(tx: TransactionSql, statement: string, chunks: readonly Buffer[]): Promise<{ answered: Promise<void> }> {
   const query = tx.unsafe(statement);
   const refused = new Promise<never>((_, reject) => {
     const settle = query as unknown as { reject: (error: unknown) => void };
@@ -195,16 +221,38 @@ export async function copyChunks(tx: TransactionSql, statement: string, chunks: 
   });
   refused.catch(() => undefined);
   const copy = await Promise.race([query.writable(), refused]);
-  await Promise.race([
+  const answered = Promise.race([
     new Promise<void>((resolve, reject) => {
       copy.once("error", reject);
       copy.once("finish", resolve);
-      // One CopyData message per chunk; the writable queues them all (they are in memory already).
-      for (const chunk of chunks) copy.write(chunk);
-      copy.end();
     }),
     refused,
   ]);
+  answered.catch(() => undefined);
+  // One CopyData message per chunk. Once the last one's callback ran, nothing
+  // is buffered: end() runs the writable's final at once, which writes
+  // CopyDone and frees the connection.
+  await Promise.race([
+    new Promise<void>((resolve, reject) => {
+      const last = chunks.length - 1;
+      if (last < 0) return resolve();
+      chunks.forEach((chunk, i) => copy.write(chunk, i === last ? (error) => (error ? reject(error) : resolve()) : undefined));
+    }),
+    refused,
+  ]);
+  copy.end();
+  return { answered };
+}
+
+/**
+ * Waits for every answer, failing with the first in `answers`' order that
+ * failed: the server answers in the order they were sent, and an error
+ * there aborts the transaction, so what was sent after it fails too.
+ */
+async function settledInOrder(answers: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(answers);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
 }
 
 async function withDeadline<T>(work: Promise<T>, timeoutMs: number, what: string): Promise<T> {
