@@ -21,13 +21,20 @@
  * Round trips: a batch's write waits on the server once per round trip, and
  * while the pump decodes the next batch each answer also waits for its turn
  * of the event loop (pump.ts, Turns). postgres.js frees the connection for
- * the next query as soon as a COPY's CopyDone is on the socket, so the
+ * the next query as soon as a COPY's CopyDone is on the socket, so each
+ * stream's COPY goes out behind the previous one's CopyDone, and the
  * partitions' next offsets (one statement, with the wake-up of LISTENing
- * readers) go out behind the last COPY without waiting for its answer. The
- * server answers in order; an error aborts the transaction, so what was sent
- * behind it is refused (25P02) and the first error is the one reported. A
- * COPY cannot go behind another: postgres.js sends CopyFail when a finished
- * COPY's writable is destroyed, which would fail the COPY after it.
+ * readers) behind the last, none of them waiting for the answer before: a
+ * batch of n streams waits n + 1 times, not 2n. The server answers in order;
+ * an error aborts the transaction, so what was sent behind it is refused
+ * (25P02) and the first error is the one reported.
+ *
+ * That needs one thing of postgres.js's COPY writable: Node destroys a
+ * writable once it finished (autoDestroy), and postgres.js's destroy sends
+ * CopyFail, even after CopyDone. PostgreSQL ignores a CopyFail outside a
+ * COPY, but the next COPY is open by then and would fail ("COPY from stdin
+ * failed: null"). So once CopyDone is sent, sendCopy's writable is destroyed
+ * without a message: after CopyDone the protocol has nothing left to say.
  */
 import type { Sql, TransactionSql } from "postgres";
 import { transaction } from "@tributary/client";
@@ -107,14 +114,18 @@ async function writeInTransaction(tx: TransactionSql, tables: SegmentTables, slo
   if (batch.size > 0) {
     const targets = await tables.of(tx, rows);
     const answers: Promise<unknown>[] = [];
-    for (let i = 0; i < rows.length; i++) {
+    let sentAll = true;
+    for (let i = 0; i < rows.length && sentAll; i++) {
       const statement = `copy ${targets[i]!} (stream, partition, "offset", id, key, type, data, headers, committed_at, segment) from stdin`;
-      const { answered } = await sendCopy(tx, statement, rows[i]!.chunks);
-      if (i < rows.length - 1) await answered;
-      else answers.push(answered);
+      const sent = sendCopy(tx, statement, rows[i]!.chunks);
+      const answer = sent.then(({ answered }) => answered);
+      answer.catch(() => undefined); // read in order below, once every statement is out
+      answers.push(answer);
+      // Refused before its data went out (by its table, or with 25P02 after an error of a COPY before it): nothing more is sent.
+      sentAll = await sent.then(() => true, () => false);
     }
     // Behind the last CopyDone; one statement for the offsets and the wake-up of LISTENing readers.
-    answers.push(tx`
+    if (sentAll) answers.push(tx`
       with advanced as (
         insert into tributary.partition_offsets (stream, partition, next_offset)
         select * from unnest(${batch.offsets.map((o) => o.stream)}::text[],
@@ -240,6 +251,8 @@ async function sendCopy(tx: TransactionSql, statement: string, chunks: readonly 
     }),
     refused,
   ]);
+  // Destroyed once finished, postgres.js would send CopyFail into the COPY sent after this one (see above).
+  (copy as unknown as { _destroy: (error: Error | null, callback: (error?: Error | null) => void) => void })._destroy = (error, callback) => callback(error);
   copy.end();
   return { answered };
 }
