@@ -48,6 +48,9 @@ function copyRowsOf(events: Array<{ stream: string; partition: number; offset: n
   return rows.chunks();
 }
 
+/** Thrown to roll a test's transaction back. */
+class RollBack extends Error {}
+
 function batchOf(events: Array<{ stream: string; partition: number; offset: number; key: string }>, checkpoint: CheckpointRow): Batch {
   return {
     rows: [...new Set(events.map((e) => e.stream))].map((stream): StreamRows => ({
@@ -262,5 +265,35 @@ describeBackends("standby", (backend) => {
     expect(await readAll(db.sql)).toEqual(before);
     expect(await readCheckpoint(db.sql, db.slotName)).toEqual(current);
     expect(error, `expected the fence to stop the zombie, got: ${(error as Error)?.message}`).toBeInstanceOf(RelayFencedError);
+  });
+
+  oncePerServer("a fenced batch runs nothing sent behind its compare-and-set: it waits on no row the new leader holds uncommitted", async () => {
+    db = await createTestDatabase(backend);
+    await createStream(db.sql, "orders", 4);
+    await createStream(db.sql, "payments", 1);
+    await db.sql.begin((tx) => appendBatch(tx, [{ stream: "orders", key: "k", type: "T", data: 1 }]));
+    const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+    relays.push(relay);
+    await waitForCount(db.sql, 1);
+    await relay.stop();
+    const current = await readCheckpoint(db.sql, db.slotName);
+    const [written] = await readAll(db.sql);
+    const before = await readAll(db.sql);
+    // The new leader's next batch, still open: it holds the partition's next offset, uncommitted.
+    const next = { stream: "orders", partition: written!.partition, offset: written!.offset + 1, key: "k" };
+    // The stale relay numbered the same offset, in a batch of two streams (its COPYs go out one behind the other).
+    const zombie = batchOf([{ stream: "payments", partition: 0, offset: 0, key: "p" }, next], current);
+    let outcome: unknown = "the leader's transaction did not run";
+    await db.sql.begin(async (leader) => {
+      await leader`
+        insert into tributary.events (stream, partition, "offset", id, key, type, data, headers, committed_at, segment)
+        values (${next.stream}, ${next.partition}, ${next.offset}, ${randomUUID()}, 'k', 'T', '1', '{}', now(), 0)`;
+      // Were the zombie's COPY of that offset run, it would wait on this transaction until its deadline.
+      outcome = await writeBatch(db!.sql, new SegmentTables(), db!.slotName, "relay-zombie", zombie, BigInt(current.version - 1), 10_000).then(() => null, (e: unknown) => e);
+      throw new RollBack();
+    }).catch((e: unknown) => { if (!(e instanceof RollBack)) throw e; });
+    expect(outcome, `expected the fence to stop the zombie at once, got: ${(outcome as Error)?.message}`).toBeInstanceOf(RelayFencedError);
+    expect(await readAll(db.sql)).toEqual(before);
+    expect(await readCheckpoint(db.sql, db.slotName)).toEqual(current);
   });
 });

@@ -91,26 +91,64 @@ export async function writeBatch(sql: Sql, tables: SegmentTables, slotName: stri
 }
 
 async function writeInTransaction(tx: TransactionSql, tables: SegmentTables, slotName: string, relayId: string, batch: Batch, expectedVersion: bigint): Promise<bigint> {
-  const { rows, position } = batch;
-  // The compare-and-set comes first: a fenced relay stops here, before it
-  // could collide with (or wait on) the rows of the relay that replaced it.
-  const updated = await tx<{ version: string }[]>`
-    update tributary.relay_checkpoints
-       set commit_lsn = ${Lsn.format(position.commitLsn)}::pg_lsn,
-           end_lsn = ${Lsn.format(position.endLsn)}::pg_lsn,
-           partial_commit_lsn = ${position.partialCommitLsn === null ? null : Lsn.format(position.partialCommitLsn)}::pg_lsn,
-           partial_events = ${position.partialEvents},
-           version = version + 1,
-           relay_id = ${relayId},
-           updated_at = now()
-     where slot_name = ${slotName} and version = ${expectedVersion.toString()}::bigint
-     returning version::text`;
+  // The compare-and-set comes first, and what follows goes out behind it
+  // without waiting for its answer: a fenced relay's compare-and-set fails
+  // (advanceCheckpoint), so the server refuses everything sent behind it and
+  // the relay writes nothing that could collide with (or wait on) the rows
+  // of the relay that replaced it.
+  const advanced = advanceCheckpoint(tx, slotName, relayId, batch.position, expectedVersion);
+  advanced.catch(() => undefined); // read below, in sending order
+  try {
+    await writeBatchRows(tx, tables, slotName, batch);
+  } catch (error) {
+    await advanced; // sent first, answered first: fenced is the error then, not the 25P02 of what followed
+    throw error;
+  }
+  return advanced;
+}
+
+/**
+ * The checkpoint's compare-and-set on its version (docs/ARCHITECTURE.md
+ * invariant 4). A stale version is an error on the server, not an update of
+ * no row: the new version is computed as NULL, which the column refuses
+ * (not-null violation), and the transaction is aborted before anything sent
+ * behind it runs. Under a concurrent takeover the UPDATE waits on the row
+ * lock of the other relay's batch and then sees its version, as before.
+ */
+async function advanceCheckpoint(tx: TransactionSql, slotName: string, relayId: string, position: Batch["position"], expectedVersion: bigint): Promise<bigint> {
+  let updated: { version: string }[] = [];
+  try {
+    updated = await tx<{ version: string }[]>`
+      update tributary.relay_checkpoints
+         set commit_lsn = ${Lsn.format(position.commitLsn)}::pg_lsn,
+             end_lsn = ${Lsn.format(position.endLsn)}::pg_lsn,
+             partial_commit_lsn = ${position.partialCommitLsn === null ? null : Lsn.format(position.partialCommitLsn)}::pg_lsn,
+             partial_events = ${position.partialEvents},
+             version = case when version = ${expectedVersion.toString()}::bigint then version + 1 end,
+             relay_id = ${relayId},
+             updated_at = now()
+       where slot_name = ${slotName}
+       returning version::text`;
+  } catch (error) {
+    if (!isStaleVersion(error)) throw error;
+  }
   if (updated.length !== 1) {
     throw new RelayFencedError(
       `relay ${relayId} was fenced: the checkpoint of slot '${slotName}' moved past version ${expectedVersion} ` +
         `(another relay took over). This relay's batch was rolled back.`,
     );
   }
+  return BigInt(updated[0]!.version);
+}
+
+function isStaleVersion(error: unknown): boolean {
+  const e = error as { code?: string; table_name?: string; column_name?: string } | null;
+  return e?.code === "23502" && e.table_name === "relay_checkpoints" && e.column_name === "version";
+}
+
+/** The batch's rows, offsets, segments begun, set-aside messages and capture progress. */
+async function writeBatchRows(tx: TransactionSql, tables: SegmentTables, slotName: string, batch: Batch): Promise<void> {
+  const { rows } = batch;
   if (batch.size > 0) {
     const targets = await tables.of(tx, rows);
     const answers: Promise<unknown>[] = [];
@@ -161,7 +199,6 @@ async function writeInTransaction(tx: TransactionSql, tables: SegmentTables, slo
              as m(lsn, commit_lsn, reason, detail, stream, event_id, raw_hex)`;
   }
   await writeCaptureProgress(tx, batch.captures);
-  return BigInt(updated[0]!.version);
 }
 
 /** Table capture's bookkeeping (relay-state.ts CaptureProgress), with the events it goes with. */
