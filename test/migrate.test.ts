@@ -6,16 +6,18 @@
  * a slot of the wrong decoder or of another database — with a message that
  * says what to do. The relay refuses the same conditions as fatal errors.
  */
-import { appendFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres, { type Sql } from "postgres";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { appendBatch } from "@tributary/client";
 import type { Decoder } from "@tributary/core";
 import { defaultMigrationsDir, migrate, MigrationError, readMigrations, type MigrationErrorCode } from "@tributary/migrate";
 import { RelayFatalError, startRelay } from "@tributary/relay";
 import { Cluster, findInstallation } from "@tributary/testkit";
 import { backends, createTestDatabase, type Backend, type TestDatabase } from "./support/backends.ts";
+import { waitForCount } from "./support/streams.ts";
 
 /** The MigrationError a promise rejects with; fails the test when it resolves or throws anything else. */
 async function migrationError(promise: Promise<unknown>, code: MigrationErrorCode): Promise<MigrationError> {
@@ -202,6 +204,28 @@ describe("migrate", () => {
     const fixed = await migrate(client(db.url), { slotName: db.slotName, migrationsDir: dir });
     expect(fixed.applied.map((f) => f.name)).toEqual(["gadgets"]);
     expect(await appliedVersions(db.sql)).toEqual([...existing, next, next + 1]);
+  });
+
+  it("a relay newer than the schema stops with NOT_MIGRATED, names the migration it needs, and runs once migrated", async () => {
+    const dir = copyOfMigrations();
+    dirs.push(dir);
+    const newest = readMigrations(dir).filter((f) => f.version >= 13);
+    for (const f of newest) unlinkSync(join(dir, `${String(f.version).padStart(4, "0")}_${f.name}.sql`));
+    await migrate(db.sql, { slotName: db.slotName, migrationsDir: dir });
+    await db.sql`select tributary.create_stream('orders', 2)`;
+    // Without 0013 the schema still has 0012's grants; one schema further back, the relay's COPY would be refused as a privilege.
+    const fatal = await relayFatal(db.url, db.slotName);
+    expect(fatal.code).toBe("NOT_MIGRATED");
+    expect(fatal.message).toMatch(/older than this relay: it needs migration 0013_time_marks and the ones before it\. Run migrate\(\) \(@tributary\/migrate\) first/);
+
+    await migrate(db.sql, { slotName: db.slotName });
+    await db.sql.begin((tx) => appendBatch(tx, [{ stream: "orders", key: "k", type: "T", data: 1 }]));
+    const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+    try {
+      await waitForCount(db.sql, 1);
+    } finally {
+      await relay.stop();
+    }
   });
 
   it("refuses to re-create a dropped slot (SLOT_LOST); the relay stops with SLOT_LOST too", async () => {

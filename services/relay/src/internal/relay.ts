@@ -179,7 +179,29 @@ interface LoadedState {
   segments: Array<{ stream: string; segment: number }>;
 }
 
+/**
+ * The newest migration this relay depends on, and an object it creates.
+ * Migrations apply in order, so its presence says every one before it is
+ * applied too: a relay newer than the schema stops here with NOT_MIGRATED,
+ * not later on the first object it misses (without 0012's grants its COPY
+ * into a segment is refused as a privilege, which reads like a missing
+ * role). A catalog lookup: any role may make it. Moves with each migration
+ * the relay comes to depend on.
+ */
+const NEWEST_MIGRATION_NEEDED = { name: "0013_time_marks", probe: "tributary.mark_times(int)" } as const;
+
+async function checkSchema(sql: Sql, config: RelayConfig): Promise<void> {
+  const [row] = await sql<{ ok: boolean }[]>`select to_regprocedure(${NEWEST_MIGRATION_NEEDED.probe}) is not null as ok`;
+  if (row!.ok) return;
+  throw new RelayFatalError(
+    "NOT_MIGRATED",
+    `the tributary schema is missing or older than this relay: it needs migration ${NEWEST_MIGRATION_NEEDED.name} and the ones before it. ` +
+      `Run migrate() (@tributary/migrate) first (slot '${config.slotName}'), then start the relay again.`,
+  );
+}
+
 async function loadState(sql: Sql, config: RelayConfig): Promise<LoadedState> {
+  await checkSchema(sql, config);
   const [row] = await sql<{ commit_lsn: string; end_lsn: string; partial_commit_lsn: string | null; partial_events: string; version: string }[]>`
     select commit_lsn::text, end_lsn::text, partial_commit_lsn::text, partial_events::text, version::text
       from tributary.relay_checkpoints where slot_name = ${config.slotName}`;
