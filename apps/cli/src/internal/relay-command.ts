@@ -2,6 +2,7 @@ import { decoders, type Decoder } from "@tributary/core";
 import { defaultSlotName } from "@tributary/migrate";
 import { startRelay } from "@tributary/relay";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
+import { metricsOptions, metricsUsage, startMetrics } from "./metrics-option.ts";
 import { onShutdown } from "./shutdown.ts";
 
 const usage = `Usage: tributary relay [--database-url URL] [--slot NAME] [--decoder pgoutput|wal2json]
@@ -28,7 +29,8 @@ to do.
   --retention-interval SECONDS
                             how often the active relay rolls segments and
                             drops expired ones (tributary.set_retention;
-                            default 10)`;
+                            default 10)
+${metricsUsage}`;
 
 function seconds(values: Record<string, unknown>, name: string): number | undefined {
   const raw = values[name];
@@ -47,6 +49,7 @@ export async function relayCommand(argv: string[]): Promise<void> {
     "takeover-after": { type: "string" },
     "write-timeout": { type: "string" },
     "retention-interval": { type: "string" },
+    ...metricsOptions,
   }, usage);
   const retentionIntervalMs = seconds(values, "retention-interval");
   const takeoverAfterMs = seconds(values, "takeover-after");
@@ -57,6 +60,7 @@ export async function relayCommand(argv: string[]): Promise<void> {
   if (maxBatchEvents !== undefined && !(Number.isInteger(maxBatchEvents) && maxBatchEvents > 0)) {
     throw new UsageError(`--max-batch-events must be a positive integer, not '${values["max-batch-events"]}'`);
   }
+  const metrics = await startMetrics(values);
   const handle = startRelay({
     databaseUrl: databaseUrl(values),
     slotName: values.slot ?? defaultSlotName,
@@ -65,7 +69,15 @@ export async function relayCommand(argv: string[]): Promise<void> {
     ...(takeoverAfterMs ? { takeoverAfterMs } : {}),
     ...(writeTimeoutMs ? { writeTimeoutMs } : {}),
     ...(retentionIntervalMs ? { retentionIntervalMs } : {}),
+    ...(metrics ? { metrics: metrics.registry } : {}),
   });
-  onShutdown(() => handle.stop());
-  await handle.done;
+  onShutdown(async () => {
+    await handle.stop();
+    await metrics?.endpoint.close();
+  });
+  try {
+    await handle.done;
+  } finally {
+    await metrics?.endpoint.close();
+  }
 }

@@ -62,6 +62,8 @@ export interface PumpOptions {
   readonly writeTimeoutMs: number;
   /** At most one write of a position without events per this many ms. */
   readonly idleCheckpointMs: number;
+  /** A batch of events or set-aside messages committed after `seconds` of writing (metrics). */
+  readonly onWritten?: (batch: Batch, seconds: number) => void;
 }
 
 /** While a write is in flight, messages are accepted for at most this long before the writer's I/O gets a turn. */
@@ -223,6 +225,7 @@ export class RelayPump implements ReplicationHandler {
     const hooks = batch.size > 0 || batch.rejects.length > 0 ? this.hooks : {};
     await hooks.beforeWrite?.(batch);
     let version: bigint;
+    const startedAt = performance.now();
     try {
       version = await writeBatch(this.sql, this.tables, this.slotName, this.relayId, batch, this.state.checkpoint.version, this.options.writeTimeoutMs);
     } catch (error) {
@@ -232,6 +235,7 @@ export class RelayPump implements ReplicationHandler {
       }
       throw error;
     }
+    const seconds = (performance.now() - startedAt) / 1000;
     await hooks.afterCommit?.(batch);
     this.state.committed(batch, version);
     this.source.sendStatus(this.state.durableLsn(), false);
@@ -242,7 +246,10 @@ export class RelayPump implements ReplicationHandler {
     this.stats.events += batch.size;
     this.stats.rejected += batch.rejects.length;
     this.stats.transactions += batch.transactions;
-    if (batch.size > 0 || batch.rejects.length > 0) this.stats.batches++;
+    if (batch.size > 0 || batch.rejects.length > 0) {
+      this.stats.batches++;
+      this.options.onWritten?.(batch, seconds);
+    }
     await hooks.afterAck?.(batch);
   }
 }

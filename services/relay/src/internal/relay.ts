@@ -31,6 +31,7 @@
 import { randomUUID } from "node:crypto";
 import { Duration, Effect, Schedule } from "effect";
 import type { Sql } from "postgres";
+import type { Registry } from "prom-client";
 import { connectPostgres, openSession, TributaryConnectionError, type Session } from "@tributary/client";
 import { parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client/internals";
 import { Keyring, RELAY_CANDIDATE_LOCK, RELAY_LOCK, type Decoder } from "@tributary/core";
@@ -39,6 +40,7 @@ import { Lsn, ReplicationSource } from "@tributary/wal";
 import { BatchRefusedError, RelayFatalError, RelayFencedError, fatalSetupError, isRetryable } from "./errors.ts";
 import { renewLease, takeLease, takeOverExpired } from "./lease.ts";
 import { RelayPump, type BatchHooks, type PumpStats } from "./pump.ts";
+import { RelayMetrics } from "./relay-metrics.ts";
 import { SegmentKeeper } from "./segment-keeper.ts";
 import { entryKey, RelayState, type Checkpoint, type EntryId } from "./relay-state.ts";
 import { CaptureReloadError, CaptureSet, Reloads } from "./cdc/capture-set.ts";
@@ -73,6 +75,8 @@ export interface RelayConfig {
   readonly snapshotPollMs?: number;
   /** How often the active relay rolls and expires segments (segment-keeper.ts; default 10 s). */
   readonly retentionIntervalMs?: number;
+  /** A prom-client registry to register the relay's metrics on (relay-metrics.ts; README "Metrics"). None by default. */
+  readonly metrics?: Registry;
 }
 
 /**
@@ -250,7 +254,7 @@ async function checkSlotMatchesCheckpoint(sql: Sql, slotName: string, confirmedF
 }
 
 /** One relay session: from connecting to the stream ending (error or interrupt). */
-const session = (config: RelayConfig, relayId: string, log: (m: string) => void, recovery: Recovery) =>
+const session = (config: RelayConfig, relayId: string, log: (m: string) => void, recovery: Recovery, metrics: RelayMetrics | null) =>
   Effect.gen(function* () {
     const writeTimeoutMs = config.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS;
     const setup = <A>(what: (signal: AbortSignal) => Promise<A>) =>
@@ -318,10 +322,20 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
     );
     const statusIntervalMs = config.statusIntervalMs ?? 5_000;
     const pump = new RelayPump(writer, state, source, config.slotName, relayId,
-      { writeTimeoutMs, idleCheckpointMs: statusIntervalMs }, config.hooks);
+      { writeTimeoutMs, idleCheckpointMs: statusIntervalMs, ...(metrics ? { onWritten: (batch, seconds) => metrics.batchWritten(batch, seconds) } : {}) }, config.hooks);
     const keeper = new SegmentKeeper(sql, state, { intervalMs: config.retentionIntervalMs ?? 10_000, log, wake: () => pump.wake() });
     yield* renewWhileProgressing(lockConn, pump, source, config, relayId, log);
     log(`active on slot '${slot.slotName}' (${slot.plugin}) from ${Lsn.format(loaded.checkpoint.endLsn)}`);
+    if (metrics) {
+      // The active relay reports its slot; a standby reports only that it is one.
+      yield* Effect.acquireRelease(Effect.sync(() => {
+        metrics.attach(sql);
+        metrics.activeRelay(true);
+      }), () => Effect.sync(() => {
+        metrics.activeRelay(false);
+        metrics.detach(sql);
+      }));
+    }
     config.onActive?.(pump);
     yield* Effect.tryPromise({ try: (signal) => {
       signal.addEventListener("abort", () => void source.stop());
@@ -409,7 +423,8 @@ export function relay(config: RelayConfig): Effect.Effect<never, unknown> {
     Schedule.jittered,
   );
   const recovery: Recovery = { isolateThrough: null, refused: new Map(), reloads: new Reloads(), types: new Set() };
-  return Effect.suspend(() => Effect.scoped(session(config, relayId, log, recovery))).pipe(
+  const metrics = config.metrics ? new RelayMetrics(config.metrics, config.slotName) : null;
+  return Effect.suspend(() => Effect.scoped(session(config, relayId, log, recovery, metrics))).pipe(
     // A session that ended to load what it lacked (table capture) starts again at once.
     Effect.tapError((error) => Effect.sync(() => {
       if (error instanceof CaptureReloadError) log(`${error.message}: starting a new session`);

@@ -1,0 +1,122 @@
+/**
+ * The relay's /metrics (README "Metrics"; services/relay relay-metrics.ts),
+ * scraped from a real `tributary relay --metrics-port` process: its counters
+ * equal what the stream holds, its write histogram counts its batches, the
+ * slot's figures agree with the server's, a standby reports itself, and
+ * Prometheus' own promtool accepts the output. A cluster of its own: the lag
+ * of a slot is WAL the server wrote anywhere, and other tests write WAL.
+ */
+import postgres, { type Sql } from "postgres";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { appendBatch, createStream } from "@tributary/client";
+import { migrate } from "@tributary/migrate";
+import { Cluster, findInstallation } from "@tributary/testkit";
+import { killCliChildren, startCli } from "./support/cli.ts";
+import { promtoolCheck, sample, scrape } from "./support/metrics.ts";
+import { eventually } from "./support/processes.ts";
+import { countEvents } from "./support/streams.ts";
+
+const SLOT = "tributary";
+/** Starting the CLI up to its first output, on a loaded machine. */
+const PROCESS_START_MS = 30_000;
+
+/** Starts `tributary relay` with a metrics port of its own; resolves with the URL it printed. */
+async function relayWithMetrics(url: string): Promise<{ metricsUrl: string; output: { stdout: string; stderr: string } }> {
+  const relay = startCli(["relay", "--slot", SLOT, "--metrics-port", "0"], { DATABASE_URL: url });
+  let metricsUrl = "";
+  await eventually("the relay prints its metrics URL", () => {
+    metricsUrl = /metrics at (http:\/\/\S+)/.exec(relay.output.stderr)?.[1] ?? "";
+    return metricsUrl !== "";
+  }, PROCESS_START_MS);
+  return { metricsUrl, output: relay.output };
+}
+
+const embedded = findInstallation("embedded18");
+
+describe("relay metrics", () => {
+  let cluster: Cluster;
+  let sql: Sql;
+
+  beforeAll(async () => {
+    if ("missing" in embedded) throw new Error(embedded.missing);
+    cluster = await Cluster.start(embedded);
+    sql = postgres(cluster.url, { max: 4, onnotice: () => {} });
+    await migrate(sql, { slotName: SLOT });
+    await createStream(sql, "orders", 4);
+  });
+  afterEach(() => killCliChildren());
+  afterAll(async () => {
+    await sql?.end({ timeout: 1 });
+    await cluster?.destroy();
+  });
+
+  it("counts what the stream holds, times its writes, reports the slot as the server does, and passes promtool", async () => {
+    // 30 transactions of 100 events and 50 of one, written before the relay starts: a backlog of about 2 MB of WAL.
+    for (let t = 0; t < 30; t++) {
+      await sql.begin((tx) => appendBatch(tx, Array.from({ length: 100 }, (_, i) => ({ stream: "orders", key: `k${i}`, type: "Placed", data: { t, i, pad: "x".repeat(300) } }))));
+    }
+    for (let t = 0; t < 50; t++) await sql.begin((tx) => appendBatch(tx, [{ stream: "orders", key: `single${t}`, type: "Placed", data: { t } }]));
+    const { metricsUrl, output } = await relayWithMetrics(cluster.url);
+    const labels = { slot: SLOT };
+
+    let text = "";
+    await eventually("the relay's counter reaches the 3,050 events", async () => {
+      text = await scrape(metricsUrl);
+      return sample(text, "tributary_relay_events_total", labels) === 3_050;
+    }, PROCESS_START_MS + 30_000);
+    expect(await countEvents(sql)).toBe(3_050);
+    expect(sample(text, "tributary_relay_transactions_total", labels)).toBe(80);
+    expect(sample(text, "tributary_relay_rejected_messages_total", labels)).toBe(0);
+    const batches = sample(text, "tributary_relay_batches_total", labels)!;
+    expect(batches).toBeGreaterThanOrEqual(1);
+    expect(sample(text, "tributary_relay_batch_write_duration_seconds_count", labels)).toBe(batches);
+    expect(sample(text, "tributary_relay_batch_write_duration_seconds_sum", labels)).toBeGreaterThan(0);
+    expect(sample(text, "tributary_relay_batch_write_duration_seconds_bucket", { ...labels, le: "+Inf" })).toBe(batches);
+    expect(sample(text, "tributary_relay_active", labels)).toBe(1);
+    expect(sample(text, "tributary_slot_wal_status", { ...labels, status: "reserved" })).toBe(1);
+    for (const status of ["extended", "unreserved", "lost"]) expect(sample(text, "tributary_slot_wal_status", { ...labels, status })).toBe(0);
+    expect(sample(text, "process_resident_memory_bytes")).toBeGreaterThan(0);
+
+    // Caught up, the lag falls to what the relay's own checkpoint writes leave (it acknowledges them every status interval).
+    await eventually("the relay's lag falls below 64 kB once caught up", async () => {
+      text = await scrape(metricsUrl);
+      const lag = sample(text, "tributary_relay_lag_bytes", labels);
+      return lag !== undefined && lag < 65_536;
+    }, 60_000);
+    // The slot's figures are the server's: read before and after a scrape, they bracket it.
+    const slotNow = async () => (await sql<{ lag: string; retained: string }[]>`
+      select (pg_current_wal_lsn() - confirmed_flush_lsn)::text as lag, (pg_current_wal_lsn() - restart_lsn)::text as retained
+        from pg_replication_slots where slot_name = ${SLOT}`)[0]!;
+    const walNow = async () => BigInt((await sql<{ lsn: string }[]>`select (pg_current_wal_lsn() - '0/0')::text as lsn`)[0]!.lsn);
+    let bracketed = false;
+    for (let attempt = 0; attempt < 20 && !bracketed; attempt++) {
+      const walBefore = await walNow();
+      const before = await slotNow();
+      text = await scrape(metricsUrl);
+      const after = await slotNow();
+      // Only when nothing moved in between is the comparison exact.
+      if ((await walNow()) !== walBefore || before.lag !== after.lag || before.retained !== after.retained) continue;
+      expect(sample(text, "tributary_slot_retained_wal_bytes", labels)).toBe(Number(after.retained));
+      expect(sample(text, "tributary_relay_lag_bytes", labels)).toBe(Math.max(0, Number(after.lag)));
+      bracketed = true;
+    }
+    expect(bracketed, "the WAL never stood still for the length of a scrape").toBe(true);
+    expect(sample(text, "tributary_relay_lag_seconds", labels)).toBeGreaterThanOrEqual(0);
+
+    const lint = await promtoolCheck(text);
+    expect(lint, `promtool check metrics on:\n${text}`).toEqual({ code: 0, output: "" });
+    expect(output.stderr).not.toMatch(/error/i);
+  });
+
+  it("a standby says so: tributary_relay_active 0 while another relay is active, and the counters start at 0", async () => {
+    const active = await relayWithMetrics(cluster.url);
+    await eventually("the first relay is active", async () => sample(await scrape(active.metricsUrl), "tributary_relay_active", { slot: SLOT }) === 1, PROCESS_START_MS);
+    const standby = await relayWithMetrics(cluster.url);
+    await eventually("the second relay waits as a standby", () => /standby/.test(standby.output.stderr), PROCESS_START_MS);
+    const text = await scrape(standby.metricsUrl);
+    expect(sample(text, "tributary_relay_active", { slot: SLOT })).toBe(0);
+    expect(sample(text, "tributary_relay_events_total", { slot: SLOT })).toBe(0);
+    expect(sample(text, "tributary_relay_lag_bytes", { slot: SLOT }), "a standby reads no slot figures").toBeUndefined();
+    expect(await promtoolCheck(text)).toEqual({ code: 0, output: "" });
+  });
+});
