@@ -20,16 +20,19 @@ const SLOT = "tributary";
 /** Starting the CLI up to its first output, on a loaded machine. */
 const PROCESS_START_MS = 30_000;
 
-/** Starts `tributary relay` with a metrics port of its own; resolves with the URL it printed. */
-async function relayWithMetrics(url: string): Promise<{ metricsUrl: string; output: { stdout: string; stderr: string } }> {
-  const relay = startCli(["relay", "--slot", SLOT, "--metrics-port", "0"], { DATABASE_URL: url });
+/** Starts a CLI command that serves metrics on a free port; resolves with the URL it printed. */
+async function withMetrics(args: string[], url: string): Promise<{ metricsUrl: string; output: { stdout: string; stderr: string } }> {
+  const child = startCli(args, { DATABASE_URL: url });
   let metricsUrl = "";
-  await eventually("the relay prints its metrics URL", () => {
-    metricsUrl = /metrics at (http:\/\/\S+)/.exec(relay.output.stderr)?.[1] ?? "";
-    return metricsUrl !== "";
+  await eventually(`tributary ${args[0]} prints its metrics URL`, () => {
+    metricsUrl = /metrics at (http:\/\/\S+)/.exec(child.output.stderr)?.[1] ?? "";
+    return metricsUrl !== "" || child.child.exitCode !== null;
   }, PROCESS_START_MS);
-  return { metricsUrl, output: relay.output };
+  if (metricsUrl === "") throw new Error(`tributary ${args.join(" ")} exited: ${child.output.stderr}`);
+  return { metricsUrl, output: child.output };
 }
+
+const relayWithMetrics = (url: string) => withMetrics(["relay", "--slot", SLOT, "--metrics-port", "0"], url);
 
 const embedded = findInstallation("embedded18");
 
@@ -118,5 +121,50 @@ describe("relay metrics", () => {
     expect(sample(text, "tributary_relay_events_total", { slot: SLOT })).toBe(0);
     expect(sample(text, "tributary_relay_lag_bytes", { slot: SLOT }), "a standby reads no slot figures").toBeUndefined();
     expect(await promtoolCheck(text)).toEqual({ code: 0, output: "" });
+  });
+
+  it("tributary metrics serves the database's streams, slots, groups and queues as status and groups read them", async () => {
+    await sql`insert into tributary.consumer_groups (group_name) values ('billing')`;
+    const ends = await sql<{ partition: number; next: string }[]>`select partition, next_offset::text as next from tributary.partition_offsets where stream = 'orders' order by 1`;
+    for (const e of ends) await sql`insert into tributary.group_offsets (group_name, stream, partition, next_offset) values ('billing', 'orders', ${e.partition}, ${Math.floor(Number(e.next) / 2)})`;
+    await sql`select tributary.create_queue('mail')`;
+    for (let i = 0; i < 3; i++) await sql`select tributary.send('mail', ${sql.json({ i })})`;
+    const { metricsUrl } = await withMetrics(["metrics", "--port", "0"], cluster.url);
+
+    let text = "";
+    // The relays of the tests before were killed: their lock goes with their connection.
+    await eventually("no relay holds the slot", async () => {
+      text = await scrape(metricsUrl);
+      return sample(text, "tributary_slot_active_relays", { slot: SLOT }) === 0;
+    }, PROCESS_START_MS);
+    expect(sample(text, "tributary_database_up")).toBe(1);
+    expect(sample(text, "tributary_stream_events_total", { stream: "orders" })).toBe(ends.reduce((n, e) => n + Number(e.next), 0));
+    expect(sample(text, "tributary_stream_partitions", { stream: "orders" })).toBe(4);
+    expect(sample(text, "tributary_stream_size_bytes", { stream: "orders" })).toBeGreaterThan(0);
+    for (const e of ends) {
+      const labels = { group: "billing", stream: "orders", partition: String(e.partition) };
+      const committed = Math.floor(Number(e.next) / 2);
+      expect(sample(text, "tributary_group_committed_offset", labels)).toBe(committed);
+      expect(sample(text, "tributary_group_end_offset", labels)).toBe(Number(e.next));
+      expect(sample(text, "tributary_group_lag_events", labels)).toBe(Number(e.next) - committed);
+      expect(sample(text, "tributary_group_behind_retention", labels)).toBe(0);
+    }
+    expect(sample(text, "tributary_group_alive_members", { group: "billing" })).toBe(0);
+    expect(sample(text, "tributary_queue_ready_messages", { queue: "mail" })).toBe(3);
+    expect(sample(text, "tributary_queue_dead_messages", { queue: "mail" })).toBe(0);
+    expect(sample(text, "tributary_queue_oldest_ready_age_seconds", { queue: "mail" })).toBeGreaterThanOrEqual(0);
+    expect(sample(text, "tributary_slot_wal_status", { slot: SLOT, status: "reserved" })).toBe(1);
+    expect(sample(text, "tributary_slot_retained_wal_bytes", { slot: SLOT })).toBeGreaterThan(0);
+    expect(sample(text, "tributary_alarms")).toBe(0);
+    expect(await promtoolCheck(text)).toEqual({ code: 0, output: "" });
+  });
+
+  it("tributary metrics answers while the database does not: tributary_database_up 0 and nothing else of it", async () => {
+    const { metricsUrl, output } = await withMetrics(["metrics", "--port", "0"], "postgres://postgres@127.0.0.1:1/postgres");
+    const text = await scrape(metricsUrl);
+    expect(sample(text, "tributary_database_up")).toBe(0);
+    expect(text).not.toMatch(/^tributary_stream_/m);
+    expect(await promtoolCheck(text)).toEqual({ code: 0, output: "" });
+    await eventually("the exporter says why", () => /reading the database failed: .*ECONNREFUSED/.test(output.stderr), PROCESS_START_MS);
   });
 });

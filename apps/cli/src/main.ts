@@ -42,6 +42,10 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
     run: async (argv) => (await import("./internal/capture-command.ts")).captureCommand(argv),
     summary: "table capture (CDC): add, remove, list and backfill captured tables",
   },
+  metrics: {
+    run: async (argv) => (await import("./internal/metrics-command.ts")).metricsCommand(argv),
+    summary: "serve the database's streams, slots, groups and queues as Prometheus metrics",
+  },
   status: {
     run: async (argv) => (await import("./internal/status-command.ts")).statusCommand(argv),
     summary: "streams and event counts, relays (active, standby, lag), groups and their lag, queues and workers, captures",

@@ -26,14 +26,23 @@ export async function startMetrics(values: { "metrics-port"?: string | boolean |
     if (values["metrics-host"] !== undefined) throw new UsageError("--metrics-host needs --metrics-port");
     return null;
   }
-  const port = Number(raw);
-  if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError(`--metrics-port must be a TCP port (0-65535; 0 takes a free one), not '${String(raw)}'`);
+  const host = typeof values["metrics-host"] === "string" ? values["metrics-host"] : undefined;
+  return serveProcessMetrics(raw, host, "--metrics-port");
+}
+
+/**
+ * A registry with the process's default metrics and what `register` adds,
+ * served on `rawPort` (`flag` names it in the error of a bad one).
+ */
+export async function serveProcessMetrics(rawPort: string | boolean, host: string | undefined, flag: string, register?: (registry: Registry) => void): Promise<CommandMetrics> {
+  const port = Number(rawPort);
+  if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError(`${flag} must be a TCP port (0-65535; 0 takes a free one), not '${String(rawPort)}'`);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   // prom-client names three gauges with a counter's suffix, which Prometheus'
   // naming rules (promtool check metrics) refuse; each has a twin without it.
   for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(name);
-  const host = typeof values["metrics-host"] === "string" ? values["metrics-host"] : undefined;
+  register?.(registry);
   const endpoint = await serveMetrics(registry, { port, ...(host ? { host } : {}) });
   console.error(`metrics at ${endpoint.url}`);
   return { registry, endpoint };
