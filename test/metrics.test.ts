@@ -8,7 +8,10 @@
  */
 import postgres, { type Sql } from "postgres";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { appendBatch, createStream } from "@tributary/client";
+import { Registry } from "prom-client";
+import { appendBatch, consumer, createStream } from "@tributary/client";
+import { serveMetrics } from "@tributary/core";
+import { startRelay } from "@tributary/relay";
 import { migrate } from "@tributary/migrate";
 import { Cluster, findInstallation } from "@tributary/testkit";
 import { killCliChildren, startCli } from "./support/cli.ts";
@@ -166,5 +169,44 @@ describe("relay metrics", () => {
     expect(text).not.toMatch(/^tributary_stream_/m);
     expect(await promtoolCheck(text)).toEqual({ code: 0, output: "" });
     await eventually("the exporter says why", () => /reading the database failed: .*ECONNREFUSED/.test(output.stderr), PROCESS_START_MS);
+  });
+
+  it("a consumer group member's metrics: events handled per partition, batch durations, a dead letter, and its partitions' committed offset, end and lag", async () => {
+    await createStream(sql, "payments", 3);
+    const relay = startRelay({ databaseUrl: cluster.url, slotName: SLOT, log: () => {} });
+    const registry = new Registry();
+    const endpoint = await serveMetrics(registry, { port: 0 });
+    const member = await consumer(sql, {
+      group: "ledger", streams: ["payments"], metrics: registry, retries: 0, onFailure: "dead-letter", log: () => {},
+      handler: (event) => {
+        if ((event.data as { n: number }).n === 7) throw new Error("n = 7 is refused");
+      },
+    });
+    try {
+      await sql.begin((tx) => appendBatch(tx, Array.from({ length: 40 }, (_, n) => ({ stream: "payments", key: `p${n % 5}`, type: "Paid", data: { n } }))));
+      const ends = async () => sql<{ partition: number; next: string }[]>`select partition, next_offset::text as next from tributary.partition_offsets where stream = 'payments' order by 1`;
+      let text = "";
+      await eventually("the member committed past every event", async () => {
+        text = await scrape(endpoint.url);
+        const e = await ends();
+        return e.length > 0 && e.every((x) => sample(text, "tributary_consumer_committed_offset", { group: "ledger", stream: "payments", partition: String(x.partition) }) === Number(x.next));
+      }, 60_000);
+      let handled = 0;
+      for (const e of await ends()) {
+        const labels = { group: "ledger", stream: "payments", partition: String(e.partition) };
+        expect(sample(text, "tributary_consumer_end_offset", labels)).toBe(Number(e.next));
+        expect(sample(text, "tributary_consumer_lag_events", labels)).toBe(0);
+        handled += sample(text, "tributary_consumer_events_total", labels) ?? 0;
+      }
+      expect(handled).toBe(40);
+      expect(sample(text, "tributary_consumer_handler_failures_total", { group: "ledger", stream: "payments", outcome: "dead_letter" })).toBe(1);
+      expect(sample(text, "tributary_consumer_assigned_partitions", { group: "ledger" })).toBe(3);
+      expect(sample(text, "tributary_consumer_batch_duration_seconds_count", { group: "ledger", stream: "payments" })).toBeGreaterThanOrEqual(1);
+      expect(await promtoolCheck(text)).toEqual({ code: 0, output: "" });
+    } finally {
+      await member.stop();
+      await endpoint.close();
+      await relay.stop();
+    }
   });
 });

@@ -48,6 +48,8 @@ export interface BatchHandling {
   readonly deadLetterStream: (stream: string) => string;
   readonly log: (message: string) => void;
   readonly signal: AbortSignal;
+  /** Told of each event the handler gave up on (consumer-metrics.ts). */
+  readonly metrics?: { failed(stream: string, outcome: "paused" | "dead_letter"): void } | null;
 }
 
 export interface PartitionRef {
@@ -153,6 +155,7 @@ async function fail(h: BatchHandling, ref: PartitionRef, failed: AnyEvent, error
   if (h.onFailure === "pause") {
     // Everything before this event is handled: commit up to it, so a restart resumes exactly here.
     await commitOffsets(h.sql, h.group, h.memberId, [{ ...ref, nextOffset: event.offset }]);
+    h.metrics?.failed(event.stream, "paused");
     h.log(`handler failed on ${where} after ${h.retries} retries; partition paused there: ${describe(error)}`);
     return { kind: "paused", nextOffset: event.offset, error };
   }
@@ -175,6 +178,7 @@ async function fail(h: BatchHandling, ref: PartitionRef, failed: AnyEvent, error
     });
     await commitOffsets(tx, h.group, h.memberId, [{ ...ref, nextOffset: event.offset + 1 }]);
   });
+  h.metrics?.failed(event.stream, "dead_letter");
   h.log(`handler failed on ${where} after ${h.retries} retries; moved to dead-letter stream ${deadLetter}: ${describe(error)}`);
   return { kind: "done", nextOffset: event.offset + 1 };
 }

@@ -25,11 +25,13 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { Duration, Schedule } from "effect";
 import type { Sql } from "postgres";
+import type { Registry } from "prom-client";
 import { EVENTS_CHANNEL, GROUPS_CHANNEL } from "@tributary/core";
 import type { RawStreamEvent, StreamEvent } from "../events.ts";
 import { resolveStart, type StartPosition } from "../reader.ts";
 import { TributaryGroupError } from "../errors.ts";
 import { describeMissed, missedBelowWatermark, type MissedEvents, type OutOfRangePolicy } from "../low-watermarks.ts";
+import { ConsumerMetrics } from "./consumer-metrics.ts";
 import { handleBatch, type AnyEvent, type BatchHandling, type EventBatchHandler, type EventHandler, type FailurePolicy, type RawEventBatchHandler } from "./batch-handler.ts";
 import { fetchPartitions, fetchRawPartitions } from "./fetch.ts";
 import { heartbeat, leave, release, type HeartbeatResult } from "./membership.ts";
@@ -88,6 +90,8 @@ export interface ConsumerOptions {
   /** Shown by `tributary groups` (default host:pid). */
   readonly client?: string;
   readonly log?: (message: string) => void;
+  /** A prom-client registry to register the member's metrics on (consumer-metrics.ts; README "Metrics"). None by default. */
+  readonly metrics?: Registry;
 }
 
 export interface PartitionStatus {
@@ -151,6 +155,7 @@ class GroupMember implements Consumer {
   private lastHeartbeatOk = Date.now();
   private listeners: Array<{ unlisten(): Promise<void> }> = [];
   private readonly handling: BatchHandling;
+  private readonly metrics: ConsumerMetrics | null;
   private readonly opts: Required<Pick<ConsumerOptions, "batchSize" | "concurrency" | "sessionTimeoutMs" | "heartbeatIntervalMs" | "pollIntervalMs" | "releaseTimeoutMs">>;
   private readonly log: (message: string) => void;
 
@@ -171,6 +176,7 @@ class GroupMember implements Consumer {
       pollIntervalMs: options.pollIntervalMs ?? 2_000,
       releaseTimeoutMs: options.releaseTimeoutMs ?? sessionTimeoutMs,
     };
+    this.metrics = options.metrics ? new ConsumerMetrics(options.metrics, options.group, sql, () => this.assignments()) : null;
     this.handling = {
       sql,
       group: options.group,
@@ -183,6 +189,7 @@ class GroupMember implements Consumer {
       deadLetterStream: options.deadLetterStream ?? ((stream) => `${stream}.dead-letter`),
       log: this.log,
       signal: this.abort.signal,
+      metrics: this.metrics,
     };
     this.done = new Promise((resolve, reject) => {
       this.resolveDone = resolve;
@@ -232,6 +239,7 @@ class GroupMember implements Consumer {
   async stop(): Promise<void> {
     if (this.stopping) return this.done;
     this.stopping = true;
+    this.metrics?.close();
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     if (this.pollTimer) clearInterval(this.pollTimer);
     // Batches in flight finish and commit (their retries are cut short).
@@ -478,7 +486,9 @@ class GroupMember implements Consumer {
 
   private async handle(p: PartitionState, events: AnyEvent[]): Promise<void> {
     try {
+      const startedAt = this.metrics ? performance.now() : 0;
       const outcome = await handleBatch(this.handling, p, events);
+      this.metrics?.handled(p.stream, p.partition, outcome.nextOffset - events[0]!.offset, (performance.now() - startedAt) / 1000);
       p.position = outcome.nextOffset;
       if (outcome.kind === "paused") p.paused = true;
     } catch (error) {
