@@ -9,7 +9,7 @@
 import postgres, { type Sql } from "postgres";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Registry } from "prom-client";
-import { appendBatch, consumer, createStream } from "@tributary/client";
+import { appendBatch, consumer, createStream, work } from "@tributary/client";
 import { serveMetrics } from "@tributary/core";
 import { startRelay } from "@tributary/relay";
 import { migrate } from "@tributary/migrate";
@@ -207,6 +207,35 @@ describe("relay metrics", () => {
       await member.stop();
       await endpoint.close();
       await relay.stop();
+    }
+  });
+
+  it("a queue worker's metrics: jobs by outcome, handler durations, jobs in flight, and the queue by state", async () => {
+    // Two deliveries, 100 ms apart: a job that always fails is retried once, then dead.
+    await sql`select tributary.create_queue('invoices', ${sql.json({ max_deliveries: 2, backoff: { base: 0.1, max: 0.1, jitter: 0 } })})`;
+    for (let i = 0; i < 5; i++) await sql`select tributary.send('invoices', ${sql.json({ i })})`;
+    const registry = new Registry();
+    const endpoint = await serveMetrics(registry, { port: 0 });
+    const worker = await work<{ i: number }>(sql, "invoices", (message) => {
+      if (message.payload.i === 3) throw new Error("invoice 3 cannot be sent");
+    }, { metrics: registry, pollIntervalMs: 100, log: () => {} });
+    try {
+      let text = "";
+      const jobs = (outcome: string) => sample(text, "tributary_queue_jobs_total", { queue: "invoices", outcome });
+      await eventually("four jobs completed and one dead", async () => {
+        text = await scrape(endpoint.url);
+        return jobs("completed") === 4 && jobs("dead") === 1;
+      }, 30_000);
+      expect(jobs("retried")).toBe(1);
+      expect(sample(text, "tributary_queue_job_duration_seconds_count", { queue: "invoices" })).toBe(6);
+      expect(sample(text, "tributary_queue_worker_jobs_in_flight", { queue: "invoices" })).toBe(0);
+      expect(sample(text, "tributary_queue_dead_messages", { queue: "invoices" })).toBe(1);
+      expect(sample(text, "tributary_queue_ready_messages", { queue: "invoices" })).toBe(0);
+      expect(sample(text, "tributary_queue_live_workers", { queue: "invoices" })).toBe(1);
+      expect(await promtoolCheck(text)).toEqual({ code: 0, output: "" });
+    } finally {
+      await worker.stop();
+      await endpoint.close();
     }
   });
 });

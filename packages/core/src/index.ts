@@ -11,5 +11,5 @@ export { isRejection, Keyring, MESSAGE_PREFIX, readEventMessage } from "./intern
 export type { RawEvent, Rejection, RejectionReason } from "./internal/event-message.ts";
 export { CDC_MESSAGE_PREFIX, decoders, PUBLICATION } from "./internal/replication.ts";
 export type { Decoder } from "./internal/replication.ts";
-export { MetricsEndpointError, serveMetrics } from "./internal/metrics-endpoint.ts";
+export { MetricsEndpointError, oncePerScrape, serveMetrics } from "./internal/metrics-endpoint.ts";
 export type { MetricsEndpoint, MetricsEndpointOptions } from "./internal/metrics-endpoint.ts";

@@ -9,6 +9,7 @@
 import type { Sql } from "postgres";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { describeGroups, type GroupDescription } from "@tributary/client";
+import { oncePerScrape } from "@tributary/core";
 import { readStatus, type Status } from "./status-query.ts";
 
 const WAL_STATUSES = ["reserved", "extended", "unreserved", "lost"] as const;
@@ -44,18 +45,12 @@ function figure<K extends string>(
 
 export function registerDatabaseMetrics(registry: Registry, sql: Sql): void {
   // The metrics of one scrape collect together: one read serves them all.
-  let cached: { at: number; read: Promise<Figures | null> } | null = null;
   let lastError: string | null = null;
-  const read = (): Promise<Figures | null> => {
-    const now = performance.now();
-    if (cached && now - cached.at < 1_000) return cached.read;
-    const figures = (async () => ({ status: await readStatus(sql), groups: await describeGroups(sql) }))().then(
+  const read = oncePerScrape((): Promise<Figures | null> =>
+    (async () => ({ status: await readStatus(sql), groups: await describeGroups(sql) }))().then(
       (f) => { lastError = null; return f; },
       (error: unknown) => { lastError = (error as Error)?.message ?? String(error); return null; },
-    );
-    cached = { at: now, read: figures };
-    return figures;
-  };
+    ));
   new Gauge({
     name: "tributary_database_up", help: "1 when the last scrape read the database's figures, 0 when it could not (the exporter's log says why).", registers: [registry],
     async collect() {

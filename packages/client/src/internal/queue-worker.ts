@@ -39,11 +39,13 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Sql } from "postgres";
+import type { Registry } from "prom-client";
 import { QUEUE_CHANNEL } from "@tributary/core";
 import { TributaryQueueError } from "./errors.ts";
 import { ackBatch, extend, claim, nack, release, type ClaimedMessage } from "./queue.ts";
 import { feedQueue } from "./queue-feeder.ts";
 import { startQueueVacuum } from "./queue-vacuum.ts";
+import { QueueWorkerMetrics } from "./queue-worker-metrics.ts";
 
 export interface WorkerContext {
   /** Aborted when the worker stops and the grace period ends: the message will be released. */
@@ -77,6 +79,8 @@ export interface WorkOptions {
   /** VACUUM the queue table when dead rows pile up (default true; see queue-vacuum.ts for the thresholds). */
   readonly vacuum?: boolean | { readonly deadRows?: number; readonly checkEveryMs?: number };
   readonly log?: (message: string) => void;
+  /** A prom-client registry to register the worker's metrics on (queue-worker-metrics.ts; README "Metrics"). None by default. */
+  readonly metrics?: Registry;
 }
 
 export interface QueueWorker {
@@ -99,8 +103,8 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   const capacity = () => concurrency + depth;
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const log = options.log ?? ((m: string) => console.error(`[tributary worker ${queue}] ${m}`));
-  const [settings] = await sql<{ visibility: number; stream: string | null }[]>`
-    select extract(epoch from visibility_timeout)::float8 as visibility, stream from tributary.queue_settings(${queue})`;
+  const [settings] = await sql<{ visibility: number; stream: string | null; max_deliveries: number }[]>`
+    select extract(epoch from visibility_timeout)::float8 as visibility, stream, max_deliveries from tributary.queue_settings(${queue})`;
   const visibilitySeconds = options.visibilitySeconds ?? settings!.visibility;
   const extendEveryMs = options.extendEveryMs ?? Math.max(100, Math.min(10_000, (visibilitySeconds * 1000) / 3));
 
@@ -114,6 +118,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   let waiting: Array<Held<Payload>> = [];
   const running = new Map<string, Held<Payload>>();
   const counts = { succeeded: 0, failed: 0 };
+  const metrics = options.metrics ? new QueueWorkerMetrics(options.metrics, queue, sql, () => running.size) : null;
   let stopping = false;
   /** Resolves the loop's wait; null while the loop is not waiting (claiming, or starting handlers). */
   let wake: (() => void) | null = null;
@@ -187,11 +192,13 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   const handle = async (held: Held<Payload>) => {
     const { message, abort } = held;
     let failure: unknown = null;
+    const startedAt = metrics ? performance.now() : 0;
     try {
       await handler(message, { signal: abort.signal, worker });
     } catch (error) {
       failure = error ?? new Error("handler failed");
     }
+    const seconds = metrics ? (performance.now() - startedAt) / 1000 : 0;
     held.settled = true;
     running.delete(message.receipt);
     if (abort.signal.aborted) return; // given back by stop()
@@ -199,9 +206,13 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     pump();
     if (failure === null) {
       await batchedAck(message.receipt).then(
-        () => void counts.succeeded++,
+        () => {
+          counts.succeeded++;
+          metrics?.settled("completed", seconds);
+        },
         (error: unknown) => {
           counts.failed++;
+          metrics?.settled("retried", seconds); // not acked: delivered again
           log(`ack of message ${message.id} failed (${(error as Error).message}); it will be delivered again`);
         },
       );
@@ -212,6 +223,8 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     await nack(sql, queue, message.receipt, { error: text.slice(0, 2000) }).catch((e: unknown) => {
       log(`nack of message ${message.id} failed (${(e as Error).message}); its claim will expire instead`);
     });
+    // Counted once the queue has it: retried after the backoff, or dead on its last delivery.
+    metrics?.settled(message.deliveries >= settings!.max_deliveries ? "dead" : "retried", seconds);
   };
   const start = (held: Held<Payload>) => {
     running.set(held.message.receipt, held);
@@ -280,6 +293,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
   const stop = () => {
     stopped ??= (async () => {
       stopping = true;
+      metrics?.close();
       wakeUp();
       await feeder?.stop().catch(() => undefined);
       await vacuum?.stop();

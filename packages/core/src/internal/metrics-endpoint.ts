@@ -65,3 +65,22 @@ export async function serveMetrics(registry: Registry, options: MetricsEndpointO
     }),
   };
 }
+
+/**
+ * `read`, shared by the collectors of one scrape: prom-client collects every
+ * metric of a registry at once, so a read in flight (or settled in this turn
+ * of the event loop) serves them all, and the next scrape reads again.
+ */
+export function oncePerScrape<T>(read: () => Promise<T>): () => Promise<T> {
+  let current: Promise<T> | null = null;
+  return () => {
+    if (current) return current;
+    const started = read();
+    current = started;
+    const forget = () => setImmediate(() => {
+      if (current === started) current = null;
+    });
+    started.then(forget, forget);
+    return started;
+  };
+}

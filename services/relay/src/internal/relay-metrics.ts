@@ -10,6 +10,7 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Sql } from "postgres";
+import { oncePerScrape } from "@tributary/core";
 import type { Batch } from "./relay-state.ts";
 
 /** pg_replication_slots.wal_status's values: one series each, 1 for the slot's current one. */
@@ -33,7 +34,7 @@ export class RelayMetrics {
   private readonly active: Gauge<"slot">;
   private sql: Sql | null = null;
   /** One read of the slot serves every gauge of a scrape. */
-  private figures: { at: number; read: Promise<SlotFigures | null> } | null = null;
+  private readonly figures = oncePerScrape(() => (this.sql === null ? Promise.resolve(null) : slotFigures(this.sql, this.slot).catch(() => null)));
 
   constructor(registry: Registry, private readonly slot: string) {
     const labelNames = ["slot"] as const;
@@ -95,12 +96,10 @@ export class RelayMetrics {
   /** A session's pool to read the slot's figures with, until the session ends. */
   attach(sql: Sql): void {
     this.sql = sql;
-    this.figures = null;
   }
 
   detach(sql: Sql): void {
     if (this.sql === sql) this.sql = null;
-    this.figures = null;
   }
 
   activeRelay(active: boolean): void {
@@ -119,14 +118,9 @@ export class RelayMetrics {
 
   /** The slot's figures for this scrape (null: no session, or the read failed). */
   readFigures(): Promise<SlotFigures | null> {
-    const now = performance.now();
-    // The gauges of one scrape collect together: one query for all of them.
-    if (this.figures && now - this.figures.at < 1_000) return this.figures.read;
-    const sql = this.sql;
-    const read = sql === null ? Promise.resolve(null) : slotFigures(sql, this.slot).catch(() => null);
-    this.figures = { at: now, read };
-    return read;
+    return this.figures();
   }
+
 }
 
 /** The slot's lag and retained WAL, as `tributary status` defines them (apps/cli status-query.ts). */

@@ -8,6 +8,7 @@
  */
 import type { Sql } from "postgres";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { oncePerScrape } from "@tributary/core";
 
 export interface AssignedPartition {
   readonly stream: string;
@@ -55,12 +56,7 @@ export class ConsumerMetrics {
     const members = this.members;
     const labelNames = ["group", "stream", "partition"] as const;
     // One read of the partitions' ends serves the three gauges of a scrape.
-    let cached: { at: number; read: Promise<PartitionFigures[]> } | null = null;
-    const read = (): Promise<PartitionFigures[]> => {
-      const now = performance.now();
-      if (!cached || now - cached.at >= 1_000) cached = { at: now, read: partitionFigures([...members]) };
-      return cached.read;
-    };
+    const read = oncePerScrape(() => partitionFigures([...members]));
     const gauge = (name: string, help: string, value: (f: PartitionFigures) => number | null) => new Gauge({
       name, help, labelNames, registers,
       async collect() {
