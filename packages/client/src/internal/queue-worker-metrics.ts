@@ -8,7 +8,7 @@
 import type { Sql } from "postgres";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { oncePerScrape } from "@tributary/core";
-import { describeQueues } from "./queue-admin.ts";
+import { describeQueues, type QueueDescription } from "./queue-admin.ts";
 
 /** What became of a handled job: acked; failed and to be delivered again; failed for the last time (a dead letter). */
 export type JobOutcome = "completed" | "retried" | "dead";
@@ -84,15 +84,7 @@ export class QueueWorkerMetrics {
   }
 }
 
-interface QueueFigures {
-  queue: string;
-  ready: number;
-  inFlight: number;
-  delayed: number;
-  dead: number;
-  oldestReadyAgeSeconds: number | null;
-  liveWorkers: number;
-}
+type QueueFigures = Pick<QueueDescription, "queue" | "ready" | "inFlight" | "delayed" | "dead" | "oldestReadyAgeSeconds" | "liveWorkers">;
 
 async function queueFigures(workers: readonly Worker[]): Promise<QueueFigures[]> {
   const seen = new Set<string>();
