@@ -17,6 +17,7 @@ import postgres, { type Sql } from "postgres";
 import { freePort } from "@tributary/testkit";
 import { DEV_RELAY_STATUS_INTERVAL_MS } from "../apps/cli/src/internal/dev-settings.ts";
 import { killCliChildren, runCli, startCli } from "./support/cli.ts";
+import { promtoolCheck, sample, scrape } from "./support/metrics.ts";
 
 const RATE = 30; // demo events per second: an order (three events) every 100 ms
 // The slack a shared 2-core machine needs over what the settings promise.
@@ -75,8 +76,8 @@ async function stopServerOf(dir: string): Promise<void> {
 }
 
 /** `tributary dev --demo` on the test's folder; resolves once it printed its URL and the demo numbered its first order. */
-async function startDev(port: number) {
-  const dev = startCli(["dev", "--demo", "--rate", String(RATE), "--data-dir", dataDir, "--port", String(port)]);
+async function startDev(port: number, extra: string[] = []) {
+  const dev = startCli(["dev", "--demo", "--rate", String(RATE), "--data-dir", dataDir, "--port", String(port), ...extra]);
   const url = await until(() => /^DATABASE_URL=(\S+)$/m.exec(dev.output.stdout)?.[1] ?? (dev.child.exitCode === null ? null : "exited"), "dev to print its URL", START_MS, dev.output);
   if (url === "exited") throw new Error(`tributary dev exited ${dev.child.exitCode}:\n${dev.output.stderr}`);
   const firstOrder = Number(await until(() => /^\[demo\] .* from order-(\d+)$/m.exec(dev.output.stderr)?.[1], "the demo to start", START_MS, dev.output));
@@ -170,7 +171,7 @@ describe("tributary dev", () => {
     await held;
     await stopServerOf(dataDir);
 
-    const second = await startDev(port);
+    const second = await startDev(port, ["--metrics-port", "0"]);
     // Everything before the restart is relayed once the second demo's orders are.
     await until(async () => (await orderHistories(second.sql)).has(second.firstOrder + 1), "the restarted demo's orders to be relayed", eventsWithinMs(2 * 3), second.output);
     const histories = await orderHistories(second.sql);
@@ -182,6 +183,15 @@ describe("tributary dev", () => {
     const full = ["OrderPlaced", "OrderPaid", "OrderShipped"];
     for (const [n, types] of histories) expect(types, `order-${n}`).toEqual(full.slice(0, types.length));
     expect(numbers).toEqual(numbers.map((_, i) => i));
+
+    // dev serves the relay's metrics and the database's: the relay wrote this session's orders, the stream holds all of them.
+    const metricsUrl = /^metrics at (\S+)$/m.exec(second.output.stderr)?.[1];
+    expect(metricsUrl, second.output.stderr).toBeDefined();
+    const text = await scrape(metricsUrl!);
+    expect(sample(text, "tributary_relay_active", { slot: "tributary" })).toBe(1);
+    expect(sample(text, "tributary_relay_events_total", { slot: "tributary" })).toBeGreaterThan(0);
+    expect(sample(text, "tributary_stream_events_total", { stream: "orders" })).toBeGreaterThanOrEqual(await demoEvents(second.sql));
+    expect(await promtoolCheck(text)).toEqual({ code: 0, output: "" });
     await stopDev(second);
   }, TWO_STARTS_MS);
 });

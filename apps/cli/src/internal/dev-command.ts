@@ -6,6 +6,7 @@
  * of sample order events and one live status line.
  */
 import { connectPostgres } from "@tributary/client";
+import { MetricsEndpointError } from "@tributary/core";
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { userInfo } from "node:os";
@@ -16,8 +17,13 @@ import { onShutdown } from "./shutdown.ts";
 import { startDemo } from "./demo-producer.ts";
 import { ServerLog, startFailure } from "./dev-start-failure.ts";
 import { DEV_RELAY_STATUS_INTERVAL_MS, DEV_SLOT } from "./dev-settings.ts";
+import { registerDatabaseMetrics } from "./database-metrics.ts";
+import { serveProcessMetrics, type CommandMetrics } from "./metrics-option.ts";
 
-const usage = `Usage: tributary dev [--data-dir DIR] [--port PORT] [--server-log] [--demo [--rate N]]
+/** The port Prometheus' exporters conventionally start from (the default of OpenTelemetry's Prometheus exporter). */
+const DEFAULT_METRICS_PORT = 9464;
+
+const usage = `Usage: tributary dev [--data-dir DIR] [--port PORT] [--metrics-port P|off] [--server-log] [--demo [--rate N]]
 
 Starts an embedded PostgreSQL (no Docker, no system install), migrates it,
 runs the relay and prints the connection URL. Ctrl-C stops everything.
@@ -26,6 +32,8 @@ running one needs its own --data-dir and --port.
 
   --data-dir DIR   where the database lives (default: ./.tributary/dev-db)
   --port PORT      port to listen on (default: 54329)
+  --metrics-port P serve the relay's and the database's Prometheus metrics at
+                   http://127.0.0.1:P/metrics (default: 9464; off: none)
   --server-log     also print the embedded PostgreSQL's own log as it runs
                    (a start that fails shows it anyway)
   --demo           also append sample order events and show a live status line
@@ -63,12 +71,14 @@ export async function devCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
     "data-dir": { type: "string" },
     port: { type: "string" },
+    "metrics-port": { type: "string" },
     "server-log": { type: "boolean" },
     demo: { type: "boolean" },
     rate: { type: "string" },
   }, usage);
   const port = Number(values.port ?? 54329);
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new UsageError(`--port must be a TCP port, not '${values.port}'`);
+  const metricsPort = values["metrics-port"] ?? String(DEFAULT_METRICS_PORT);
   const rate = Number(values.rate ?? 50);
   if (!(rate > 0)) throw new UsageError(`--rate must be a positive number of events per second, not '${values.rate}'`);
   const dataDirFlag = values["data-dir"] ?? join(".tributary", "dev-db");
@@ -104,9 +114,11 @@ export async function devCommand(argv: string[]): Promise<void> {
   const sql = connectPostgres(url, { max: 2, onnotice: () => {} });
   let stopDemo: (() => Promise<void>) | null = null;
   const relay = { handle: null as ReturnType<typeof startRelay> | null };
+  let metrics: CommandMetrics | null = null;
   const stopAll = async () => {
     await stopDemo?.();
     await relay.handle?.stop();
+    await metrics?.endpoint.close();
     await sql.end({ timeout: 1 });
     await server.stop();
   };
@@ -118,7 +130,22 @@ export async function devCommand(argv: string[]): Promise<void> {
     await stopAll();
     throw error;
   }
-  relay.handle = startRelay({ databaseUrl: url, slotName: DEV_SLOT, statusIntervalMs: DEV_RELAY_STATUS_INTERVAL_MS, log: (m) => console.error(`[relay] ${m}`) });
+  if (metricsPort !== "off") {
+    try {
+      metrics = await serveProcessMetrics(metricsPort, undefined, "--metrics-port", (registry) => registerDatabaseMetrics(registry, sql));
+    } catch (error) {
+      // The default port taken (another dev, an exporter) does not stop dev; a port asked for does.
+      if (!(error instanceof MetricsEndpointError) || values["metrics-port"] !== undefined) {
+        await stopAll();
+        throw error;
+      }
+      console.error(`no metrics: ${error.message} (--metrics-port P to use another, off for none)`);
+    }
+  }
+  relay.handle = startRelay({
+    databaseUrl: url, slotName: DEV_SLOT, statusIntervalMs: DEV_RELAY_STATUS_INTERVAL_MS, log: (m) => console.error(`[relay] ${m}`),
+    ...(metrics ? { metrics: metrics.registry } : {}),
+  });
   console.error(`Tributary is running on an embedded PostgreSQL ${fresh ? "(new)" : "(existing data)"}.`);
   process.stdout.write(`DATABASE_URL=${url}\n`);
   console.error(`Append from any client:  psql "${url}" -c "select tributary.append('orders', 'my-order', 'OrderPlaced', '{\\"total\\": 42}')"`);
