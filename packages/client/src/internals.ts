@@ -16,3 +16,7 @@ export { parseDatabaseUrl } from "./internal/connection/database-url.ts";
 export type { DatabaseTarget, SslMode, TlsPolicy } from "./internal/connection/database-url.ts";
 export { pgClientConfig, sessionUsesTls } from "./internal/connection/connect.ts";
 export type { PgClientConfig } from "./internal/connection/connect.ts";
+
+// When a replication slot needs an operator: the same rules in `tributary status`, its metrics and the relay's log.
+export { defaultSlotAlarmSettings, slotAlarms, walKeepAlarm } from "./internal/slot-alarms.ts";
+export type { SlotAlarm, SlotAlarmKind, SlotAlarmSettings, SlotFiguresForAlarms } from "./internal/slot-alarms.ts";

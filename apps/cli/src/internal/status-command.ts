@@ -1,5 +1,6 @@
 import { connectPostgres } from "@tributary/client";
-import { databaseUrl, databaseUrlOption, parse } from "./args.ts";
+import { defaultSlotAlarmSettings, type SlotAlarmSettings } from "@tributary/client/internals";
+import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { snapshotCell } from "./capture-progress.ts";
 import { formatBytes, formatRate, formatSeconds, readStatus, type Status, type StreamStatus } from "./status-query.ts";
 
@@ -19,19 +20,60 @@ workers (a heartbeat in the last 15 s) with the rate they ack messages at
 (snapshotting, with rows read of the estimate; streaming; stopped, and why;
 \`tributary capture list\` has more).
 
+Slot alarms: a slot keeping more WAL than --max-retained-wal, a wal_status of
+extended or unreserved (the server running out of room for its WAL), a slot
+with no active relay for longer than --max-inactive, and an unlimited
+max_slot_wal_keep_size (a slot nobody reads can fill the disk).
+
   --database-url URL   PostgreSQL to inspect (default: $DATABASE_URL)
   --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
-  --json               one JSON object for programs`;
+  --json               one JSON object for programs
+  --check              exit 1 when any alarm is on (for cron or a health probe)
+  --max-retained-wal SIZE  WAL a slot may keep, e.g. 500MB, 2GB (default 1GB)
+  --max-inactive SECONDS   how long a slot may have no active relay (default 300)
+  --no-wal-keep-limit  an unlimited max_slot_wal_keep_size is not an alarm`;
+
+/** "2GB", "500 MB", "1048576": bytes (units of 1024). */
+function parseSize(raw: string, flag: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB)?\s*$/i.exec(raw);
+  if (!match) throw new UsageError(`${flag} must be a size such as 500MB or 2GB, not '${raw}'`);
+  const unit = (match[2] ?? "B").toUpperCase();
+  const factor = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 }[unit]!;
+  return Math.round(Number(match[1]) * factor);
+}
+
+function alarmSettings(values: Record<string, string | boolean | undefined>): SlotAlarmSettings {
+  const inactive = values["max-inactive"];
+  const seconds = inactive === undefined ? defaultSlotAlarmSettings.maxInactiveSeconds : Number(inactive);
+  if (!(Number.isFinite(seconds) && seconds > 0)) throw new UsageError(`--max-inactive must be a positive number of seconds, not '${String(inactive)}'`);
+  const wal = values["max-retained-wal"];
+  return {
+    maxRetainedWalBytes: typeof wal === "string" ? parseSize(wal, "--max-retained-wal") : defaultSlotAlarmSettings.maxRetainedWalBytes,
+    maxInactiveSeconds: seconds,
+    walKeepLimitRequired: values["no-wal-keep-limit"] !== true,
+  };
+}
 
 export async function statusCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { ...databaseUrlOption, json: { type: "boolean" } }, usage);
+  const { values } = parse(argv, {
+    ...databaseUrlOption,
+    json: { type: "boolean" },
+    check: { type: "boolean" },
+    "max-retained-wal": { type: "string" },
+    "max-inactive": { type: "string" },
+    "no-wal-keep-limit": { type: "boolean" },
+  }, usage);
+  const settings = alarmSettings(values);
   const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
+  let alarms = 0;
   try {
-    const status = await readStatus(sql);
+    const status = await readStatus(sql, settings);
+    alarms = status.alarms.length;
     process.stdout.write(values.json ? JSON.stringify(status) + "\n" : formatStatus(status));
   } finally {
     await sql.end({ timeout: 1 });
   }
+  if (values.check && alarms > 0) process.exitCode = 1;
 }
 
 /** "7 days, 10.0 GB, 1000000 events, kept for group audit", or "everything". */

@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
 import { describeGroups, describeQueues } from "@tributary/client";
+import { defaultSlotAlarmSettings, slotAlarms, walKeepAlarm, type SlotAlarmSettings } from "@tributary/client/internals";
 import { RELAY_CANDIDATE_LOCK, RELAY_LOCK } from "@tributary/core";
 import { hasCaptures, listCaptures } from "./capture-query.ts";
 
@@ -119,7 +120,7 @@ export async function hasQueues(sql: Sql): Promise<boolean> {
 }
 
 /** One read of streams, relay slots, consumer groups, queues and captures for `tributary status` and the dev status line. */
-export async function readStatus(sql: Sql): Promise<Status> {
+export async function readStatus(sql: Sql, alarmSettings: SlotAlarmSettings = defaultSlotAlarmSettings): Promise<Status> {
   const streams = await sql<{ stream: string; partitions: number; events: string }[]>`
     select s.name as stream, s.partitions, coalesce(sum(o.next_offset), 0)::text as events
       from tributary.streams s left join tributary.partition_offsets o on o.stream = s.name
@@ -151,7 +152,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
   const relayRows = await sql<{
     slot: string; plugin: string; slot_key: string; slot_exists: boolean; lag: string | null; lag_seconds: number | null;
     retained: string | null; wal_status: string | null; end_lsn: string; updated_at: Date; relay_id: string | null;
-    lease_expired: boolean | null;
+    since_checkpoint: number; lease_expired: boolean | null;
   }[]>`
     select c.slot_name as slot, c.plugin,
            (hashtext(c.slot_name)::bigint & 4294967295)::text as slot_key,
@@ -165,6 +166,7 @@ export async function readStatus(sql: Sql): Promise<Status> {
                 else extract(epoch from now() - c.updated_at)::float8 end as lag_seconds,
            (pg_current_wal_lsn() - r.restart_lsn)::text as retained,
            r.wal_status, c.end_lsn::text, c.updated_at, c.relay_id,
+           extract(epoch from now() - c.updated_at)::float8 as since_checkpoint,
            ${trusted ? sql`(select le.expires_at < now() from tributary.relay_leases le where le.slot_name = c.slot_name)` : sql`null::boolean`} as lease_expired
       from tributary.relay_checkpoints c
       left join pg_replication_slots r on r.slot_name = c.slot_name
@@ -185,12 +187,21 @@ export async function readStatus(sql: Sql): Promise<Status> {
           from tributary.rejected_messages group by reason order by reason`
     : [];
   const standbyRelays = relayLocks.reduce((n, l) => n + l.standbys, 0);
+  const [keep] = await sql<{ value: string }[]>`select current_setting('max_slot_wal_keep_size') as value`;
   const stateOf = (r: (typeof relays)[number]): RelayStatus["state"] =>
     !r.slot_exists || r.wal_status === "lost" ? "lost" : r.locked ? (r.lease_expired ? "stalled" : "active") : "idle";
   const alarms = [
     ...rejected.map((r) => `${r.count} committed message(s) set aside as ${r.reason} (tributary.rejected_messages), latest at ${r.latest_at.toISOString()}: ${r.latest_detail}`),
     ...relays.filter((r) => stateOf(r) === "stalled").map((r) => `relay ${r.relay_id ?? "?"} holds slot '${r.slot}' but stopped renewing its lease: frozen or hung (a standby takes it over)`),
     ...relays.filter((r) => stateOf(r) === "lost").map((r) => `slot '${r.slot}' is lost: events may be missing; the relay will not start (see its error)`),
+    ...relays.filter((r) => stateOf(r) !== "lost").flatMap((r) => slotAlarms({
+      slot: r.slot,
+      walRetainedBytes: r.retained === null ? null : Number(r.retained),
+      walStatus: r.wal_status,
+      active: r.locked,
+      inactiveSeconds: r.locked ? null : r.since_checkpoint,
+    }, alarmSettings).map((a) => a.message)),
+    ...(relays.length > 0 ? [walKeepAlarm(keep!.value, alarmSettings)?.message].filter((m): m is string => m !== undefined) : []),
   ];
   return {
     streams: streams.map((s) => ({ stream: s.stream, partitions: s.partitions, events: Number(s.events), ...storage.get(s.stream) })),
