@@ -9,7 +9,8 @@ import postgres, { type Sql } from "postgres";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { migrate } from "@tributary/migrate";
 import { Cluster, findInstallation } from "@tributary/testkit";
-import { killCliChildren, runCli } from "./support/cli.ts";
+import { killCliChildren, runCli, startCli } from "./support/cli.ts";
+import { sample, scrape } from "./support/metrics.ts";
 import { eventually } from "./support/processes.ts";
 
 const SLOT = "tributary";
@@ -49,6 +50,32 @@ describe("slot alarms", () => {
     expect([quiet.code, alarmLines(quiet.stdout)], quiet.stderr).toEqual([0, []]);
     const json = await status("--json", "--max-inactive", "3600", "--no-wal-keep-limit");
     expect((JSON.parse(json.stdout) as { alarms: string[] }).alarms).toEqual([]);
+  });
+
+  it("the active relay logs each slot alarm when it turns on and when it clears, and sets it in its metrics", async () => {
+    const ALARM_INTERVAL_S = 1;
+    // Any WAL kept is past 1 byte: on from the relay's first look.
+    const relay = startCli(["relay", "--slot", SLOT, "--max-retained-wal", "1B", "--alarm-interval", String(ALARM_INTERVAL_S), "--metrics-port", "0"], { DATABASE_URL: cluster.url });
+    await eventually("the relay logs its slot's alarms", () =>
+      new RegExp(`ALARM: slot '${SLOT}' keeps \\d+ (B|KiB|MiB) of WAL, more than 1 B`).test(relay.output.stderr) && /ALARM: max_slot_wal_keep_size is unlimited/.test(relay.output.stderr),
+    30_000 + 3 * ALARM_INTERVAL_S * 1000);
+    const metricsUrl = /metrics at (\S+)/.exec(relay.output.stderr)![1]!;
+    const text = await scrape(metricsUrl);
+    for (const alarm of ["retained_wal", "wal_keep_unlimited"]) expect(sample(text, "tributary_relay_slot_alarm", { slot: SLOT, alarm }), alarm).toBe(1);
+    expect(sample(text, "tributary_relay_slot_alarm", { slot: SLOT, alarm: "wal_status" })).toBe(0);
+    // Each alarm is logged once while it stays on, whatever the number of looks.
+    await new Promise((r) => setTimeout(r, 3 * ALARM_INTERVAL_S * 1000));
+    expect(relay.output.stderr.match(/ALARM: max_slot_wal_keep_size/g)).toHaveLength(1);
+
+    // A limit set: that alarm clears at the next look.
+    await sql`alter system set max_slot_wal_keep_size = '10GB'`;
+    await sql`select pg_reload_conf()`;
+    await eventually("the relay logs the alarm cleared", () => /alarm cleared: wal keep unlimited on slot/.test(relay.output.stderr), 30_000 + 3 * ALARM_INTERVAL_S * 1000);
+    expect(sample(await scrape(metricsUrl), "tributary_relay_slot_alarm", { slot: SLOT, alarm: "wal_keep_unlimited" })).toBe(0);
+    relay.child.kill("SIGTERM");
+    expect((await relay.exited).code).toBe(0);
+    await sql`alter system reset max_slot_wal_keep_size`;
+    await sql`select pg_reload_conf()`;
   });
 
   it("a slot keeping more WAL than --max-retained-wal, then past max_slot_wal_keep_size (unreserved), then lost", async () => {

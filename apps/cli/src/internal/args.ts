@@ -74,3 +74,12 @@ function readUrlFile(path: string, source: string): string {
   if (!url) throw new UsageError(`${source} ${path} is empty; it should hold one postgres:// URL`);
   return url;
 }
+
+/** "2GB", "500 MB", "1048576": bytes (units of 1024). */
+export function parseSize(raw: string, flag: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB)?\s*$/i.exec(raw);
+  if (!match) throw new UsageError(`${flag} must be a size such as 500MB or 2GB, not '${raw}'`);
+  const unit = (match[2] ?? "B").toUpperCase();
+  const factor = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 }[unit]!;
+  return Math.round(Number(match[1]) * factor);
+}

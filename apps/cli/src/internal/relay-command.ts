@@ -1,7 +1,7 @@
 import { decoders, type Decoder } from "@tributary/core";
 import { defaultSlotName } from "@tributary/migrate";
 import { startRelay } from "@tributary/relay";
-import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
+import { databaseUrl, databaseUrlOption, parse, parseSize, UsageError } from "./args.ts";
 import { metricsOptions, metricsUsage, startMetrics } from "./metrics-option.ts";
 import { onShutdown } from "./shutdown.ts";
 
@@ -30,6 +30,11 @@ to do.
                             how often the active relay rolls segments and
                             drops expired ones (tributary.set_retention;
                             default 10)
+  --max-retained-wal SIZE   log an alarm when the slot keeps more WAL, e.g.
+                            500MB, 2GB (default 1GB)
+  --no-wal-keep-limit       an unlimited max_slot_wal_keep_size is no alarm
+  --alarm-interval SECONDS  how often the active relay looks at its slot for
+                            alarms (default 30)
 ${metricsUsage}`;
 
 function seconds(values: Record<string, unknown>, name: string): number | undefined {
@@ -49,8 +54,13 @@ export async function relayCommand(argv: string[]): Promise<void> {
     "takeover-after": { type: "string" },
     "write-timeout": { type: "string" },
     "retention-interval": { type: "string" },
+    "max-retained-wal": { type: "string" },
+    "no-wal-keep-limit": { type: "boolean" },
+    "alarm-interval": { type: "string" },
     ...metricsOptions,
   }, usage);
+  const alarmIntervalMs = seconds(values, "alarm-interval");
+  const maxRetainedWal = typeof values["max-retained-wal"] === "string" ? parseSize(values["max-retained-wal"], "--max-retained-wal") : undefined;
   const retentionIntervalMs = seconds(values, "retention-interval");
   const takeoverAfterMs = seconds(values, "takeover-after");
   const writeTimeoutMs = seconds(values, "write-timeout");
@@ -70,6 +80,11 @@ export async function relayCommand(argv: string[]): Promise<void> {
     ...(writeTimeoutMs ? { writeTimeoutMs } : {}),
     ...(retentionIntervalMs ? { retentionIntervalMs } : {}),
     ...(metrics ? { metrics: metrics.registry } : {}),
+    ...(alarmIntervalMs ? { alarmIntervalMs } : {}),
+    alarms: {
+      ...(maxRetainedWal !== undefined ? { maxRetainedWalBytes: maxRetainedWal } : {}),
+      ...(values["no-wal-keep-limit"] ? { walKeepLimitRequired: false } : {}),
+    },
   });
   onShutdown(async () => {
     await handle.stop();

@@ -1,6 +1,6 @@
 import { connectPostgres } from "@tributary/client";
 import { defaultSlotAlarmSettings, type SlotAlarmSettings } from "@tributary/client/internals";
-import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
+import { databaseUrl, databaseUrlOption, parse, parseSize, UsageError } from "./args.ts";
 import { snapshotCell } from "./capture-progress.ts";
 import { formatBytes, formatRate, formatSeconds, readStatus, type Status, type StreamStatus } from "./status-query.ts";
 
@@ -33,14 +33,6 @@ max_slot_wal_keep_size (a slot nobody reads can fill the disk).
   --max-inactive SECONDS   how long a slot may have no active relay (default 300)
   --no-wal-keep-limit  an unlimited max_slot_wal_keep_size is not an alarm`;
 
-/** "2GB", "500 MB", "1048576": bytes (units of 1024). */
-function parseSize(raw: string, flag: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB)?\s*$/i.exec(raw);
-  if (!match) throw new UsageError(`${flag} must be a size such as 500MB or 2GB, not '${raw}'`);
-  const unit = (match[2] ?? "B").toUpperCase();
-  const factor = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 }[unit]!;
-  return Math.round(Number(match[1]) * factor);
-}
 
 function alarmSettings(values: Record<string, string | boolean | undefined>): SlotAlarmSettings {
   const inactive = values["max-inactive"];

@@ -42,8 +42,12 @@ export interface SlotAlarm {
   readonly message: string;
 }
 
-const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(bytes >= 10 * 1024 ** 3 ? 0 : 2)} GiB`;
-const mib = (bytes: number) => (bytes >= 1024 ** 3 ? gib(bytes) : `${(bytes / 1024 ** 2).toFixed(0)} MiB`);
+/** 512 B, 96 KiB, 300 MiB, 1.50 GiB. */
+const mib = (bytes: number) =>
+  bytes < 1024 ? `${bytes} B`
+    : bytes < 1024 ** 2 ? `${Math.round(bytes / 1024)} KiB`
+    : bytes < 1024 ** 3 ? `${Math.round(bytes / 1024 ** 2)} MiB`
+    : `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 
 export function slotAlarms(slot: SlotFiguresForAlarms, settings: SlotAlarmSettings): SlotAlarm[] {
   const alarms: SlotAlarm[] = [];

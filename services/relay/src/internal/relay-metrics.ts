@@ -11,16 +11,19 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Sql } from "postgres";
 import { oncePerScrape } from "@tributary/core";
+import type { SlotAlarmKind } from "@tributary/client/internals";
 import type { Batch } from "./relay-state.ts";
 
 /** pg_replication_slots.wal_status's values: one series each, 1 for the slot's current one. */
 const WAL_STATUSES = ["reserved", "extended", "unreserved", "lost"] as const;
 
-interface SlotFigures {
+export interface SlotFigures {
   lagBytes: number | null;
   lagSeconds: number | null;
   retainedBytes: number | null;
   walStatus: string | null;
+  /** current_setting('max_slot_wal_keep_size'): '-1' is unlimited. */
+  walKeepSize: string;
 }
 
 const relaysOf = new WeakMap<Registry, Set<RelayMetrics>>();
@@ -32,6 +35,7 @@ export class RelayMetrics {
   private readonly rejected: Counter<"slot">;
   private readonly writeSeconds: Histogram<"slot">;
   private readonly active: Gauge<"slot">;
+  private readonly alarm: Gauge<"slot" | "alarm">;
   private sql: Sql | null = null;
   /** One read of the slot serves every gauge of a scrape. */
   private readonly figures = oncePerScrape(() => (this.sql === null ? Promise.resolve(null) : slotFigures(this.sql, this.slot).catch(() => null)));
@@ -53,6 +57,11 @@ export class RelayMetrics {
     }));
     this.active = metric("tributary_relay_active", () => new Gauge({ name: "tributary_relay_active", help: "1 while this relay is the slot's active relay, 0 while it waits as a standby or reconnects.", labelNames, registers }));
     this.active.set({ slot }, 0);
+    this.alarm = metric("tributary_relay_slot_alarm", () => new Gauge({
+      name: "tributary_relay_slot_alarm",
+      help: "1 while the active relay's slot alarm is on (README Operations, Slot alarms): retained_wal, wal_status, wal_keep_unlimited.",
+      labelNames: ["slot", "alarm"], registers,
+    }));
     for (const c of [this.events, this.transactions, this.batches, this.rejected]) c.inc({ slot }, 0);
     // Every relay of a registry, each with its slot: the gauges read them all when scraped.
     const relays = relaysOf.get(registry) ?? new Set<RelayMetrics>();
@@ -102,6 +111,11 @@ export class RelayMetrics {
     if (this.sql === sql) this.sql = null;
   }
 
+  /** The slot alarms now on (slot-watch.ts); the others are 0. */
+  alarms(on: readonly SlotAlarmKind[]): void {
+    for (const alarm of ["retained_wal", "wal_status", "wal_keep_unlimited"] as const) this.alarm.set({ slot: this.slot, alarm }, on.includes(alarm) ? 1 : 0);
+  }
+
   activeRelay(active: boolean): void {
     this.active.set({ slot: this.slot }, active ? 1 : 0);
   }
@@ -124,8 +138,8 @@ export class RelayMetrics {
 }
 
 /** The slot's lag and retained WAL, as `tributary status` defines them (apps/cli status-query.ts). */
-async function slotFigures(sql: Sql, slot: string): Promise<SlotFigures | null> {
-  const [row] = await sql<{ lag: string | null; lag_seconds: number | null; retained: string | null; wal_status: string | null }[]>`
+export async function slotFigures(sql: Sql, slot: string): Promise<SlotFigures | null> {
+  const [row] = await sql<{ lag: string | null; lag_seconds: number | null; retained: string | null; wal_status: string | null; keep: string }[]>`
     select (pg_current_wal_lsn() - r.confirmed_flush_lsn)::text as lag,
            case when r.confirmed_flush_lsn is null then null
                 when pg_current_wal_lsn() <= r.confirmed_flush_lsn then 0
@@ -133,7 +147,7 @@ async function slotFigures(sql: Sql, slot: string): Promise<SlotFigures | null> 
                 when r.active_pid is null then null
                 else coalesce((select extract(epoch from s.flush_lag)::float8 from pg_stat_replication s where s.pid = r.active_pid), 0) end as lag_seconds,
            (pg_current_wal_lsn() - r.restart_lsn)::text as retained,
-           r.wal_status
+           r.wal_status, current_setting('max_slot_wal_keep_size') as keep
       from pg_replication_slots r where r.slot_name = ${slot}`;
   if (!row) return null;
   return {
@@ -141,5 +155,6 @@ async function slotFigures(sql: Sql, slot: string): Promise<SlotFigures | null> 
     lagSeconds: row.lag_seconds,
     retainedBytes: row.retained === null ? null : Number(row.retained),
     walStatus: row.wal_status,
+    walKeepSize: row.keep,
   };
 }

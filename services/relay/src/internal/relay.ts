@@ -33,7 +33,7 @@ import { Duration, Effect, Schedule } from "effect";
 import type { Sql } from "postgres";
 import type { Registry } from "prom-client";
 import { connectPostgres, openSession, TributaryConnectionError, type Session } from "@tributary/client";
-import { parseDatabaseUrl, pgClientConfig, sessionUsesTls } from "@tributary/client/internals";
+import { defaultSlotAlarmSettings, parseDatabaseUrl, pgClientConfig, sessionUsesTls, type SlotAlarmSettings } from "@tributary/client/internals";
 import { Keyring, RELAY_CANDIDATE_LOCK, RELAY_LOCK, type Decoder } from "@tributary/core";
 import { checkWalLevel, inspectSlot } from "@tributary/migrate";
 import { Lsn, ReplicationSource } from "@tributary/wal";
@@ -42,6 +42,7 @@ import { renewLease, takeLease, takeOverExpired } from "./lease.ts";
 import { RelayPump, type BatchHooks, type PumpStats } from "./pump.ts";
 import { RelayMetrics } from "./relay-metrics.ts";
 import { SegmentKeeper } from "./segment-keeper.ts";
+import { SlotWatch } from "./slot-watch.ts";
 import { entryKey, RelayState, type Checkpoint, type EntryId } from "./relay-state.ts";
 import { CaptureReloadError, CaptureSet, Reloads } from "./cdc/capture-set.ts";
 import { Chunks } from "./cdc/chunks.ts";
@@ -75,6 +76,10 @@ export interface RelayConfig {
   readonly snapshotPollMs?: number;
   /** How often the active relay rolls and expires segments (segment-keeper.ts; default 10 s). */
   readonly retentionIntervalMs?: number;
+  /** When the active relay's slot is an alarm (defaults: 1 GiB of WAL kept, an unlimited max_slot_wal_keep_size is one). */
+  readonly alarms?: Partial<Pick<SlotAlarmSettings, "maxRetainedWalBytes" | "walKeepLimitRequired">>;
+  /** How often the active relay looks at its slot for alarms (slot-watch.ts; default 30 s). */
+  readonly alarmIntervalMs?: number;
   /** A prom-client registry to register the relay's metrics on (relay-metrics.ts; README "Metrics"). None by default. */
   readonly metrics?: Registry;
 }
@@ -324,6 +329,10 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
     const pump = new RelayPump(writer, state, source, config.slotName, relayId,
       { writeTimeoutMs, idleCheckpointMs: statusIntervalMs, ...(metrics ? { onWritten: (batch, seconds) => metrics.batchWritten(batch, seconds) } : {}) }, config.hooks);
     const keeper = new SegmentKeeper(sql, state, { intervalMs: config.retentionIntervalMs ?? 10_000, log, wake: () => pump.wake() });
+    const watch = new SlotWatch(sql, {
+      slot: config.slotName, intervalMs: config.alarmIntervalMs ?? 30_000, log, metrics,
+      settings: { ...defaultSlotAlarmSettings, ...config.alarms },
+    });
     yield* renewWhileProgressing(lockConn, pump, source, config, relayId, log);
     log(`active on slot '${slot.slotName}' (${slot.plugin}) from ${Lsn.format(loaded.checkpoint.endLsn)}`);
     if (metrics) {
@@ -345,6 +354,7 @@ const session = (config: RelayConfig, relayId: string, log: (m: string) => void,
       void streaming.finally(() => snapshots.abort()).catch(() => undefined);
       snapshotter.run(snapshots.signal).catch((error: unknown) => source.abort(error));
       void keeper.run(snapshots.signal);
+      void watch.run(snapshots.signal);
       return Promise.race([streaming, lockLost(lock, relayId)]);
     }, catch: (e) => fatalSetupError(e, config) });
   });

@@ -20,6 +20,7 @@
  */
 import type { Sql } from "postgres";
 import type { RelayState } from "./relay-state.ts";
+import { sleep } from "./abortable-sleep.ts";
 
 export interface SegmentKeeperOptions {
   readonly intervalMs: number;
@@ -67,16 +68,4 @@ export class SegmentKeeper {
     }
     await this.sql`select tributary.mark_times()`;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }
