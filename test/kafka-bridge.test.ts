@@ -11,13 +11,15 @@ import { fileURLToPath } from "node:url";
 import kafkajs, { type KafkaConfig } from "kafkajs";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { appendBatch, createStream } from "@tributary/client";
-import { murmur2 } from "@tributary/core";
+import { murmur2, serveMetrics } from "@tributary/core";
+import { Registry } from "prom-client";
 import { startBridge, type BridgeHandle } from "@tributary/kafka-bridge";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { Fixture } from "./support/consumer-processes.ts";
 import { dedicatedKafkaBroker, describeKafka, kafkaConfig } from "./support/kafka.ts";
 import { eventually } from "./support/processes.ts";
+import { promtoolCheck, sample, scrape } from "./support/metrics.ts";
 import { waitForCount } from "./support/streams.ts";
 
 const { Kafka } = kafkajs;
@@ -185,7 +187,8 @@ describeKafka("kafka bridge", (kafka) => {
     await admin.connect();
     await admin.createTopics({ topics: [{ topic: name, numPartitions: 3 }], waitForLeaders: true });
     await admin.disconnect();
-    const bridge = startBridge({ databaseUrl: db.url, streams: ["keyed"], kafka: kafkaConfig(), topicMap: { keyed: name }, log: () => {} });
+    const registry = new Registry();
+    const bridge = startBridge({ databaseUrl: db.url, streams: ["keyed"], kafka: kafkaConfig(), topicMap: { keyed: name }, log: () => {}, metrics: registry });
     bridges.push(bridge);
     expect((await bridge.ready)[0]).toMatchObject({ streamPartitions: 8, topicPartitions: 3, samePartitioning: false });
     await appendEvents(db, "keyed", 1_000, 40);
@@ -204,6 +207,22 @@ describeKafka("kafka bridge", (kafka) => {
       select data::text as data, committed_at as committed from tributary.events where id = ${records[0]!.headers["tributary-id"]!}::uuid`;
     expect(records[0]!.value).toBe(stored!.data);
     expect(records[0]!.headers["tributary-committed-at"]).toBe(stored!.committed.toISOString());
+
+    // Its metrics: every record Kafka acknowledged, no failed send, and its group member caught up.
+    const endpoint = await serveMetrics(registry, { port: 0 });
+    try {
+      let text = "";
+      await eventually("the bridge's member committed past every event", async () => {
+        text = await scrape(endpoint.url);
+        return [0, 1, 2, 3, 4, 5, 6, 7].every((p) => sample(text, "tributary_consumer_lag_events", { group: "tributary-bridge", stream: "keyed", partition: String(p) }) === 0);
+      });
+      expect(sample(text, "tributary_bridge_records_sent_total", { stream: "keyed", topic: name })).toBe(1_000);
+      expect(sample(text, "tributary_bridge_send_errors_total", { stream: "keyed", topic: name })).toBe(0);
+      expect(sample(text, "tributary_bridge_send_duration_seconds_count", { topic: name })).toBeGreaterThanOrEqual(1);
+      expect(await promtoolCheck(text)).toEqual({ code: 0, output: "" });
+    } finally {
+      await endpoint.close();
+    }
   }, 120_000);
 
   it("a missing topic is an error naming it unless --create-topics, which creates it with the stream's partitions", async () => {

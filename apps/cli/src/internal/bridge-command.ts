@@ -8,6 +8,7 @@ import type { KafkaConfig, SASLOptions } from "kafkajs";
 import { BridgeError, DEFAULT_BRIDGE_GROUP, startBridge } from "@tributary/kafka-bridge";
 import { databaseUrl, databaseUrlOption, parse, UsageError } from "./args.ts";
 import { cliMessage, inCliTerms } from "./cli-errors.ts";
+import { metricsOptions, metricsUsage, startMetrics } from "./metrics-option.ts";
 import { onShutdown } from "./shutdown.ts";
 
 const usage = `Usage: tributary bridge --streams a,b --brokers host:9092[,host2:9092] [options]
@@ -44,7 +45,8 @@ cleanly (exit 0).
                              sasl {mechanism, username, password | passwordFile},
                              batchSize, concurrency
   --database-url URL         PostgreSQL to read (default: $DATABASE_URL)
-  --database-url-file PATH   or read the URL from a file (default: $DATABASE_URL_FILE)`;
+  --database-url-file PATH   or read the URL from a file (default: $DATABASE_URL_FILE)
+${metricsUsage}`;
 
 interface FileConfig {
   streams?: string[];
@@ -140,6 +142,7 @@ export async function bridgeCommand(argv: string[]): Promise<void> {
     "batch-size": { type: "string" },
     concurrency: { type: "string" },
     config: { type: "string" },
+    ...metricsOptions,
   }, usage);
   const env = process.env;
   const file = readConfigFile(values.config);
@@ -189,6 +192,7 @@ export async function bridgeCommand(argv: string[]): Promise<void> {
   const concurrency = positive(values.concurrency, "--concurrency") ?? file.concurrency;
   const topicPrefix = values["topic-prefix"] ?? file.topicPrefix;
   const group = values.group ?? file.group;
+  const metrics = await startMetrics(values);
   const handle = startBridge({
     databaseUrl: databaseUrl(values),
     streams,
@@ -199,13 +203,19 @@ export async function bridgeCommand(argv: string[]): Promise<void> {
     ...(group !== undefined ? { group } : {}),
     ...(batchSize ? { batchSize } : {}),
     ...(concurrency ? { concurrency } : {}),
+    ...(metrics ? { metrics: metrics.registry } : {}),
     // What the bridge retries (Kafka unreachable) it reports as it goes on: in the CLI's terms too.
     log: (message) => console.error(`[tributary bridge] ${inCliTerms(message)}`),
   });
-  onShutdown(() => handle.stop());
+  onShutdown(async () => {
+    await handle.stop();
+    await metrics?.endpoint.close();
+  });
   try {
     await handle.done;
+    await metrics?.endpoint.close();
   } catch (error) {
+    await metrics?.endpoint.close();
     // Bad credentials, a missing topic or stream: a setting to fix, said as such (exit 2).
     if (error instanceof BridgeError) throw new UsageError(cliMessage(error));
     throw error;

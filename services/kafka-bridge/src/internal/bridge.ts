@@ -18,7 +18,9 @@
 import { Duration, Effect, Schedule } from "effect";
 import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from "kafkajs";
 import type { Sql } from "postgres";
+import type { Registry } from "prom-client";
 import { consumer, type Consumer, connectPostgres } from "@tributary/client";
+import { BridgeMetrics } from "./bridge-metrics.ts";
 import { BridgeError, explainKafkaError, isFatal } from "./errors.ts";
 import { toKafkaRecord } from "./kafka-record.ts";
 import { routeTopics, type TopicNaming, type TopicRoute } from "./topics.ts";
@@ -36,6 +38,8 @@ export interface BridgeConfig extends TopicNaming {
   readonly concurrency?: number;
   readonly sessionTimeoutMs?: number;
   readonly log?: (message: string) => void;
+  /** A prom-client registry for the bridge's metrics and its group member's (bridge-metrics.ts; README "Metrics"). None by default. */
+  readonly metrics?: Registry;
 }
 
 export interface BridgeHandle {
@@ -139,6 +143,8 @@ async function route(sql: Sql, kafka: Kafka, config: BridgeConfig): Promise<Topi
 /** Joins the bridge group: each batch is sent, acknowledged, then committed. */
 async function forward(sql: Sql, producer: Producer, routes: readonly TopicRoute[], config: BridgeConfig, log: (m: string) => void): Promise<Consumer> {
   const byStream = new Map(routes.map((r) => [r.stream, r]));
+  const metrics = config.metrics ? new BridgeMetrics(config.metrics) : null;
+  for (const r of routes) metrics?.routed(r.stream, r.topic);
   let failing = false;
   return consumer(sql, {
     group: config.group ?? DEFAULT_BRIDGE_GROUP,
@@ -150,18 +156,22 @@ async function forward(sql: Sql, producer: Producer, routes: readonly TopicRoute
     retries: Number.MAX_SAFE_INTEGER,
     retry: backoff,
     log,
+    ...(config.metrics ? { metrics: config.metrics } : {}),
     // Raw events: their bytes go to Kafka as they are (kafka-record.ts).
     rawBatchHandler: async (events) => {
       const route = byStream.get(events[0]!.stream)!;
+      const startedAt = performance.now();
       try {
         await producer.send({
           topic: route.topic,
           acks: -1,
           messages: events.map((e) => toKafkaRecord(e, route.samePartitioning)),
         });
+        metrics?.sent(route.stream, route.topic, events.length, (performance.now() - startedAt) / 1000);
         if (failing) log("Kafka accepts records again");
         failing = false;
       } catch (error) {
+        metrics?.failed(route.stream, route.topic);
         if (!failing) log(`sending to ${route.topic} failed: ${explainKafkaError(error)}; retrying with backoff, nothing is committed meanwhile`);
         failing = true;
         throw error;
