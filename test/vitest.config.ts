@@ -4,7 +4,10 @@ import LongestFirst from "./support/sequencer.ts";
 
 // Tests import the workspace packages' TypeScript sources (the "@tributary/source"
 // condition of their package.json exports); the CLI they spawn runs its build.
-const conditions = ["@tributary/source", ...defaultServerConditions];
+// Without Vite's "module" condition, which Node does not know: dependencies
+// resolve as they do for users (@opentelemetry/api's "module" build imports
+// files without extensions, which only a bundler resolves).
+const conditions = ["@tributary/source", ...defaultServerConditions.filter((c) => c !== "module")];
 
 export default defineConfig({
   ssr: { resolve: { conditions } },

@@ -7,6 +7,7 @@
 import type { Sql, TransactionSql } from "postgres";
 import { fromSqlApiError, TributaryInputError } from "./errors.ts";
 import { jsonText } from "./json-text.ts";
+import { withTraceHeaders } from "./trace-context.ts";
 
 export interface AppendEvent {
   readonly stream: string;
@@ -39,14 +40,19 @@ function checkShape(event: AppendEvent, where: string): void {
   }
 }
 
-/** Appends one event; returns its id. Visible in the stream once the transaction commits. */
+/**
+ * Appends one event; returns its id. Visible in the stream once the
+ * transaction commits. Inside an active OpenTelemetry span, the event's
+ * headers carry its W3C trace context (traceparent, tracestate) unless
+ * given (trace-context.ts).
+ */
 export async function append(tx: Executor, event: AppendEvent): Promise<string> {
   checkShape(event, "append");
   try {
     const [row] = await tx<{ id: string }[]>`
       select tributary.append(
         ${event.stream}, ${event.key}, ${event.type},
-        ${jsonText(event.data)}::text::jsonb, ${jsonText(event.headers ?? {})}::text::jsonb) as id`;
+        ${jsonText(event.data)}::text::jsonb, ${jsonText(withTraceHeaders(event.headers) ?? {})}::text::jsonb) as id`;
     return row!.id;
   } catch (error) {
     throw fromSqlApiError(error);
@@ -57,6 +63,8 @@ export async function append(tx: Executor, event: AppendEvent): Promise<string> 
 export async function appendBatch(tx: Executor, events: readonly AppendEvent[]): Promise<string[]> {
   if (events.length === 0) return [];
   events.forEach((event, i) => checkShape(event, `appendBatch[${i}]`));
+  // The active trace context is the same for every event of the call: injected once.
+  const traced = withTraceHeaders({});
   try {
     const [row] = await tx<{ ids: string[] }[]>`
       select tributary.append_many(
@@ -64,7 +72,7 @@ export async function appendBatch(tx: Executor, events: readonly AppendEvent[]):
         ${events.map((e) => e.key)}::text[],
         ${events.map((e) => e.type)}::text[],
         ${events.map((e) => jsonText(e.data))}::text[]::jsonb[],
-        ${events.map((e) => jsonText(e.headers ?? {}))}::text[]::jsonb[]) as ids`;
+        ${events.map((e) => jsonText(traced === undefined || Object.keys(traced).length === 0 ? e.headers ?? {} : { ...traced, ...e.headers }))}::text[]::jsonb[]) as ids`;
     return row!.ids;
   } catch (error) {
     throw fromSqlApiError(error);

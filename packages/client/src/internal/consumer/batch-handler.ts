@@ -20,6 +20,7 @@ import { append } from "../append.ts";
 import { transaction } from "../connection/transaction.ts";
 import { decodeRawEvent, type RawStreamEvent, type StreamEvent } from "../events.ts";
 import { commitOffsets } from "./offsets.ts";
+import { inConsumerSpan, producerLink } from "../trace-context.ts";
 
 export interface HandlerContext {
   /** The transaction to write in (transactional mode only). */
@@ -75,13 +76,13 @@ export async function handleBatch(h: BatchHandling, ref: PartitionRef, events: A
     let first = 0;
     let firstError: { error: unknown } | null = null;
     try {
-      for (; first < events.length; first++) await each(events[first] as StreamEvent, context);
+      for (; first < events.length; first++) await handleOne(h, events[first] as StreamEvent, each, context);
     } catch (error) {
       firstError = { error };
     }
     for (let i = first; i < events.length; i++) {
       const event = events[i] as StreamEvent;
-      const call = async () => void (await each(event, context));
+      const call = async () => void (await handleOne(h, event, each, context));
       // The failed call counts as the first try: `retries` retries follow it.
       const result =
         i === first && firstError
@@ -125,12 +126,47 @@ async function runAndCommit(h: BatchHandling, ref: PartitionRef, events: AnyEven
 
 async function invoke(h: BatchHandling, events: AnyEvent[], tx: TransactionSql | undefined): Promise<void> {
   const context: HandlerContext = { tx, group: h.group, memberId: h.memberId };
-  if ("raw" in h.handler) {
-    await h.handler.raw(events as RawStreamEvent[], context);
-  } else if ("batch" in h.handler) {
-    await h.handler.batch(events as StreamEvent[], context);
-  } else {
-    for (const event of events) await h.handler.each(event as StreamEvent, context);
+  if ("each" in h.handler) {
+    const each = h.handler.each;
+    for (const event of events) await handleOne(h, event as StreamEvent, each, context);
+    return;
+  }
+  const first = events[0]!;
+  const handler = h.handler;
+  // One span for the batch, linked to each event's producer (trace-context.ts).
+  await inConsumerSpan(first.stream, {
+    ...spanAttributes(h, first),
+    "messaging.batch.message_count": events.length,
+  }, events.map((e) => producerLink(Buffer.isBuffer(e.headers) ? rawHeaders(e.headers) : e.headers)), async () => {
+    if ("raw" in handler) await handler.raw(events as RawStreamEvent[], context);
+    else await handler.batch(events as StreamEvent[], context);
+  });
+}
+
+/** One event's handler call, in a span linked to its producer's context. */
+function handleOne(h: BatchHandling, event: StreamEvent, each: EventHandler, context: HandlerContext): Promise<void> {
+  return inConsumerSpan(event.stream, {
+    ...spanAttributes(h, event),
+    "messaging.message.id": event.id,
+    "tributary.offset": event.offset,
+  }, [producerLink(event.headers)], async () => void (await each(event, context)));
+}
+
+function spanAttributes(h: BatchHandling, event: AnyEvent) {
+  return {
+    "messaging.system": "tributary",
+    "messaging.consumer.group.name": h.group,
+    "messaging.destination.partition.id": String(event.partition),
+  };
+}
+
+/** A raw event's headers, parsed only when they carry a trace context. */
+function rawHeaders(headers: Buffer): unknown {
+  if (headers.indexOf("traceparent") < 0) return null;
+  try {
+    return JSON.parse(headers.toString("utf8"));
+  } catch {
+    return null;
   }
 }
 

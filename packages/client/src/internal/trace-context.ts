@@ -1,0 +1,71 @@
+/**
+ * Trace context from append to handler (docs/ARCHITECTURE.md "Traces"),
+ * through @opentelemetry/api only: with no OpenTelemetry SDK registered by
+ * the application, every call here is the API's no-op and nothing is added.
+ *
+ * - An append made inside an active span carries its W3C trace context in
+ *   the event's headers (`traceparent`, `tracestate`), unless the caller set
+ *   them itself; SQL callers pass them in `headers` as any header.
+ * - Whoever handles events (a group member, a reader's handler, a queue
+ *   worker, the Kafka bridge) runs the handler in a CONSUMER span linked to
+ *   the producer's context, with messaging semantic-convention attributes:
+ *   a link rather than a parent, as OpenTelemetry's messaging conventions
+ *   advise when one span handles what many producers sent.
+ */
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Link } from "@opentelemetry/api";
+
+const tracer = () => trace.getTracer("@tributary/client");
+
+/** The W3C headers a propagator injects for the active context; empty when there is none (or no SDK). */
+export function activeTraceHeaders(): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  const out: Record<string, string> = {};
+  if (carrier.traceparent) out.traceparent = carrier.traceparent;
+  if (carrier.tracestate) out.tracestate = carrier.tracestate;
+  return out;
+}
+
+/** `headers` with the active trace context added, the caller's own values first. */
+export function withTraceHeaders<V>(headers: Record<string, V> | undefined): Record<string, V | string> | undefined {
+  const active = activeTraceHeaders();
+  if (active.traceparent === undefined) return headers;
+  return { ...active, ...headers };
+}
+
+/** The link to the context an event's headers carry, if any. */
+export function producerLink(headers: unknown): Link | null {
+  if (headers === null || typeof headers !== "object") return null;
+  const carrier = headers as Record<string, unknown>;
+  if (typeof carrier.traceparent !== "string") return null;
+  const producer = trace.getSpanContext(propagation.extract(ROOT_CONTEXT, carrier, {
+    get: (c, key) => (typeof c[key] === "string" ? (c[key] as string) : undefined),
+    keys: (c) => Object.keys(c),
+  }));
+  return producer ? { context: producer } : null;
+}
+
+/** Links per span at most: OpenTelemetry's default span limit. */
+const MAX_LINKS = 128;
+
+/**
+ * Runs `work` in a CONSUMER span named `process <destination>`, linked to
+ * `links` (the first 128), with `attributes`; the span records a thrown
+ * error and ends when `work` settles.
+ */
+export async function inConsumerSpan<T>(destination: string, attributes: Attributes, links: readonly (Link | null)[], work: () => Promise<T>): Promise<T> {
+  const span = tracer().startSpan(`process ${destination}`, {
+    kind: SpanKind.CONSUMER,
+    attributes: { "messaging.operation.type": "process", "messaging.operation.name": "process", "messaging.destination.name": destination, ...attributes },
+    links: links.filter((l): l is Link => l !== null).slice(0, MAX_LINKS),
+  });
+  try {
+    return await context.with(trace.setSpan(context.active(), span), work);
+  } catch (error) {
+    span.recordException(error instanceof Error ? error : String(error));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+    throw error;
+  } finally {
+    span.end();
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Trace context from append to handler (packages/client trace-context.ts,
+ * README "Traces"), with the OpenTelemetry SDK's in-memory exporter
+ * registered as an application would: an append inside a span carries its
+ * traceparent; a group member handles each event in a CONSUMER span linked
+ * to it, with the messaging attributes, and the handler runs inside that
+ * span; a batch handler's span links every event's producer; an SQL
+ * caller's own traceparent is linked the same way.
+ */
+import { context, propagation, SpanKind, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { append, appendBatch, consumer, createStream, type Consumer, type StreamEvent } from "@tributary/client";
+import { startRelay, type RelayHandle } from "@tributary/relay";
+import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
+import { eventually } from "./support/processes.ts";
+
+const backend = backends().find((b) => b.decoder === "pgoutput")!;
+const exporter = new InMemorySpanExporter();
+const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+const tracer = trace.getTracer("test-producer");
+const consumerSpans = (): ReadableSpan[] => exporter.getFinishedSpans().filter((s) => s.kind === SpanKind.CONSUMER);
+
+describe("traces", () => {
+  let db: TestDatabase;
+  let relay: RelayHandle;
+  const members: Consumer[] = [];
+
+  beforeAll(async () => {
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    trace.setGlobalTracerProvider(provider);
+    db = await createTestDatabase(backend);
+    relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+  });
+  afterEach(async () => {
+    await Promise.all(members.splice(0).map((m) => m.stop()));
+    exporter.reset();
+  });
+  afterAll(async () => {
+    await relay?.stop();
+    await db?.drop();
+    trace.disable();
+    propagation.disable();
+    context.disable();
+  });
+
+  it("an append inside a span carries its traceparent; the member handles the event in a CONSUMER span linked to it, the handler inside", async () => {
+    await createStream(db.sql, "orders", 2);
+    const producer = await tracer.startActiveSpan("place order", async (span) => {
+      await db.sql.begin((tx) => append(tx, { stream: "orders", key: "o-1", type: "Placed", data: { total: 42 }, headers: { source: "shop" } }));
+      span.end();
+      return span.spanContext();
+    });
+    // An append outside any span adds nothing.
+    await db.sql.begin((tx) => append(tx, { stream: "orders", key: "o-2", type: "Placed", data: {} }));
+    const seen: Array<{ event: StreamEvent; activeSpanId: string | undefined }> = [];
+    members.push(await consumer(db.sql, {
+      group: "billing", streams: ["orders"], log: () => {},
+      handler: (event) => void seen.push({ event, activeSpanId: trace.getActiveSpan()?.spanContext().spanId }),
+    }));
+    await eventually("both events are handled", () => seen.length === 2, 60_000);
+
+    const traced = seen.find((s) => s.event.key === "o-1")!;
+    expect(traced.event.headers).toEqual({ source: "shop", traceparent: `00-${producer.traceId}-${producer.spanId}-01` });
+    expect(seen.find((s) => s.event.key === "o-2")!.event.headers).toEqual({});
+
+    const spans = consumerSpans();
+    expect(spans).toHaveLength(2);
+    const span = spans.find((s) => s.attributes["messaging.message.id"] === traced.event.id)!;
+    expect(span.name).toBe("process orders");
+    expect(span.links.map((l) => l.context.spanId)).toEqual([producer.spanId]);
+    expect(span.links[0]!.context.traceId).toBe(producer.traceId);
+    expect(span.attributes).toMatchObject({
+      "messaging.system": "tributary",
+      "messaging.destination.name": "orders",
+      "messaging.destination.partition.id": String(traced.event.partition),
+      "messaging.consumer.group.name": "billing",
+      "messaging.operation.type": "process",
+      "tributary.offset": traced.event.offset,
+    });
+    // The handler ran inside its span: its own spans (a query's, say) are that span's children.
+    expect(traced.activeSpanId).toBe(span.spanContext().spanId);
+    expect(spans.find((s) => s !== span)!.links).toEqual([]);
+  });
+
+  it("a batch handler's span links every event's producer; a traceparent passed in SQL is linked too; a failing handler's span records the error", async () => {
+    await createStream(db.sql, "payments", 1);
+    const producers = await tracer.startActiveSpan("checkout", async (span) => {
+      await db.sql.begin((tx) => appendBatch(tx, [1, 2, 3].map((n) => ({ stream: "payments", key: "k", type: "Paid", data: { n } }))));
+      span.end();
+      return [span.spanContext()];
+    });
+    const sqlTraceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    await db.sql`select tributary.append('payments', 'k', 'Paid', '{"n": 4}', ${db.sql.json({ traceparent: sqlTraceparent })})`;
+    await eventually("the four payments are relayed", async () => (await db.sql`select 1 from tributary.events where stream = 'payments'`).length === 4, 60_000);
+    let calls = 0;
+    // One retry: the whole batch fails once, then goes through (the default schedule waits 100 ms).
+    members.push(await consumer(db.sql, {
+      group: "ledger", streams: ["payments"], log: () => {}, batchSize: 10, retries: 1,
+      batchHandler: async () => {
+        if (++calls === 1) throw new Error("first try refused");
+      },
+    }));
+    await eventually("the batch is handled", () => consumerSpans().some((s) => s.status.code !== 2 && s.attributes["messaging.batch.message_count"] === 4), 60_000);
+    const [failed, done] = [consumerSpans().find((s) => s.status.code === 2)!, consumerSpans().find((s) => s.status.code !== 2)!];
+    expect(failed.status.message).toBe("first try refused");
+    expect(failed.events.map((e) => e.name)).toContain("exception");
+    const linked = done.links.map((l) => `${l.context.traceId}-${l.context.spanId}`);
+    expect(linked).toEqual([...producers.flatMap((p) => [1, 2, 3].map(() => `${p.traceId}-${p.spanId}`)), "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"]);
+  });
+});
