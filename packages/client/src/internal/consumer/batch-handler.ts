@@ -134,10 +134,10 @@ async function invoke(h: BatchHandling, events: AnyEvent[], tx: TransactionSql |
   const first = events[0]!;
   const handler = h.handler;
   // One span for the batch, linked to each event's producer (trace-context.ts).
-  await inConsumerSpan(first.stream, {
-    ...spanAttributes(h, first),
-    "messaging.batch.message_count": events.length,
-  }, events.map((e) => producerLink(Buffer.isBuffer(e.headers) ? rawHeaders(e.headers) : e.headers)), async () => {
+  await inConsumerSpan(first.stream, () => ({
+    attributes: { ...spanAttributes(h, first), "messaging.batch.message_count": events.length },
+    links: events.map((e) => producerLink(Buffer.isBuffer(e.headers) ? rawHeaders(e.headers) : e.headers)),
+  }), async () => {
     if ("raw" in handler) await handler.raw(events as RawStreamEvent[], context);
     else await handler.batch(events as StreamEvent[], context);
   });
@@ -145,11 +145,10 @@ async function invoke(h: BatchHandling, events: AnyEvent[], tx: TransactionSql |
 
 /** One event's handler call, in a span linked to its producer's context. */
 function handleOne(h: BatchHandling, event: StreamEvent, each: EventHandler, context: HandlerContext): Promise<void> {
-  return inConsumerSpan(event.stream, {
-    ...spanAttributes(h, event),
-    "messaging.message.id": event.id,
-    "tributary.offset": event.offset,
-  }, [producerLink(event.headers)], async () => void (await each(event, context)));
+  return inConsumerSpan(event.stream, () => ({
+    attributes: { ...spanAttributes(h, event), "messaging.message.id": event.id, "tributary.offset": event.offset },
+    links: [producerLink(event.headers)],
+  }), async () => void (await each(event, context)));
 }
 
 function spanAttributes(h: BatchHandling, event: AnyEvent) {
