@@ -218,15 +218,23 @@ describeBackends("standby", (backend) => {
   // server (with pgoutput), not once per decoder.
   const oncePerServer = backend.decoder === "pgoutput" ? it : () => {};
 
-  oncePerServer("writeBatch with a stale checkpoint version throws RelayFencedError and writes nothing", async () => {
-    db = await createTestDatabase(backend);
-    await createStream(db.sql, "orders", 4);
-    await db.sql.begin((tx) => appendBatch(tx, [{ stream: "orders", key: "k", type: "T", data: 1 }]));
-    const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+  /** A database whose relay wrote one event of stream 'orders' (4 partitions) and stopped, with its checkpoint. */
+  async function relayOneEvent() {
+    const database = await createTestDatabase(backend);
+    db = database; // dropped after the test
+    await createStream(database.sql, "orders", 4);
+    await database.sql.begin((tx) => appendBatch(tx, [{ stream: "orders", key: "k", type: "T", data: 1 }]));
+    const relay = startRelay({ databaseUrl: database.url, slotName: database.slotName, log: () => {} });
     relays.push(relay);
-    await waitForCount(db.sql, 1);
+    await waitForCount(database.sql, 1);
     await relay.stop();
-    const current = await readCheckpoint(db.sql, db.slotName);
+    return { database, current: await readCheckpoint(database.sql, database.slotName) };
+  }
+
+  oncePerServer("writeBatch with a stale checkpoint version throws RelayFencedError and writes nothing", async () => {
+    const relayed = await relayOneEvent();
+    db = relayed.database;
+    const current = relayed.current;
     expect(current.version).toBeGreaterThan(0);
 
     const snapshot = async () => ({
@@ -249,14 +257,9 @@ describeBackends("standby", (backend) => {
   });
 
   oncePerServer("a zombie batch that re-numbers events the new leader already wrote is fenced by the checkpoint, not by a key clash", async () => {
-    db = await createTestDatabase(backend);
-    await createStream(db.sql, "orders", 4);
-    await db.sql.begin((tx) => appendBatch(tx, [{ stream: "orders", key: "k", type: "T", data: 1 }]));
-    const relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
-    relays.push(relay);
-    await waitForCount(db.sql, 1);
-    await relay.stop();
-    const current = await readCheckpoint(db.sql, db.slotName);
+    const relayed = await relayOneEvent();
+    db = relayed.database;
+    const current = relayed.current;
     const [written] = await readAll(db.sql);
     const before = await readAll(db.sql);
     // What a zombie holds: the same event numbered at the same offset, from the checkpoint before the leader's write.
