@@ -46,6 +46,10 @@ const commands: Record<string, { run: (argv: string[]) => Promise<void>; summary
     run: async (argv) => (await import("./internal/metrics-command.ts")).metricsCommand(argv),
     summary: "serve the database's streams, slots, groups and queues as Prometheus metrics",
   },
+  dashboard: {
+    run: async (argv) => (await import("./internal/dashboard-command.ts")).dashboardCommand(argv),
+    summary: "a live web page: ingest, relays, group lag, queues, alarms; browse and redrive dead letters",
+  },
   status: {
     run: async (argv) => (await import("./internal/status-command.ts")).statusCommand(argv),
     summary: "streams and event counts, relays (active, standby, lag), groups and their lag, queues and workers, captures",

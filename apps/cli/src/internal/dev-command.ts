@@ -19,11 +19,14 @@ import { ServerLog, startFailure } from "./dev-start-failure.ts";
 import { DEV_RELAY_STATUS_INTERVAL_MS, DEV_SLOT } from "./dev-settings.ts";
 import { registerDatabaseMetrics } from "./database-metrics.ts";
 import { serveProcessMetrics, type CommandMetrics } from "./metrics-option.ts";
+import { DEFAULT_DASHBOARD_PORT, parseDashboardPort } from "./dashboard-command.ts";
+import { DashboardPortError, startDashboard, type Dashboard } from "./dashboard-server.ts";
+import { defaultSlotAlarmSettings } from "@tributary/client/internals";
 
 /** The port Prometheus' exporters conventionally start from (the default of OpenTelemetry's Prometheus exporter). */
 const DEFAULT_METRICS_PORT = 9464;
 
-const usage = `Usage: tributary dev [--data-dir DIR] [--port PORT] [--metrics-port P|off] [--server-log] [--demo [--rate N]]
+const usage = `Usage: tributary dev [--data-dir DIR] [--port PORT] [--metrics-port P|off] [--dashboard-port P|off] [--server-log] [--demo [--rate N]]
 
 Starts an embedded PostgreSQL (no Docker, no system install), migrates it,
 runs the relay and prints the connection URL. Ctrl-C stops everything.
@@ -34,6 +37,8 @@ running one needs its own --data-dir and --port.
   --port PORT      port to listen on (default: 54329)
   --metrics-port P serve the relay's and the database's Prometheus metrics at
                    http://127.0.0.1:P/metrics (default: 9464; off: none)
+  --dashboard-port P  serve the dashboard (tributary dashboard, with redrive on)
+                   at the printed http://127.0.0.1:P/ URL (default: ${DEFAULT_DASHBOARD_PORT}; off: none)
   --server-log     also print the embedded PostgreSQL's own log as it runs
                    (a start that fails shows it anyway)
   --demo           also append sample order events and show a live status line
@@ -72,6 +77,7 @@ export async function devCommand(argv: string[]): Promise<void> {
     "data-dir": { type: "string" },
     port: { type: "string" },
     "metrics-port": { type: "string" },
+    "dashboard-port": { type: "string" },
     "server-log": { type: "boolean" },
     demo: { type: "boolean" },
     rate: { type: "string" },
@@ -79,6 +85,7 @@ export async function devCommand(argv: string[]): Promise<void> {
   const port = Number(values.port ?? 54329);
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new UsageError(`--port must be a TCP port, not '${values.port}'`);
   const metricsPort = values["metrics-port"] ?? String(DEFAULT_METRICS_PORT);
+  const dashboardPort = values["dashboard-port"] === "off" ? null : parseDashboardPort(values["dashboard-port"] ?? String(DEFAULT_DASHBOARD_PORT), "--dashboard-port");
   const rate = Number(values.rate ?? 50);
   if (!(rate > 0)) throw new UsageError(`--rate must be a positive number of events per second, not '${values.rate}'`);
   const dataDirFlag = values["data-dir"] ?? join(".tributary", "dev-db");
@@ -115,9 +122,11 @@ export async function devCommand(argv: string[]): Promise<void> {
   let stopDemo: (() => Promise<void>) | null = null;
   const relay = { handle: null as ReturnType<typeof startRelay> | null };
   let metrics: CommandMetrics | null = null;
+  let dashboard: Dashboard | null = null;
   const stopAll = async () => {
     await stopDemo?.();
     await relay.handle?.stop();
+    await dashboard?.close();
     await metrics?.endpoint.close();
     await sql.end({ timeout: 1 });
     await server.stop();
@@ -142,6 +151,17 @@ export async function devCommand(argv: string[]): Promise<void> {
       console.error(`no metrics: ${error.message} (--metrics-port P to use another, off for none)`);
     }
   }
+  if (dashboardPort !== null) {
+    try {
+      dashboard = await startDashboard({ sql, port: dashboardPort, intervalMs: 2_000, allowRedrive: true, alarmSettings: defaultSlotAlarmSettings });
+    } catch (error) {
+      if (!(error instanceof DashboardPortError) || values["dashboard-port"] !== undefined) {
+        await stopAll();
+        throw error;
+      }
+      console.error(`no dashboard: ${error.message} (--dashboard-port P to use another, off for none)`);
+    }
+  }
   relay.handle = startRelay({
     databaseUrl: url, slotName: DEV_SLOT, statusIntervalMs: DEV_RELAY_STATUS_INTERVAL_MS, log: (m) => console.error(`[relay] ${m}`),
     ...(metrics ? { metrics: metrics.registry } : {}),
@@ -149,6 +169,7 @@ export async function devCommand(argv: string[]): Promise<void> {
   console.error(`Tributary is running on an embedded PostgreSQL ${fresh ? "(new)" : "(existing data)"}.`);
   process.stdout.write(`DATABASE_URL=${url}\n`);
   console.error(`Append from any client:  psql "${url}" -c "select tributary.append('orders', 'my-order', 'OrderPlaced', '{\\"total\\": 42}')"`);
+  if (dashboard) console.error(`Dashboard: ${dashboard.url}`);
   console.error("Ctrl-C to stop.");
   if (values.demo) stopDemo = startDemo(sql, { ratePerSecond: rate, slotName: DEV_SLOT });
   await relay.handle.done.catch(async (error: unknown) => {

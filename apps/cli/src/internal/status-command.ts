@@ -1,6 +1,6 @@
 import { connectPostgres } from "@tributary/client";
-import { defaultSlotAlarmSettings, type SlotAlarmSettings } from "@tributary/client/internals";
-import { databaseUrl, databaseUrlOption, parse, parseSize, UsageError } from "./args.ts";
+import { alarmOptions, alarmSettings, alarmUsage } from "./alarm-options.ts";
+import { databaseUrl, databaseUrlOption, parse } from "./args.ts";
 import { snapshotCell } from "./capture-progress.ts";
 import { formatBytes, formatRate, formatSeconds, readStatus, type Status, type StreamStatus } from "./status-query.ts";
 
@@ -29,31 +29,15 @@ max_slot_wal_keep_size (a slot nobody reads can fill the disk).
   --database-url-file PATH  or read the URL from a file (default: $DATABASE_URL_FILE)
   --json               one JSON object for programs
   --check              exit 1 when any alarm is on (for cron or a health probe)
-  --max-retained-wal SIZE  WAL a slot may keep, e.g. 500MB, 2GB (default 1GB)
-  --max-inactive SECONDS   how long a slot may have no active relay (default 300)
-  --no-wal-keep-limit  an unlimited max_slot_wal_keep_size is not an alarm`;
+${alarmUsage}`;
 
-
-function alarmSettings(values: Record<string, string | boolean | undefined>): SlotAlarmSettings {
-  const inactive = values["max-inactive"];
-  const seconds = inactive === undefined ? defaultSlotAlarmSettings.maxInactiveSeconds : Number(inactive);
-  if (!(Number.isFinite(seconds) && seconds > 0)) throw new UsageError(`--max-inactive must be a positive number of seconds, not '${String(inactive)}'`);
-  const wal = values["max-retained-wal"];
-  return {
-    maxRetainedWalBytes: typeof wal === "string" ? parseSize(wal, "--max-retained-wal") : defaultSlotAlarmSettings.maxRetainedWalBytes,
-    maxInactiveSeconds: seconds,
-    walKeepLimitRequired: values["no-wal-keep-limit"] !== true,
-  };
-}
 
 export async function statusCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
     ...databaseUrlOption,
     json: { type: "boolean" },
     check: { type: "boolean" },
-    "max-retained-wal": { type: "string" },
-    "max-inactive": { type: "string" },
-    "no-wal-keep-limit": { type: "boolean" },
+    ...alarmOptions,
   }, usage);
   const settings = alarmSettings(values);
   const sql = connectPostgres(databaseUrl(values), { max: 1, onnotice: () => {} });
