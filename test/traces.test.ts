@@ -12,7 +12,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { append, appendBatch, consumer, createStream, type Consumer, type StreamEvent } from "@tributary/client";
+import { append, appendBatch, consumer, createStream, eventTraceContext, tailStream, type Consumer, type StreamEvent } from "@tributary/client";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { eventually } from "./support/processes.ts";
@@ -110,5 +110,40 @@ describe("traces", () => {
     expect(failed.events.map((e) => e.name)).toContain("exception");
     const linked = done.links.map((l) => `${l.context.traceId}-${l.context.spanId}`);
     expect(linked).toEqual([...producers.flatMap((p) => [1, 2, 3].map(() => `${p.traceId}-${p.spanId}`)), "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"]);
+  });
+
+  it("a reader's loop body handles each event inside a CONSUMER span linked to its producer, ended when the loop asks for the next event", async () => {
+    await createStream(db.sql, "audit", 1);
+    const producer = await tracer.startActiveSpan("audit login", async (span) => {
+      await db.sql.begin((tx) => appendBatch(tx, [1, 2].map((n) => ({ stream: "audit", key: "u", type: "Login", data: { n } }))));
+      span.end();
+      return span.spanContext();
+    });
+    const controller = new AbortController();
+    const seen: Array<{ event: StreamEvent; parentSpanId: string | undefined; openSpans: number }> = [];
+    for await (const event of tailStream(db.sql, { stream: "audit", from: "earliest", signal: controller.signal })) {
+      // A span of the loop body's own, made in the event's context, is the reader span's child.
+      const child = tracer.startSpan("write audit row", {}, eventTraceContext(event));
+      child.end();
+      seen.push({ event, parentSpanId: (child as unknown as ReadableSpan).parentSpanContext?.spanId, openSpans: consumerSpans().length });
+      if (seen.length === 2) break;
+    }
+    const spans = consumerSpans();
+    expect(spans).toHaveLength(2);
+    // While the body handled an event, that event's span was still open: only earlier ones had ended.
+    expect(seen.map((s) => s.openSpans)).toEqual([0, 1]);
+    for (const [i, { event, parentSpanId }] of seen.entries()) {
+      const span = spans[i]!;
+      expect(span.name).toBe("process audit");
+      expect(span.attributes).toMatchObject({
+        "messaging.system": "tributary",
+        "messaging.destination.name": "audit",
+        "messaging.destination.partition.id": "0",
+        "messaging.message.id": event.id,
+        "tributary.offset": event.offset,
+      });
+      expect(span.links.map((l) => `${l.context.traceId}-${l.context.spanId}`)).toEqual([`${producer.traceId}-${producer.spanId}`]);
+      expect(parentSpanId).toBe(span.spanContext().spanId);
+    }
   });
 });

@@ -24,6 +24,7 @@ export { jsonText } from "./internal/json-text.ts";
 // Read without a group: tail a stream or a partition, one key's history.
 export { parseStartPosition, readKey, streamPartitions, tailPartition, tailStream } from "./internal/reader.ts";
 export type { StartPosition, TailOptions } from "./internal/reader.ts";
+export { eventTraceContext } from "./internal/trace-context.ts";
 export { lowWatermarks } from "./internal/low-watermarks.ts";
 export type { MissedEvents, OutOfRangePolicy } from "./internal/low-watermarks.ts";
 export { decodeRawEvent } from "./internal/events.ts";

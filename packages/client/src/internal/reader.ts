@@ -31,6 +31,9 @@
  * yielded twice and nothing is skipped. Any other error (authentication,
  * unknown database, permission denied, Tributary not migrated) ends the
  * iteration with that error: retrying would not fix it.
+ * Traces: each yielded event gets a CONSUMER span linked to its producer's
+ * context (trace-context.ts), from the yield until the loop asks for the
+ * next event; `eventTraceContext(event)` hands it to the loop body.
  * Retention: a position below its partition's low watermark (low-watermarks.ts)
  * ends the iteration with OFFSET_OUT_OF_RANGE, or with `onOutOfRange:
  * "resume"` goes on from the watermark and tells `onMissed` what it missed.
@@ -40,6 +43,7 @@ import { EVENTS_CHANNEL } from "@tributary/core";
 import { isConnectionError } from "./connection-errors.ts";
 import { TributaryReadError } from "./errors.ts";
 import { toStreamEvent, type EventRow, type StreamEvent } from "./events.ts";
+import { holdEventSpan, producerLink, startConsumerSpan } from "./trace-context.ts";
 import { describeMissed, lowWatermarks, missedBelowWatermark, type MissedEvents, type OutOfRangePolicy } from "./low-watermarks.ts";
 
 /**
@@ -133,7 +137,26 @@ async function* tail(sql: Sql, options: TailOptions, which: number[] | "all"): A
           }
           read.set(event.partition, (read.get(event.partition) ?? 0) + 1);
           positions.set(event.partition, event.offset + 1);
-          yield event;
+          const span = startConsumerSpan(stream, () => ({
+            attributes: {
+              "messaging.system": "tributary",
+              "messaging.destination.partition.id": String(event.partition),
+              "messaging.message.id": event.id,
+              "tributary.offset": event.offset,
+            },
+            links: [producerLink(event.headers)],
+          }));
+          if (span === undefined) {
+            yield event;
+            continue;
+          }
+          // The span lasts while the loop body handles the event (trace-context.ts).
+          const end = holdEventSpan(event, span);
+          try {
+            yield event;
+          } finally {
+            end();
+          }
         }
         const caughtUp = [...read.values()].every((n) => n < batchSize);
         if (caughtUp) await wakeUps.sleep(pollIntervalMs);

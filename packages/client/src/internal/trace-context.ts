@@ -11,8 +11,13 @@
  *   the producer's context, with messaging semantic-convention attributes:
  *   a link rather than a parent, as OpenTelemetry's messaging conventions
  *   advise when one span handles what many producers sent.
+ * - A reader yields events to a `for await` loop, whose body no library can
+ *   run inside a context: each yielded event's span starts at the yield and
+ *   ends when the loop asks for the next event (or leaves), so it lasts as
+ *   long as the loop body's work on the event, and `eventTraceContext(event)`
+ *   gives the body that span's context for spans of its own.
  */
-import { context, propagation, ProxyTracerProvider, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Link } from "@opentelemetry/api";
+import { context, propagation, ProxyTracerProvider, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span } from "@opentelemetry/api";
 
 const TRACER = "@tributary/client";
 const tracer = () => trace.getTracer(TRACER);
@@ -60,20 +65,27 @@ export function producerLink(headers: unknown): Link | null {
 /** Links per span at most: OpenTelemetry's default span limit. */
 const MAX_LINKS = 128;
 
+type SpanDescription = () => { attributes: Attributes; links: readonly (Link | null)[] };
+
 /**
- * Runs `work` in a CONSUMER span named `process <destination>`, linked to
- * `links` (the first 128), with `attributes` (both from `describe`, called
- * only when an SDK is registered); the span records a thrown error and ends
- * when `work` settles.
+ * A CONSUMER span named `process <destination>`, linked to `links` (the
+ * first 128), with `attributes` (both from `describe`, called only when an
+ * SDK is registered); undefined when none is. The caller ends it.
  */
-export async function inConsumerSpan<T>(destination: string, describe: () => { attributes: Attributes; links: readonly (Link | null)[] }, work: () => Promise<T>): Promise<T> {
-  if (!tracing()) return work();
+export function startConsumerSpan(destination: string, describe: SpanDescription): Span | undefined {
+  if (!tracing()) return undefined;
   const { attributes, links } = describe();
-  const span = tracer().startSpan(`process ${destination}`, {
+  return tracer().startSpan(`process ${destination}`, {
     kind: SpanKind.CONSUMER,
     attributes: { "messaging.operation.type": "process", "messaging.operation.name": "process", "messaging.destination.name": destination, ...attributes },
     links: links.filter((l): l is Link => l !== null).slice(0, MAX_LINKS),
   });
+}
+
+/** Runs `work` in startConsumerSpan's span; the span records a thrown error and ends when `work` settles. */
+export async function inConsumerSpan<T>(destination: string, describe: SpanDescription, work: () => Promise<T>): Promise<T> {
+  const span = startConsumerSpan(destination, describe);
+  if (span === undefined) return work();
   try {
     return await context.with(trace.setSpan(context.active(), span), work);
   } catch (error) {
@@ -83,4 +95,26 @@ export async function inConsumerSpan<T>(destination: string, describe: () => { a
   } finally {
     span.end();
   }
+}
+
+/** The span of each event a reader has yielded and the loop has not yet passed. */
+const yieldedSpans = new WeakMap<object, Span>();
+
+/** Ties `span` to `event` until `end` is called (by the reader, when the loop asks for the next event). */
+export function holdEventSpan(event: object, span: Span): () => void {
+  yieldedSpans.set(event, span);
+  return () => {
+    yieldedSpans.delete(event);
+    span.end();
+  };
+}
+
+/**
+ * The trace context to handle `event` in: a reader's span for the event
+ * while the loop body runs, else the active context (a group member's or a
+ * queue worker's handler already runs inside its span).
+ */
+export function eventTraceContext(event: object): Context {
+  const span = yieldedSpans.get(event);
+  return span === undefined ? context.active() : trace.setSpan(context.active(), span);
 }
