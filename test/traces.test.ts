@@ -12,7 +12,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { append, appendBatch, consumer, createStream, eventTraceContext, tailStream, type Consumer, type StreamEvent } from "@tributary/client";
+import { append, appendBatch, consumer, createQueue, createStream, eventTraceContext, tailStream, work, type Consumer, type StreamEvent } from "@tributary/client";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { eventually } from "./support/processes.ts";
@@ -145,5 +145,35 @@ describe("traces", () => {
       expect(span.links.map((l) => `${l.context.traceId}-${l.context.spanId}`)).toEqual([`${producer.traceId}-${producer.spanId}`]);
       expect(parentSpanId).toBe(span.spanContext().spanId);
     }
+  });
+
+  it("a queue worker handles a stream-fed message in a CONSUMER span linked to the producer of the event it carries, the handler inside", async () => {
+    await createStream(db.sql, "signups", 1);
+    await createQueue(db.sql, "welcome-mail", { stream: "signups" });
+    const producer = await tracer.startActiveSpan("sign up", async (span) => {
+      await db.sql.begin((tx) => append(tx, { stream: "signups", key: "u-1", type: "SignedUp", data: { email: "a@example.com" } }));
+      span.end();
+      return span.spanContext();
+    });
+    // The feeder, a group member of the stream, has spans of its own ("process signups").
+    const workerSpans = () => consumerSpans().filter((s) => s.name === "process welcome-mail");
+    const seen: Array<{ id: string; activeSpanId: string | undefined }> = [];
+    const worker = await work(db.sql, "welcome-mail", (message) => void seen.push({ id: message.id, activeSpanId: trace.getActiveSpan()?.spanContext().spanId }), { log: () => {} });
+    try {
+      await eventually("the fed message is handled", () => seen.length === 1 && workerSpans().length === 1, 60_000);
+    } finally {
+      await worker.stop();
+    }
+    const [span] = workerSpans();
+    expect(span!.attributes).toMatchObject({
+      "messaging.system": "tributary",
+      "messaging.destination.name": "welcome-mail",
+      "messaging.operation.type": "process",
+      "messaging.message.id": seen[0]!.id,
+      "tributary.deliveries": 1,
+      "tributary.stream": "signups",
+    });
+    expect(span!.links.map((l) => `${l.context.traceId}-${l.context.spanId}`)).toEqual([`${producer.traceId}-${producer.spanId}`]);
+    expect(seen[0]!.activeSpanId).toBe(span!.spanContext().spanId);
   });
 });

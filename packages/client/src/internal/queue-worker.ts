@@ -30,6 +30,10 @@
  * is given back with a nack without delay, so another worker can take it at
  * once (that delivery counts: a handler that never ends must not loop forever).
  *
+ * Traces: each handler call runs in a CONSUMER span `process <queue>`
+ * (trace-context.ts); a stream-fed message's span links the producer of the
+ * event it carries.
+ *
  * The worker registers in tributary.queue_workers and heartbeats its counts.
  *
  * Churn: workers VACUUM the queue table once enough dead rows piled up, one
@@ -46,6 +50,7 @@ import { ackBatch, extend, claim, nack, release, type ClaimedMessage } from "./q
 import { feedQueue } from "./queue-feeder.ts";
 import { startQueueVacuum } from "./queue-vacuum.ts";
 import { QueueWorkerMetrics } from "./queue-worker-metrics.ts";
+import { inConsumerSpan, producerLink } from "./trace-context.ts";
 
 export interface WorkerContext {
   /** Aborted when the worker stops and the grace period ends: the message will be released. */
@@ -112,6 +117,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     insert into tributary.queue_workers (worker, queue, concurrency) values (${worker}, ${queue}, ${concurrency})
     on conflict (queue, worker) do update set started_at = now(), heartbeat_at = now(), concurrency = excluded.concurrency`;
 
+  const fedBy = settings!.stream;
   const feeder = settings!.stream && options.feed !== false ? await feedQueue(sql, queue, settings!.stream, { log }) : null;
   const vacuum = options.vacuum === false ? null : await startQueueVacuum(sql, { ...(typeof options.vacuum === "object" ? options.vacuum : {}), log });
   /** Claimed, not started: oldest first. */
@@ -194,7 +200,16 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     let failure: unknown = null;
     const startedAt = metrics ? performance.now() : 0;
     try {
-      await handler(message, { signal: abort.signal, worker });
+      // A stream-fed message's payload is the whole event: its producer's context is in payload.headers.
+      await inConsumerSpan(queue, () => ({
+        attributes: {
+          "messaging.system": "tributary",
+          "messaging.message.id": message.id,
+          "tributary.deliveries": message.deliveries,
+          ...(fedBy ? { "tributary.stream": fedBy } : {}),
+        },
+        links: [producerLink(fedBy ? (message.payload as { headers?: unknown } | null)?.headers : undefined)],
+      }), async () => void (await handler(message, { signal: abort.signal, worker })));
     } catch (error) {
       failure = error ?? new Error("handler failed");
     }
