@@ -7,14 +7,18 @@
  * span; a batch handler's span links every event's producer; an SQL
  * caller's own traceparent is linked the same way.
  */
+import { randomBytes } from "node:crypto";
+import kafkajs from "kafkajs";
 import { context, propagation, SpanKind, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { append, appendBatch, consumer, createQueue, createStream, eventTraceContext, tailStream, work, type Consumer, type StreamEvent } from "@tributary/client";
+import { startBridge, type BridgeHandle } from "@tributary/kafka-bridge";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
+import { describeKafka, kafkaConfig } from "./support/kafka.ts";
 import { eventually } from "./support/processes.ts";
 
 const backend = backends().find((b) => b.decoder === "pgoutput")!;
@@ -175,5 +179,62 @@ describe("traces", () => {
     });
     expect(span!.links.map((l) => `${l.context.traceId}-${l.context.spanId}`)).toEqual([`${producer.traceId}-${producer.spanId}`]);
     expect(seen[0]!.activeSpanId).toBe(span!.spanContext().spanId);
+  });
+});
+
+describeKafka("traces through the Kafka bridge", () => {
+  let db: TestDatabase;
+  let relay: RelayHandle;
+  let bridge: BridgeHandle | undefined;
+  beforeAll(async () => {
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    trace.setGlobalTracerProvider(provider);
+    db = await createTestDatabase(backend);
+    relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
+  });
+  afterAll(async () => {
+    await bridge?.stop();
+    await relay?.stop();
+    await db?.drop();
+    trace.disable();
+    propagation.disable();
+    context.disable();
+  });
+
+  it("the bridge sends each batch in a CONSUMER span linked to every event's producer, and the Kafka records carry the traceparent", async () => {
+    await createStream(db.sql, "shipments", 1);
+    const producer = await tracer.startActiveSpan("ship", async (span) => {
+      await db.sql.begin((tx) => appendBatch(tx, [1, 2, 3].map((n) => ({ stream: "shipments", key: `s-${n}`, type: "Shipped", data: { n } }))));
+      span.end();
+      return span.spanContext();
+    });
+    await eventually("the shipments are relayed", async () => (await db.sql`select 1 from tributary.events where stream = 'shipments'`).length === 3, 60_000);
+    const topic = `shipments-${randomBytes(3).toString("hex")}`;
+    bridge = startBridge({ databaseUrl: db.url, streams: ["shipments"], kafka: kafkaConfig(), topicMap: { shipments: topic }, createTopics: true, log: () => {} });
+    await bridge.ready;
+    const sent = () => consumerSpans().filter((s) => s.attributes["tributary.kafka.topic"] === topic && s.status.code !== 2);
+    await eventually("the batch is sent", () => sent().length > 0, 60_000);
+    const spans = sent();
+    expect(spans[0]!.attributes).toMatchObject({
+      "messaging.system": "tributary",
+      "messaging.destination.name": "shipments",
+      "messaging.consumer.group.name": "tributary-bridge",
+      "messaging.destination.partition.id": "0",
+    });
+    const linked = spans.flatMap((s) => s.links.map((l) => `${l.context.traceId}-${l.context.spanId}`));
+    expect(linked).toEqual([1, 2, 3].map(() => `${producer.traceId}-${producer.spanId}`));
+
+    const records: string[] = [];
+    const reader = new kafkajs.Kafka(kafkaConfig()).consumer({ groupId: `reader-${randomBytes(4).toString("hex")}` });
+    await reader.connect();
+    try {
+      await reader.subscribe({ topics: [topic], fromBeginning: true });
+      await reader.run({ eachMessage: async ({ message }) => void records.push(String(message.headers?.traceparent)) });
+      await eventually("the three records are read", () => records.length >= 3, 60_000);
+    } finally {
+      await reader.disconnect();
+    }
+    expect(records.slice(0, 3)).toEqual([1, 2, 3].map(() => `00-${producer.traceId}-${producer.spanId}-01`));
   });
 });

@@ -15,6 +15,7 @@
  * grows and `tributary status` shows it. N bridges with the same group share
  * the partitions like any other members.
  */
+import { trace } from "@opentelemetry/api";
 import { Duration, Effect, Schedule } from "effect";
 import { Kafka, logLevel, Partitioners, type KafkaConfig, type Producer } from "kafkajs";
 import type { Sql } from "postgres";
@@ -160,6 +161,8 @@ async function forward(sql: Sql, producer: Producer, routes: readonly TopicRoute
     // Raw events: their bytes go to Kafka as they are (kafka-record.ts).
     rawBatchHandler: async (events) => {
       const route = byStream.get(events[0]!.stream)!;
+      // The batch runs in the member's CONSUMER span, linked to each event's producer; the records keep the headers.
+      trace.getActiveSpan()?.setAttribute("tributary.kafka.topic", route.topic);
       const startedAt = performance.now();
       try {
         await producer.send({
