@@ -14,7 +14,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { append, appendBatch, consumer, createQueue, createStream, eventTraceContext, tailStream, work, type Consumer, type StreamEvent } from "@tributary/client";
+import { append, appendBatch, claim, consumer, createQueue, createStream, eventTraceContext, nack, redrive, send, tailStream, work, type Consumer, type StreamEvent } from "@tributary/client";
 import { startBridge, type BridgeHandle } from "@tributary/kafka-bridge";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
@@ -179,6 +179,49 @@ describe("traces", () => {
     });
     expect(span!.links.map((l) => `${l.context.traceId}-${l.context.spanId}`)).toEqual([`${producer.traceId}-${producer.spanId}`]);
     expect(seen[0]!.activeSpanId).toBe(span!.spanContext().spanId);
+  });
+
+  it("a send inside a span carries its traceparent in the message's headers; the worker's span links it, the handler inside; an SQL sender's headers are checked and linked", async () => {
+    await createQueue(db.sql, "invoices");
+    const producer = await tracer.startActiveSpan("bill", async (span) => {
+      await send(db.sql, "invoices", { n: 1 }, { headers: { tenant: "acme" } });
+      span.end();
+      return span.spanContext();
+    });
+    const sqlTraceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    await db.sql`select tributary.send('invoices', '{"n": 2}', ${db.sql.json({ headers: { traceparent: sqlTraceparent } })})`;
+    await expect(db.sql`select tributary.send('invoices', '{}', '{"headers": {"retries": 3}}')`).rejects.toThrow(/header 'retries' is number, not text/);
+    await expect(db.sql`select tributary.send('invoices', '{}', '{"headers": ["traceparent"]}')`).rejects.toThrow(/headers/);
+
+    const seen: Array<{ n: number; headers: Record<string, string>; activeSpanId: string | undefined }> = [];
+    const worker = await work<{ n: number }>(db.sql, "invoices", (message) => void seen.push({ n: message.payload.n, headers: { ...message.headers }, activeSpanId: trace.getActiveSpan()?.spanContext().spanId }), { log: () => {} });
+    const workerSpans = () => consumerSpans().filter((s) => s.name === "process invoices");
+    try {
+      await eventually("both invoices are handled", () => seen.length === 2 && workerSpans().length === 2, 60_000);
+    } finally {
+      await worker.stop();
+    }
+    const first = seen.find((m) => m.n === 1)!;
+    expect(first.headers).toEqual({ tenant: "acme", traceparent: `00-${producer.traceId}-${producer.spanId}-01` });
+    const linked = (n: number) => {
+      const span = workerSpans().find((s) => s.spanContext().spanId === seen.find((m) => m.n === n)!.activeSpanId)!;
+      expect(span.attributes).toMatchObject({ "messaging.system": "tributary", "messaging.destination.name": "invoices", "tributary.deliveries": 1 });
+      return span.links.map((l) => `${l.context.traceId}-${l.context.spanId}`);
+    };
+    expect(linked(1)).toEqual([`${producer.traceId}-${producer.spanId}`]);
+    expect(linked(2)).toEqual(["0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"]);
+  });
+
+  it("a dead letter keeps its message's headers and a redrive gives them back", async () => {
+    await createQueue(db.sql, "refunds", { maxDeliveries: 1 });
+    await send(db.sql, "refunds", { n: 1 }, { headers: { tenant: "acme" } });
+    const [message] = await claim(db.sql, "refunds", "w-1");
+    await nack(db.sql, "refunds", message!.receipt, { error: "refused" });
+    const [dead] = await db.sql<{ headers: unknown }[]>`select headers from tributary.queue_dead_letters where queue = 'refunds'`;
+    expect(dead!.headers).toEqual({ tenant: "acme" });
+    await redrive(db.sql, "refunds");
+    const [again] = await claim(db.sql, "refunds", "w-1");
+    expect(again!.headers).toEqual({ tenant: "acme" });
   });
 });
 

@@ -31,8 +31,9 @@
  * once (that delivery counts: a handler that never ends must not loop forever).
  *
  * Traces: each handler call runs in a CONSUMER span `process <queue>`
- * (trace-context.ts); a stream-fed message's span links the producer of the
- * event it carries.
+ * (trace-context.ts), linked to the sender's context (the message's
+ * headers); a stream-fed message's span links the producer of the event it
+ * carries.
  *
  * The worker registers in tributary.queue_workers and heartbeats its counts.
  *
@@ -200,7 +201,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
     let failure: unknown = null;
     const startedAt = metrics ? performance.now() : 0;
     try {
-      // A stream-fed message's payload is the whole event: its producer's context is in payload.headers.
+      // The sender's context is in the message's headers; a stream-fed message's payload is the whole event, with the producer's in its headers.
       await inConsumerSpan(queue, () => ({
         attributes: {
           "messaging.system": "tributary",
@@ -208,7 +209,7 @@ export async function work<Payload = unknown>(sql: Sql, queue: string, handler: 
           "tributary.deliveries": message.deliveries,
           ...(fedBy ? { "tributary.stream": fedBy } : {}),
         },
-        links: [producerLink(fedBy ? (message.payload as { headers?: unknown } | null)?.headers : undefined)],
+        links: [producerLink(message.headers.traceparent === undefined && fedBy ? (message.payload as { headers?: unknown } | null)?.headers : message.headers)],
       }), async () => void (await handler(message, { signal: abort.signal, worker })));
     } catch (error) {
       failure = error ?? new Error("handler failed");

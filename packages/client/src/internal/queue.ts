@@ -8,6 +8,7 @@
 import type { Sql, TransactionSql } from "postgres";
 import { fromSqlApiError } from "./errors.ts";
 import { jsonText } from "./json-text.ts";
+import { withTraceHeaders } from "./trace-context.ts";
 
 export type QueueExecutor = Sql | TransactionSql;
 
@@ -35,6 +36,12 @@ export interface SendOptions {
   readonly key?: string;
   /** A second send with the same dedupe key while the first is pending returns the first id. */
   readonly dedupeKey?: string;
+  /**
+   * Text headers handed to the worker with the message (migration 0014). A
+   * send inside an active span adds its W3C trace context (`traceparent`,
+   * `tracestate`), unless given here.
+   */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface ClaimedMessage<Payload = unknown> {
@@ -47,6 +54,8 @@ export interface ClaimedMessage<Payload = unknown> {
   readonly enqueuedAt: Date;
   /** The claim expires then unless acked, nacked or extended. */
   readonly visibleUntil: Date;
+  /** The headers it was sent with ({} when none). */
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 async function call<T>(run: () => Promise<T>): Promise<T> {
@@ -77,6 +86,9 @@ export async function send(sql: QueueExecutor, queue: string, payload: unknown, 
   if (options.runAt !== undefined) json.run_at = options.runAt.toISOString();
   if (options.key !== undefined) json.key = options.key;
   if (options.dedupeKey !== undefined) json.dedupe_key = options.dedupeKey;
+  // Only when there are some: a send without headers works on a database before migration 0014.
+  const headers = withTraceHeaders(options.headers);
+  if (headers !== undefined && Object.keys(headers).length > 0) json.headers = headers;
   const [row] = await call(() => sql<{ id: string }[]>`
     select tributary.send(${queue}, ${jsonText(payload ?? null)}::text::jsonb, ${JSON.stringify(json)}::text::jsonb)::text as id`);
   return row!.id;
@@ -90,11 +102,12 @@ export async function claim<Payload = unknown>(
   options: { max?: number; visibilitySeconds?: number } = {},
 ): Promise<Array<ClaimedMessage<Payload>>> {
   const visibility = options.visibilitySeconds === undefined ? null : `${options.visibilitySeconds} seconds`;
-  const rows = await call(() => sql<{ id: string; receipt: string; payload: Payload; key: string | null; deliveries: number; enqueued_at: Date; visible_until: Date }[]>`
-    select id::text, receipt::text, payload, key, deliveries, enqueued_at, visible_until
+  const rows = await call(() => sql<{ id: string; receipt: string; payload: Payload; key: string | null; deliveries: number; enqueued_at: Date; visible_until: Date; headers: Record<string, string> }[]>`
+    select id::text, receipt::text, payload, key, deliveries, enqueued_at, visible_until, headers
       from tributary.claim(${queue}, ${worker}, ${options.max ?? 1}, ${visibility}::interval)`);
   return rows.map((r) => ({
     id: r.id, receipt: r.receipt, payload: r.payload, key: r.key, deliveries: r.deliveries, enqueuedAt: r.enqueued_at, visibleUntil: r.visible_until,
+    headers: r.headers ?? {},
   }));
 }
 
