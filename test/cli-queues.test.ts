@@ -42,6 +42,7 @@ interface DeadJson {
   deadAt: string;
   payload: unknown;
   history: Array<{ at: string; worker: string | null; error: string | null }>;
+  headers: Record<string, string>;
 }
 
 const jsonLines = <T>(stdout: string): T[] => stdout.trimEnd().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as T);
@@ -206,6 +207,7 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       ]);
       expect(dead[0]!.history.map((h) => [h.worker, h.error])).toEqual([["poison-1", "smtp 421 try later"], ["poison-2", "smtp 550\nmailbox unavailable"]]);
       expect(dead[0]!.deadAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+      expect(dead.map((d) => d.headers)).toEqual([{}, {}]); // sent without headers
 
       expect(table.stdout).toMatch(/^ +ID +KEY +DELIVERIES +DEAD AT +LAST ERROR$/m);
       expect(table.stdout).toMatch(new RegExp(`^ +${poison[0]} +customer-7 +2 +\\d{4}-\\S+ +smtp 550 mailbox unavailable$`, "m"));

@@ -14,7 +14,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { append, appendBatch, claim, consumer, createQueue, createStream, eventTraceContext, nack, redrive, send, tailStream, work, type Consumer, type StreamEvent } from "@tributary/client";
+import { append, appendBatch, claim, consumer, createQueue, createStream, deadLetters, eventTraceContext, nack, redrive, send, tailStream, work, type Consumer, type StreamEvent } from "@tributary/client";
 import { startBridge, type BridgeHandle } from "@tributary/kafka-bridge";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
@@ -217,7 +217,7 @@ describe("traces", () => {
     await send(db.sql, "refunds", { n: 1 }, { headers: { tenant: "acme" } });
     const [message] = await claim(db.sql, "refunds", "w-1");
     await nack(db.sql, "refunds", message!.receipt, { error: "refused" });
-    const [dead] = await db.sql<{ headers: unknown }[]>`select headers from tributary.queue_dead_letters where queue = 'refunds'`;
+    const [dead] = await deadLetters(db.sql, "refunds");
     expect(dead!.headers).toEqual({ tenant: "acme" });
     await redrive(db.sql, "refunds");
     const [again] = await claim(db.sql, "refunds", "w-1");

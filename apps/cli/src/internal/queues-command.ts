@@ -143,7 +143,7 @@ function asUsageError(error: unknown): never {
 function deadLetterJson(d: DeadLetter) {
   return {
     id: Number(d.id), key: d.key, deliveries: d.deliveries, lastError: d.lastError, enqueuedAt: d.enqueuedAt, deadAt: d.deadAt,
-    payload: d.payload, history: d.history,
+    payload: d.payload, history: d.history, headers: d.headers,
   };
 }
 

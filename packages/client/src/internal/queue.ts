@@ -156,14 +156,16 @@ export interface DeadLetter<Payload = unknown> {
   readonly deliveries: number;
   readonly lastError: string | null;
   readonly history: Array<{ at: string; worker: string | null; error: string | null }>;
+  /** The headers it was sent with ({} when none). */
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 export async function deadLetters<Payload = unknown>(sql: QueueExecutor, queue: string, options: { limit?: number } = {}): Promise<Array<DeadLetter<Payload>>> {
-  const rows = await sql<{ id: string; key: string | null; payload: Payload; enqueued_at: Date; dead_at: Date; deliveries: number; last_error: string | null; history: DeadLetter["history"] }[]>`
-    select id::text, key, payload, enqueued_at, dead_at, deliveries, last_error, history
+  const rows = await sql<{ id: string; key: string | null; payload: Payload; enqueued_at: Date; dead_at: Date; deliveries: number; last_error: string | null; history: DeadLetter["history"]; headers: Record<string, string> }[]>`
+    select id::text, key, payload, enqueued_at, dead_at, deliveries, last_error, history, headers
       from tributary.queue_dead_letters where queue = ${queue} order by id limit ${options.limit ?? 100}`;
   return rows.map((r) => ({
-    id: r.id, key: r.key, payload: r.payload, enqueuedAt: r.enqueued_at, deadAt: r.dead_at, deliveries: r.deliveries, lastError: r.last_error, history: r.history,
+    id: r.id, key: r.key, payload: r.payload, enqueuedAt: r.enqueued_at, deadAt: r.dead_at, deliveries: r.deliveries, lastError: r.last_error, history: r.history, headers: r.headers,
   }));
 }
 
