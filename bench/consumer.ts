@@ -18,7 +18,11 @@
  *      a steady rate; latency = the handler's Date.now() − event.committedAt.
  *   4. (c) two members share a stream; one is killed with SIGKILL right after
  *      a heartbeat; time until the survivor handles each of its partitions.
- *   5. one table of figures and settings; --profile adds where (a)'s member
+ *   5. metrics off against on (issue 14): one member catches up on the
+ *      backlog of (a) again and again, a new group each run, alternating
+ *      without and with its metrics served over HTTP and scraped every
+ *      second; per round and medians (--skip metrics leaves it out).
+ *   6. one table of figures and settings, then the metrics comparison; --profile adds where (a)'s member
  *      spends its CPU (node --cpu-prof).
  *
  * A benchmark, not a test: it asserts only what makes its figures meaningful
@@ -44,6 +48,7 @@ import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
 import { grantedRoleUrl } from "./support/bench-roles.ts";
 import { startRelayProcess } from "./support/relay-process.ts";
 import { copyIntoSegments, segmentedName } from "./support/segmented-copy.ts";
+import { alternateMetrics, formatMetricsComparison } from "./support/metrics-comparison.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
 import { streamedEvents, waitForStreamedEvents } from "./support/stream-progress.ts";
 
@@ -66,7 +71,8 @@ ${serverUsage}
                                 stream, alternating with the backlog in its one segment, to print their
                                 ratio (default 100; 1 leaves it out)
   --segment-rounds N            rounds of that comparison (default 2)
-  --skip a,b,c                  phases to leave out
+  --metrics-rounds N            rounds of metrics off / on of phase 5 (default 3, or TRIBUTARY_BENCH_METRICS_ROUNDS)
+  --skip a,b,c,metrics          phases to leave out (the backlog is written unless both a and metrics are left out)
   --client-src PATH             bundle the members against another copy of @tributary/client
                                 (PATH = its src/index.ts), to measure a proposed change
   --profile                     run (a) under node --cpu-prof and summarize where the member's CPU goes`;
@@ -89,6 +95,7 @@ const { flags, values } = parseBenchFlags(
     "lag-seconds": { type: "string", default: "15" },
     "session-timeout-ms": { type: "string", default: "10000" },
     "failover-rate": { type: "string", default: "200" },
+    "metrics-rounds": { type: "string", default: process.env.TRIBUTARY_BENCH_METRICS_ROUNDS ?? "3" },
     skip: { type: "string", default: "" },
     "client-src": { type: "string" },
     profile: { type: "boolean", default: false },
@@ -107,10 +114,13 @@ const options = {
   failoverRate: positiveInt(values["failover-rate"], "failover-rate"),
   segments: positiveInt(values.segments, "segments"),
   segmentRounds: positiveInt(values["segment-rounds"], "segment-rounds"),
+  metricsRounds: positiveInt(values["metrics-rounds"], "metrics-rounds"),
   skip: new Set(String(values.skip).split(",").filter(Boolean)),
   clientSource: typeof values["client-src"] === "string" ? resolve(values["client-src"]) : undefined,
   profileDir: values.profile === true ? mkdtempSync(join(tmpdir(), "tributary-consumer-prof-")) : null,
 };
+
+for (const phase of options.skip) if (!["a", "b", "c", "metrics"].includes(phase)) throw new Error(`--skip takes a, b, c and metrics, not ${phase}`);
 
 function parseCombination(text: string): { batchSize: number; concurrency: number; handler: "each" | "batch"; asReader: boolean } {
   const match = /^(\d+)x(\d+)(:batch)?(:reader)?$/.exec(text.trim());
@@ -249,6 +259,26 @@ async function failoverPhase(bench: Bench): Promise<string[][]> {
   ];
 }
 
+/**
+ * 5. Metrics off against on, side by side: the default member catches up on
+ * the whole backlog, a new group each run, alternating without and with its
+ * metrics (served, and scraped every second).
+ */
+async function metricsPhase(bench: Bench): Promise<string> {
+  const rounds = await alternateMetrics(options.metricsRounds, async (metricsOn, round) => {
+    const r = await catchUp(bench.launcher, bench.sql, bench.pmPid, {
+      url: bench.cluster.url, streams: BENCH_STREAMS, events: options.events, batchSize: options.batchSize, concurrency: options.concurrency,
+      handler: "each", group: `bench-metrics-${metricsOn ? "on" : "off"}-${round}`, metrics: metricsOn,
+    });
+    return { rate: r.rate, cpuUsPerEvent: ((r.done.cpuSeconds + r.backendCpuSeconds) * 1e6) / options.events, scrapes: r.scrapes };
+  });
+  return formatMetricsComparison(`Consumer metrics off / on (${new Date().toISOString()})`, rounds, [
+    `each run: one member (batchSize ${options.batchSize}, concurrency ${options.concurrency}, no-op handler) catches up on the ${fmt.int(options.events)}-event backlog of (a) as a new group, timed as (a)`,
+    "on: the member's metrics (ConsumerOptions.metrics) on a registry with the process's default metrics, served over HTTP and scraped every second",
+    "CPU µs/event: member process + its server backends",
+  ]);
+}
+
 async function run(bench: Bench, loadBefore: string): Promise<void> {
   const serverLine = await describeServer(bench.sql);
   await migrate(bench.sql, { slotName: RELAY_SLOT, decoder: flags.decoder });
@@ -257,8 +287,8 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
 
   const rows: string[][] = [["server / decoder", `${serverLine} / ${flags.decoder}`]];
   let profiles: Array<[string, ProfileSummary]> = [];
+  if (!options.skip.has("a") || !options.skip.has("metrics")) rows.push(...(await backlogPhase(bench)));
   if (!options.skip.has("a")) {
-    rows.push(...(await backlogPhase(bench)));
     const catchup = await catchupPhase(bench);
     rows.push(...catchup.rows);
     profiles = catchup.profiles;
@@ -274,13 +304,14 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
       await relay.stop();
     }
   }
+  const metricsReport = options.skip.has("metrics") ? "" : await metricsPhase(bench);
   rows.push(
     ["member settings", `${options.clientSource ? `@tributary/client from ${options.clientSource} (NOT the repository's), ` : ""}own process (esbuild bundle of bench/support/consumer-child.ts), postgres.js pool max 10, no-op per-event handler (the handler option) unless marked batchHandler, startFrom earliest; (c) session timeout as shown, else 10,000 ms`],
     ["server settings", "as in the first row, plus track_commit_timestamp=on (dates each relay batch: the split of (b))"],
     ["relay settings", `relay child bundled by esbuild, MAX_BATCH_EVENTS=5000 (default), node ${cliHeapLimit}`],
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
   );
-  process.stdout.write(`\nConsumer benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);
+  process.stdout.write(`\nConsumer benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n${metricsReport}`);
   for (const [label, summary] of profiles) printProfile(label, summary);
   if (options.profileDir) process.stdout.write(`(profiles kept in ${options.profileDir})\n`);
 }

@@ -16,7 +16,12 @@
  *   3. a fresh relay; a producer paces small transactions at a steady rate;
  *      lag = clock_timestamp() - committed_at when a LISTENing reader first
  *      sees the row (database clock only).
- *   4. one table of figures and settings.
+ *   4. metrics off against on (issue 14): the relay drains the same backlog
+ *      again, alternating without and with its metrics served over HTTP and
+ *      scraped every second, each run on its own slot (created before the
+ *      backlog) into the target reset to empty; per round and medians.
+ *   5. one table of figures and settings, then the metrics comparison.
+ * --skip leaves phases out (drain: 2; lag: 3; metrics: 4).
  * --profile runs (b) under node --cpu-prof and summarizes where the relay's
  * CPU goes.
  *
@@ -40,7 +45,9 @@ import { measureLag } from "./support/lag-probe.ts";
 import { drainWithRecvlogical, drainWithRelay, formatGcPauses, type Bench } from "./support/drain-phases.ts";
 import { checkpointVersion } from "./support/relay-checkpoint.ts";
 import { relayChildScript, startRelayProcess } from "./support/relay-process.ts";
+import { alternateMetrics, formatMetricsComparison } from "./support/metrics-comparison.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
+import { resetRelayTarget } from "./support/relay-target-reset.ts";
 import { streamedEvents } from "./support/stream-progress.ts";
 
 const usage = `npm run bench:relay -- [flags]
@@ -52,12 +59,16 @@ ${serverUsage}
   --lag-seconds N               duration of the lag phase (default 15)
   --lag-tx-events N             events per producer transaction in the lag phase (default 1)
   --relay-node-args=…           extra node flags for the relay process (e.g. --relay-node-args=--max-old-space-size=128)
+  --metrics-rounds N            rounds of metrics off / on of phase 4 (default 3, or TRIBUTARY_BENCH_METRICS_ROUNDS)
+  --skip drain,lag,metrics      phases to leave out (drain: (a), (b), (a'); lag; metrics: the off / on comparison)
   --profile                     run (b) under node --cpu-prof and summarize the profile`;
 
 const RELAY_SLOT = "tributary";
 const RECV_SLOT = "bench_recv";
 const RECV_AFTER_SLOT = "bench_recv_after";
 const LAG_STREAM = "lag";
+/** One slot per run of the metrics comparison (run 2r - 1 off, 2r on). */
+const metricsSlot = (run: number) => `bench_metrics_${run}`;
 
 const { flags, values } = parseBenchFlags(
   process.argv.slice(2),
@@ -69,6 +80,8 @@ const { flags, values } = parseBenchFlags(
     "lag-seconds": { type: "string", default: "15" },
     "lag-tx-events": { type: "string", default: "1" },
     "relay-node-args": { type: "string", default: cliHeapLimit },
+    "metrics-rounds": { type: "string", default: process.env.TRIBUTARY_BENCH_METRICS_ROUNDS ?? "3" },
+    skip: { type: "string", default: "" },
     profile: { type: "boolean", default: false },
   },
   usage,
@@ -81,8 +94,14 @@ const options = {
   lagSeconds: positiveInt(values["lag-seconds"], "lag-seconds"),
   lagTxEvents: positiveInt(values["lag-tx-events"], "lag-tx-events"),
   relayNodeArgs: String(values["relay-node-args"] ?? "").split(/\s+/).filter(Boolean),
+  metricsRounds: positiveInt(values["metrics-rounds"], "metrics-rounds"),
+  skip: new Set(String(values.skip).split(",").filter(Boolean)),
   profileDir: values.profile === true ? mkdtempSync(join(tmpdir(), "tributary-relay-prof-")) : null,
 };
+
+for (const phase of options.skip) if (!["drain", "lag", "metrics"].includes(phase)) throw new Error(`--skip takes drain, lag and metrics, not ${phase}`);
+// The lag phase's relay goes on from where (b) left the slot: without (b) it would relay the backlog first.
+if (options.skip.has("drain") && !options.skip.has("lag")) throw new Error("--skip drain needs --skip lag too: the lag phase starts where (b) left the relay's slot");
 
 const perEvent = (seconds: number) => ((seconds * 1e6) / options.events).toFixed(1);
 
@@ -147,7 +166,8 @@ async function relayDrainPhase(bench: Bench) {
 }
 
 /** 3. Commit → stream lag at a steady rate, with a fresh (never profiled) relay. */
-async function lagPhase({ cluster, sql, pmPid }: Bench) {
+/** `streamedBefore`: events the stream holds when it starts (the backlog, once (b) relayed it). */
+async function lagPhase({ cluster, sql, pmPid }: Bench, streamedBefore: number) {
   progress(`lag: ${fmt.int(options.lagRate)} events/s for ${options.lagSeconds} s`);
   const relay = startRelayProcess({ databaseUrl: cluster.url, slotName: RELAY_SLOT, maxBatchEvents: options.batchEvents, nodeArgs: options.relayNodeArgs });
   await relay.active;
@@ -168,7 +188,7 @@ async function lagPhase({ cluster, sql, pmPid }: Bench) {
   const peakRss = relay.peakRss();
   await relay.stop();
   const total = await streamedEvents(sql);
-  if (total !== options.events + lag.appended) throw new Error(`stream holds ${total} events, expected ${options.events + lag.appended}`);
+  if (total !== streamedBefore + lag.appended) throw new Error(`stream holds ${total} events, expected ${streamedBefore + lag.appended}`);
   return [
     [`lag @ ${fmt.int(options.lagRate)} ev/s target`, `achieved ${fmt.int(lag.achievedRate)} ev/s of ${options.lagTxEvents}-event tx for ${options.lagSeconds} s (${fmt.int(lag.samples)} samples after 1 s warm-up; max ${lag.maxInFlight} tx in flight)`],
     ["lag commit → row visible p50 / p99 / max", `${lag.p50Ms.toFixed(1)} / ${lag.p99Ms.toFixed(1)} / ${lag.maxMs.toFixed(1)} ms`],
@@ -178,37 +198,69 @@ async function lagPhase({ cluster, sql, pmPid }: Bench) {
   ];
 }
 
+/**
+ * 4. Metrics off against on, side by side: the same backlog drained again
+ * and again, each run on its own slot into the reset target. Runs last, so
+ * the phases before it see the target as they always did.
+ */
+async function metricsPhase(bench: Bench): Promise<string> {
+  const rounds = await alternateMetrics(options.metricsRounds, async (metricsOn, round) => {
+    const slot = metricsSlot(2 * round - (metricsOn ? 0 : 1));
+    await resetRelayTarget(bench.sql, slot);
+    const drain = await drainWithRelay(bench, {
+      slotName: slot, events: options.events, batchEvents: options.batchEvents, nodeArgs: options.relayNodeArgs,
+      metrics: metricsOn, onProgress: (n) => progress(`  streamed ${fmt.int(n)}`),
+    });
+    const streamed = await streamedEvents(bench.sql);
+    if (streamed < options.events) throw new Error(`the stream holds ${streamed} events, expected at least ${options.events}`);
+    return {
+      rate: options.events / drain.seconds,
+      cpuUsPerEvent: ((drain.walsenderCpu + drain.backendsCpu + drain.relayProcessCpu) * 1e6) / options.events,
+      scrapes: drain.scrapes,
+    };
+  });
+  return formatMetricsComparison(`Relay metrics off / on (${new Date().toISOString()})`, rounds, [
+    `each run: a relay process drains the same ${fmt.int(options.events)}-event backlog (its own slot, created before the backlog; the target reset to empty), timed from "active" to the last event, as (b)`,
+    "on: the relay's metrics (startRelay's metrics option) on a registry with the process's default metrics, as tributary relay --metrics-port, served over HTTP and scraped every second",
+    "CPU µs/event: walsender + relay's backends + relay process",
+  ]);
+}
+
 async function run(bench: Bench, loadBefore: string): Promise<void> {
   const serverLine = await describeServer(bench.sql);
   await migrate(bench.sql, { slotName: RELAY_SLOT, decoder: flags.decoder });
   for (const slot of [RECV_SLOT, RECV_AFTER_SLOT]) await bench.sql`select pg_create_logical_replication_slot(${slot}, ${flags.decoder})`;
   for (const stream of [...BENCH_STREAMS, LAG_STREAM]) await createStream(bench.sql, stream, BENCH_PARTITIONS);
 
-  const write = await writePhase(bench);
-  const before = await decodeLimitPhase(bench, RECV_SLOT, "(a)", write.endLsn, write.walBytes);
-  const relay = await relayDrainPhase(bench);
-  const after = await decodeLimitPhase(bench, RECV_AFTER_SLOT, "(a')", write.endLsn, write.walBytes);
-  const decodeLimit = { rate: (before.rate + after.rate) / 2, cpuPerEvent: (before.cpuPerEvent + after.cpuPerEvent) / 2 };
-  const lagRows = await lagPhase(bench);
+  const metricsSlots = options.skip.has("metrics") ? [] : Array.from({ length: 2 * options.metricsRounds }, (_, i) => metricsSlot(i + 1));
+  for (const slot of metricsSlots) await bench.sql`select pg_create_logical_replication_slot(${slot}, ${flags.decoder})`;
 
-  const rows = [
-    ["server / decoder", `${serverLine} / ${flags.decoder}`],
-    ...write.rows,
-    before.headline,
-    relay.headline,
-    after.headline,
-    ["ratio relay / pg_recvlogical", `${(relay.rate / decodeLimit.rate).toFixed(2)} (wall clock, against the mean of (a) and (a'); ${(relay.rate / before.rate).toFixed(2)} against (a) alone)`],
-    ["CPU µs/event (a, a' mean) / (b)", `${perEvent(decodeLimit.cpuPerEvent)} / ${perEvent(relay.cpuPerEvent)}: cost ratio ${(decodeLimit.cpuPerEvent / relay.cpuPerEvent).toFixed(2)} (CPU time: far less load-dependent than wall clock)`],
-    ...relay.details,
-    write.cpuRow,
-    before.cpuRow,
-    relay.cpuRow,
-    after.cpuRow,
-    ...lagRows,
+  const write = await writePhase(bench);
+  const rows = [["server / decoder", `${serverLine} / ${flags.decoder}`], ...write.rows];
+  const cpuRows = [write.cpuRow];
+  if (!options.skip.has("drain")) {
+    const before = await decodeLimitPhase(bench, RECV_SLOT, "(a)", write.endLsn, write.walBytes);
+    const relay = await relayDrainPhase(bench);
+    const after = await decodeLimitPhase(bench, RECV_AFTER_SLOT, "(a')", write.endLsn, write.walBytes);
+    const decodeLimit = { rate: (before.rate + after.rate) / 2, cpuPerEvent: (before.cpuPerEvent + after.cpuPerEvent) / 2 };
+    rows.push(
+      before.headline,
+      relay.headline,
+      after.headline,
+      ["ratio relay / pg_recvlogical", `${(relay.rate / decodeLimit.rate).toFixed(2)} (wall clock, against the mean of (a) and (a'); ${(relay.rate / before.rate).toFixed(2)} against (a) alone)`],
+      ["CPU µs/event (a, a' mean) / (b)", `${perEvent(decodeLimit.cpuPerEvent)} / ${perEvent(relay.cpuPerEvent)}: cost ratio ${(decodeLimit.cpuPerEvent / relay.cpuPerEvent).toFixed(2)} (CPU time: far less load-dependent than wall clock)`],
+      ...relay.details,
+    );
+    cpuRows.push(before.cpuRow, relay.cpuRow, after.cpuRow);
+  }
+  rows.push(...cpuRows);
+  if (!options.skip.has("lag")) rows.push(...(await lagPhase(bench, options.skip.has("drain") ? 0 : options.events)));
+  const metricsReport = options.skip.has("metrics") ? "" : await metricsPhase(bench);
+  rows.push(
     ["relay settings", `MAX_BATCH_EVENTS=${options.batchEvents}, maxBatchBytes=8 MB (default), relay child bundled by esbuild${options.relayNodeArgs.length ? `, node ${options.relayNodeArgs.join(" ")}` : ""}`],
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
-  ];
-  process.stdout.write(`\nRelay benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n`);
+  );
+  process.stdout.write(`\nRelay benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n${metricsReport}`);
   if (options.profileDir) {
     process.stdout.write(formatProfile("Relay CPU profile during (b)", summarizeCpuProfile(mainThreadProfile(options.profileDir), { bundle: relayChildScript() }), options.profileDir));
   }

@@ -13,6 +13,7 @@ import type { Sql } from "postgres";
 import { cpuBetween, cpuSnapshot, processCpuSeconds, type CpuUse } from "./cpu-accounting.ts";
 import { onlyProfile, summarizeConsumerProfile, type ProfileSummary } from "./consumer-profile.ts";
 import type { CatchupDone, Joined, MemberLauncher } from "./consumer-process.ts";
+import { scrapeEvery, type Scraper, type ScrapeSummary } from "./metrics-scraper.ts";
 import { fmt, progress } from "./report-table.ts";
 
 export interface CatchupOptions {
@@ -26,6 +27,8 @@ export interface CatchupOptions {
   readonly group: string;
   /** The member connects as a granted reader (url names it), not the superuser. */
   readonly asReader?: boolean;
+  /** The member serves its metrics, scraped every second from its consumer() call to its last event. */
+  readonly metrics?: boolean;
   /** Run the member under node --cpu-prof (a fresh folder under this one). */
   readonly profileDir?: string;
 }
@@ -41,6 +44,8 @@ export interface CatchupResult {
   readonly backendCpuSeconds: number;
   readonly cpu: CpuUse;
   readonly profile: ProfileSummary | null;
+  /** With `metrics`: the scrapes during the catch-up. */
+  readonly scrapes: ScrapeSummary | null;
 }
 
 const APPLICATION_NAME = "bench-consumer-catchup";
@@ -72,15 +77,20 @@ export async function catchUp(launcher: MemberLauncher, sql: Sql, postmasterPid:
     queryTiming: true,
     applicationName: APPLICATION_NAME,
     ...(profileDir ? { cpuProfileDir: profileDir } : {}),
+    ...(options.metrics ? { metrics: true } : {}),
     onProgress: (n) => progress(`  handled ${fmt.int(n)}`),
   });
+  let scraper: Scraper | null = null;
   try {
+    // Printed before the consumer() call: the scrapes cover the whole timed window.
+    if (options.metrics) scraper = scrapeEvery(await member.metricsUrl);
     const joined = await member.joined;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`(a) the member did not handle ${options.events} events within 30 minutes`)), 30 * 60_000);
     });
     const done = await Promise.race([member.done, timeout]).finally(() => clearTimeout(timer));
+    const scrapes = (await scraper?.stop()) ?? null;
     const cpu = cpuBetween(before, cpuSnapshot(postmasterPid));
     const backendCpuSeconds = await backendCpu(sql, APPLICATION_NAME);
     // The last batch's commit follows its handler: wait for it (it proves the commits, not the speed).
@@ -97,8 +107,9 @@ export async function catchUp(launcher: MemberLauncher, sql: Sql, postmasterPid:
     const rate = options.events / seconds;
     progress(`(a) ${seconds.toFixed(2)} s = ${fmt.int(rate)} events/s`);
     const profile = profileDir ? summarizeConsumerProfile(onlyProfile(profileDir), launcher.script, done.windowUs) : null;
-    return { options, seconds, rate, joined, done, allCommittedMs, backendCpuSeconds, cpu, profile };
+    return { options, seconds, rate, joined, done, allCommittedMs, backendCpuSeconds, cpu, profile, scrapes };
   } finally {
+    await scraper?.stop();
     await member.kill();
   }
 }

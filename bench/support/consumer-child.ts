@@ -12,15 +12,20 @@
  *               time, peak RSS and the time its queries took (QUERY_TIMING)
  *     report    reports every handled event (stream, partition, offset,
  *               committedAt, Date.now() in the handler), flushed every 50 ms
+ *   METRICS=1  the member's metrics (ConsumerOptions.metrics) on a registry
+ *     with the process's default metrics, served on a free port; prints
+ *     "metrics <url>" before the consumer() call.
  *
- * stdout lines: "joined {memberId, callAt, joinedAt}", "rss <bytes>" every
+ * stdout lines: "metrics <url>", "joined {memberId, callAt, joinedAt}", "rss <bytes>" every
  * 200 ms, "progress <n>", "done {…}", "events s|p|o|committedMs|handledMs;…",
  * "error <message>". Times are epoch ms (Date.now()): the driver, this child
  * and the server share one machine clock.
  */
 import { readFileSync } from "node:fs";
 import postgres, { type Sql } from "postgres";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { consumer, type StreamEvent } from "@tributary/client";
+import { serveMetrics } from "@tributary/core";
 
 const env = (name: string, fallback?: string): string => {
   const value = process.env[name] ?? fallback;
@@ -140,6 +145,13 @@ const sql = process.env.QUERY_TIMING === "1" ? timed(rawSql) : rawSql;
 setInterval(() => print(`rss ${process.memoryUsage.rss()}`), 200).unref();
 setInterval(() => print(`progress ${handled}`), 2000).unref();
 
+let metrics: Registry | undefined;
+if (process.env.METRICS === "1") {
+  metrics = new Registry();
+  collectDefaultMetrics({ register: metrics });
+  print(`metrics ${(await serveMetrics(metrics, { port: 0 })).url}`);
+}
+
 const onEvent = mode === "catchup" ? countEvent : reportEvent;
 const callAt = Date.now();
 cpuAtCall = process.cpuUsage();
@@ -151,6 +163,7 @@ const member = await consumer(sql, {
   concurrency: Number(env("CONCURRENCY")),
   sessionTimeoutMs: Number(env("SESSION_TIMEOUT_MS", "10000")),
   log: (m) => process.stderr.write(`[bench consumer ${process.pid}] ${m}\n`),
+  ...(metrics ? { metrics } : {}),
   ...(env("HANDLER", "each") === "batch"
     ? { batchHandler: (events: StreamEvent[]) => events.forEach(onEvent) }
     : { handler: onEvent }),

@@ -61,6 +61,8 @@ export interface MemberOptions {
   /** application_name of the member's connections (to find its server backends). */
   readonly applicationName?: string;
   readonly cpuProfileDir?: string;
+  /** Register the member's metrics and serve them over HTTP (see `metricsUrl`). */
+  readonly metrics?: boolean;
   /** Called with each batch of handled events (report mode). */
   readonly onEvents?: (events: HandledEvent[]) => void;
   readonly onProgress?: (handled: number) => void;
@@ -68,6 +70,8 @@ export interface MemberOptions {
 
 export class MemberProcess {
   readonly joined: Promise<Joined>;
+  /** The child's /metrics URL (with `metrics`), printed before it joins. */
+  readonly metricsUrl: Promise<string>;
   readonly done: Promise<CatchupDone>;
   readonly exited: Promise<number | null>;
   private peak = 0;
@@ -82,6 +86,7 @@ export class MemberProcess {
         else if (tag === "progress") options.onProgress?.(Number(rest));
       },
     });
+    this.metricsUrl = this.lines.once("metrics");
     this.joined = this.lines.once("joined", (rest) => JSON.parse(rest) as Joined);
     this.done = this.lines.once("done", (rest) => JSON.parse(rest) as CatchupDone);
     this.exited = this.lines.exited;
@@ -149,6 +154,7 @@ export class MemberLauncher {
         HANDLER: options.handler ?? "each",
         QUERY_TIMING: options.queryTiming ? "1" : "",
         APPLICATION_NAME: options.applicationName ?? "bench-consumer",
+        ...(options.metrics ? { METRICS: "1" } : {}),
       },
     });
     return new MemberProcess(child, options);

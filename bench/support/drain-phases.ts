@@ -11,6 +11,7 @@ import type { Cluster } from "@tributary/testkit";
 import type { Decoder } from "@tributary/core";
 import { currentWalLsn, walBytesBetween } from "./bench-server.ts";
 import { cpuBetween, cpuSnapshot, processCpuSeconds, reapedChildrenCpuSeconds, type CpuUse } from "./cpu-accounting.ts";
+import { scrapeEvery, type ScrapeSummary } from "./metrics-scraper.ts";
 import { drainSlot } from "./recvlogical-drain.ts";
 import { checkpointVersion } from "./relay-checkpoint.ts";
 import { startRelayProcess, type GcPauses } from "./relay-process.ts";
@@ -50,6 +51,8 @@ export interface RelayDrainOptions {
   readonly batchEvents: number;
   readonly nodeArgs: readonly string[];
   readonly cpuProfileDir?: string | null;
+  /** The relay serves its metrics, scraped every second from "active" to the last event. */
+  readonly metrics?: boolean;
   readonly onProgress: (streamed: number) => void;
 }
 
@@ -70,6 +73,8 @@ export interface RelayDrain {
   readonly peakRss: number;
   /** The relay's GC pauses during the drain (as reported up to 200 ms before its end). */
   readonly gc: GcPauses;
+  /** With `metrics`: the scrapes during the drain. */
+  readonly scrapes: ScrapeSummary | null;
 }
 
 /** "scavenges 512 ms (230), mark-compact and marking 120 ms (15): 9.1% of the drain". */
@@ -91,10 +96,13 @@ export async function drainWithRelay({ cluster, sql, pmPid }: Bench, options: Re
     maxBatchEvents: options.batchEvents,
     nodeArgs: options.nodeArgs,
     ...(options.cpuProfileDir ? { cpuProfileDir: options.cpuProfileDir } : {}),
+    ...(options.metrics ? { metrics: true } : {}),
   });
   const activeAt = await relay.active;
   const relayCpuAtActive = processCpuSeconds(relay.pid) ?? 0;
+  const scraper = options.metrics ? scrapeEvery(await relay.metricsUrl) : null;
   const doneAt = await waitForStreamedEvents(sql, options.events, 600_000, options.onProgress);
+  const scrapes = (await scraper?.stop()) ?? null;
   const relayProcessCpu = (processCpuSeconds(relay.pid) ?? 0) - relayCpuAtActive;
   const backends = await relayServerCpu(sql, options.slotName);
   const cpu = cpuBetween(before, cpuSnapshot(pmPid));
@@ -115,5 +123,6 @@ export async function drainWithRelay({ cluster, sql, pmPid }: Bench, options: Re
     walBytes,
     peakRss,
     gc,
+    scrapes,
   };
 }

@@ -36,6 +36,8 @@ export interface RelayProcessOptions {
   /** Node flags (default: `tributary relay`'s heap limit, cliHeapLimit; e.g. --import ./preload.mjs). */
   readonly nodeArgs?: readonly string[];
   readonly cpuProfileDir?: string;
+  /** Register the relay's metrics and serve them over HTTP (see `metricsUrl`). */
+  readonly metrics?: boolean;
 }
 
 export interface GcPauses {
@@ -50,6 +52,8 @@ export interface RelayProcess {
   readonly pid: number;
   /** performance.now() when the child printed "active" (it leads and starts streaming). */
   readonly active: Promise<number>;
+  /** The child's /metrics URL (with `metrics`), printed before the relay starts. */
+  readonly metricsUrl: Promise<string>;
   /** Peak RSS (bytes) reported so far; the child reports every 200 ms. */
   peakRss(): number;
   /** Resets the peak (to measure one phase). */
@@ -70,6 +74,7 @@ export function startRelayProcess(options: RelayProcessOptions): RelayProcess {
       SLOT: options.slotName,
       MAX_BATCH_EVENTS: String(options.maxBatchEvents ?? 5000),
       REPORT_RSS: "1",
+      ...(options.metrics ? { METRICS: "1" } : {}),
       ...(options.snapshotChunkRows !== undefined ? { SNAPSHOT_CHUNK_ROWS: String(options.snapshotChunkRows) } : {}),
     },
   });
@@ -88,6 +93,7 @@ export function startRelayProcess(options: RelayProcessOptions): RelayProcess {
   return {
     pid: lines.pid,
     active: lines.once("active", () => performance.now()),
+    metricsUrl: lines.once("metrics"),
     peakRss: () => peak,
     gc: () => gc,
     resetPeakRss: () => {
