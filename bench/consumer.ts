@@ -75,7 +75,8 @@ ${serverUsage}
   --skip a,b,c,metrics          phases to leave out (the backlog is written unless both a and metrics are left out)
   --client-src PATH             bundle the members against another copy of @tributary/client
                                 (PATH = its src/index.ts), to measure a proposed change
-  --profile                     run (a) under node --cpu-prof and summarize where the member's CPU goes`;
+  --profile                     run (a), and the first round of metrics off / on, under node --cpu-prof and
+                                summarize where the member's CPU goes`;
 
 const RELAY_SLOT = "tributary";
 const LAG_STREAM = "lag";
@@ -264,12 +265,16 @@ async function failoverPhase(bench: Bench): Promise<string[][]> {
  * the whole backlog, a new group each run, alternating without and with its
  * metrics (served, and scraped every second).
  */
-async function metricsPhase(bench: Bench): Promise<string> {
+async function metricsPhase(bench: Bench, profiles: Array<[string, ProfileSummary]>): Promise<string> {
   const rounds = await alternateMetrics(options.metricsRounds, async (metricsOn, round) => {
+    const group = `bench-metrics-${metricsOn ? "on" : "off"}-${round}`;
     const r = await catchUp(bench.launcher, bench.sql, bench.pmPid, {
       url: bench.cluster.url, streams: BENCH_STREAMS, events: options.events, batchSize: options.batchSize, concurrency: options.concurrency,
-      handler: "each", group: `bench-metrics-${metricsOn ? "on" : "off"}-${round}`, metrics: metricsOn,
+      handler: "each", group, metrics: metricsOn,
+      // --profile: the first round's two runs, where the metrics' cost would show.
+      ...(options.profileDir && round === 1 ? { profileDir: options.profileDir } : {}),
     });
+    if (r.profile) profiles.push([`metrics ${metricsOn ? "on" : "off"} (${group})`, r.profile]);
     return { rate: r.rate, cpuUsPerEvent: ((r.done.cpuSeconds + r.backendCpuSeconds) * 1e6) / options.events, scrapes: r.scrapes };
   });
   return formatMetricsComparison(`Consumer metrics off / on (${new Date().toISOString()})`, rounds, [
@@ -304,7 +309,7 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
       await relay.stop();
     }
   }
-  const metricsReport = options.skip.has("metrics") ? "" : await metricsPhase(bench);
+  const metricsReport = options.skip.has("metrics") ? "" : await metricsPhase(bench, profiles);
   rows.push(
     ["member settings", `${options.clientSource ? `@tributary/client from ${options.clientSource} (NOT the repository's), ` : ""}own process (esbuild bundle of bench/support/consumer-child.ts), postgres.js pool max 10, no-op per-event handler (the handler option) unless marked batchHandler, startFrom earliest; (c) session timeout as shown, else 10,000 ms`],
     ["server settings", "as in the first row, plus track_commit_timestamp=on (dates each relay batch: the split of (b))"],
