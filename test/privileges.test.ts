@@ -212,6 +212,10 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         expect(Number(messageId)).toBeGreaterThan(0);
         // dedupe: the second send returns the first id (the writer reads ids of its queue)
         expect(await send(writer, "emails", { to: "b" }, { dedupeKey: "d1" })).toBe(await send(writer, "emails", { to: "b" }, { dedupeKey: "d1" }));
+        // headers (0014): the writer may insert them too
+        const [sent] = await superuser()<{ headers: unknown }[]>`
+          select headers from tributary.queue_messages where id = ${await send(writer, "emails", { to: "c" }, { headers: { tenant: "eu" } })}`;
+        expect(sent!.headers).toEqual({ tenant: "eu" });
       });
 
       it("appending to a stream it was not granted is refused with the grant to ask for", async () => {
@@ -386,9 +390,10 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       it("claims, extends, nacks and acks on its queue", async () => {
         const worker = as(role.worker);
         await superuser()`delete from tributary.queue_messages where queue = 'emails'`;
-        await superuser()`select tributary.send('emails', '{"n": 1}')`;
+        await superuser()`select tributary.send('emails', '{"n": 1}', '{"headers": {"tenant": "eu"}}')`;
         const [first] = await claim(worker, "emails", "w1", { max: 1 });
         expect(first).toBeDefined();
+        expect(first!.headers).toEqual({ tenant: "eu" });
         await extend(worker, "emails", first!.receipt, 60);
         await nack(worker, "emails", first!.receipt, { error: "retry", delaySeconds: 0 });
         const [again] = await claim(worker, "emails", "w1", { max: 1 });
