@@ -124,7 +124,9 @@ describeBackends("faults", (backend) => {
     // The schedule exercised what it claims to: partial transactions and replays after a crash.
     expect(crashesInsideTransaction, "crashes with a transaction partly in the stream").toBeGreaterThan(0);
     expect(crashesBeforeAck, "crashes that left written events unacknowledged").toBeGreaterThan(0);
-  });
+    // The test's own waits allow each of the 12 relays 30 s to crash and the clean one 60 s to
+    // catch up: its timeout must cover them (the global 120 s did not on a loaded machine).
+  }, 12 * 30_000 + 60_000 + 60_000);
 
   it("stays exact across PostgreSQL immediate and fast restarts while writers append", async (ctx) => {
     const server = inject("servers").find((s) => s.url === backend.serverUrl);
