@@ -25,6 +25,17 @@ const backend = backends().find((b) => b.decoder === "pgoutput")!;
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
 const tracer = trace.getTracer("test-producer");
+/** OpenTelemetry's globals as an application's SDK set-up registers them, and their removal. */
+function registerTracing(): void {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  trace.setGlobalTracerProvider(provider);
+}
+function unregisterTracing(): void {
+  trace.disable();
+  propagation.disable();
+  context.disable();
+}
 const consumerSpans = (): ReadableSpan[] => exporter.getFinishedSpans().filter((s) => s.kind === SpanKind.CONSUMER);
 
 describe("traces", () => {
@@ -33,9 +44,7 @@ describe("traces", () => {
   const members: Consumer[] = [];
 
   beforeAll(async () => {
-    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-    trace.setGlobalTracerProvider(provider);
+    registerTracing();
     db = await createTestDatabase(backend);
     relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
   });
@@ -46,9 +55,7 @@ describe("traces", () => {
   afterAll(async () => {
     await relay?.stop();
     await db?.drop();
-    trace.disable();
-    propagation.disable();
-    context.disable();
+    unregisterTracing();
   });
 
   it("an append inside a span carries its traceparent; the member handles the event in a CONSUMER span linked to it, the handler inside", async () => {
@@ -230,9 +237,7 @@ describeKafka("traces through the Kafka bridge", () => {
   let relay: RelayHandle;
   let bridge: BridgeHandle | undefined;
   beforeAll(async () => {
-    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-    trace.setGlobalTracerProvider(provider);
+    registerTracing();
     db = await createTestDatabase(backend);
     relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: () => {} });
   });
@@ -240,9 +245,7 @@ describeKafka("traces through the Kafka bridge", () => {
     await bridge?.stop();
     await relay?.stop();
     await db?.drop();
-    trace.disable();
-    propagation.disable();
-    context.disable();
+    unregisterTracing();
   });
 
   it("the bridge sends each batch in a CONSUMER span linked to every event's producer, and the Kafka records carry the traceparent", async () => {
