@@ -23,12 +23,13 @@
  *   5. one table of figures and settings, then the metrics comparison.
  * --skip leaves phases out (drain: 2; lag: 3; metrics: 4).
  * --profile runs (b) under node --cpu-prof and summarizes where the relay's
- * CPU goes.
+ * CPU goes, and runs the metrics comparison's first round (both sides) under
+ * it too, to show what metrics on adds to the relay's own CPU.
  *
  * A benchmark, not a test: it asserts only what makes its figures meaningful
  * (every event arrived exactly once).
  */
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -39,7 +40,7 @@ import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags
 import { currentWalLsn, describeServer, postmasterPid, startBenchServer, walBytesBetween } from "./support/bench-server.ts";
 import { writeBacklog } from "./support/bulk-writer.ts";
 import { cpuBetween, cpuSnapshot, describeCpu, loadAverage } from "./support/cpu-accounting.ts";
-import { formatProfile, mainThreadProfile, summarizeCpuProfile } from "./support/cpu-profile-summary.ts";
+import { formatMetricsProfiles, formatProfile, mainThreadProfile, summarizeCpuProfile } from "./support/cpu-profile-summary.ts";
 import { BENCH_PARTITIONS, BENCH_STREAMS } from "./support/event-payload.ts";
 import { measureLag } from "./support/lag-probe.ts";
 import { drainWithRecvlogical, drainWithRelay, formatGcPauses, type Bench } from "./support/drain-phases.ts";
@@ -61,7 +62,7 @@ ${serverUsage}
   --relay-node-args=…           extra node flags for the relay process (e.g. --relay-node-args=--max-old-space-size=128)
   --metrics-rounds N            rounds of metrics off / on of phase 4 (default 3, or TRIBUTARY_BENCH_METRICS_ROUNDS)
   --skip drain,lag,metrics      phases to leave out (drain: (a), (b), (a'); lag; metrics: the off / on comparison)
-  --profile                     run (b) under node --cpu-prof and summarize the profile`;
+  --profile                     run (b) and the metrics comparison's round 1 under node --cpu-prof and summarize the profiles`;
 
 const RELAY_SLOT = "tributary";
 const RECV_SLOT = "bench_recv";
@@ -204,12 +205,19 @@ async function lagPhase({ cluster, sql, pmPid }: Bench, streamedBefore: number) 
  * the phases before it see the target as they always did.
  */
 async function metricsPhase(bench: Bench): Promise<string> {
+  // All functions: the metrics code's are far from the top.
+  const profileOptions = { bundle: relayChildScript(), builtinsToCaller: true, topFunctions: Number.MAX_SAFE_INTEGER };
+  const profiles = options.profileDir ? { off: join(options.profileDir, "metrics-off"), on: join(options.profileDir, "metrics-on") } : null;
   const rounds = await alternateMetrics(options.metricsRounds, async (metricsOn, round) => {
     const slot = metricsSlot(2 * round - (metricsOn ? 0 : 1));
     await resetRelayTarget(bench.sql, slot);
+    // Every run starts from a checkpoint: none falls due inside one run rather than another.
+    await bench.sql`checkpoint`;
+    const profileDir = profiles && round === 1 ? profiles[metricsOn ? "on" : "off"] : null;
+    if (profileDir) mkdirSync(profileDir);
     const drain = await drainWithRelay(bench, {
       slotName: slot, events: options.events, batchEvents: options.batchEvents, nodeArgs: options.relayNodeArgs,
-      metrics: metricsOn, onProgress: (n) => progress(`  streamed ${fmt.int(n)}`),
+      metrics: metricsOn, cpuProfileDir: profileDir, onProgress: (n) => progress(`  streamed ${fmt.int(n)}`),
     });
     const streamed = await streamedEvents(bench.sql);
     if (streamed < options.events) throw new Error(`the stream holds ${streamed} events, expected at least ${options.events}`);
@@ -223,7 +231,9 @@ async function metricsPhase(bench: Bench): Promise<string> {
     `each run: a relay process drains the same ${fmt.int(options.events)}-event backlog (its own slot, created before the backlog; the target reset to empty), timed from "active" to the last event, as (b)`,
     "on: the relay's metrics (startRelay's metrics option) on a registry with the process's default metrics, as tributary relay --metrics-port, served over HTTP and scraped every second",
     "CPU µs/event: walsender + relay's backends + relay process",
-  ]);
+    "each run starts from a CHECKPOINT",
+    ...(profiles ? ["round 1 ran both sides under node --cpu-prof (see the profile below)"] : []),
+  ]) + (profiles ? formatMetricsProfiles(summarizeCpuProfile(mainThreadProfile(profiles.off), profileOptions), summarizeCpuProfile(mainThreadProfile(profiles.on), profileOptions), options.profileDir!) : "");
 }
 
 async function run(bench: Bench, loadBefore: string): Promise<void> {
@@ -261,7 +271,7 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
   );
   process.stdout.write(`\nRelay benchmark (${new Date().toISOString()})\n${formatTable(["figure", "value"], rows, [0, 1])}\n${metricsReport}`);
-  if (options.profileDir) {
+  if (options.profileDir && !options.skip.has("drain")) {
     process.stdout.write(formatProfile("Relay CPU profile during (b)", summarizeCpuProfile(mainThreadProfile(options.profileDir), { bundle: relayChildScript() }), options.profileDir));
   }
 }

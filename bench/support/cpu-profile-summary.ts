@@ -30,11 +30,16 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
+/** What metrics on adds to a process (bench:relay's metrics comparison): the registry, its HTTP endpoint, our metrics modules. */
+export const METRICS_CATEGORY = "metrics: prom-client, /metrics over HTTP, relay and consumer metrics";
+const METRICS_CODE = /node_modules\/(prom-client|tdigest|bintrees)\/|metrics-endpoint|relay-metrics|consumer-metrics|^node:_http_/;
+
 /** Ordered: the first matching rule names the category of a sample's leaf frame. */
 const CATEGORIES: ReadonlyArray<readonly [string, (url: string, fn: string) => boolean]> = [
   ["idle: waiting on sockets (database)", (_u, f) => f === "(idle)"],
   ["garbage collection", (_u, f) => f === "(garbage collector)"],
   ["V8/native, unattributed (program)", (_u, f) => f === "(program)"],
+  [METRICS_CATEGORY, (u) => METRICS_CODE.test(u)],
   ["pgoutput/wal2json parse (pg-logical-replication)", (u) => /pg-logical-replication\/dist\/output-plugins/.test(u)],
   ["replication flow control (pg-logical-replication service)", (u) => /pg-logical-replication\/dist\/logical-replication-service/.test(u)],
   ["eventemitter2 (emitAsync per message)", (u) => /eventemitter2/.test(u)],
@@ -169,5 +174,29 @@ export function formatProfile(title: string, summary: ProfileSummary, dir: strin
     formatTable(["category", "ms", "share"], summary.categories.map((c) => [c.category, fmt.int(c.ms), fmt.pct(c.share)])) + "\n\n" +
     formatTable(["function", "where", "ms", "share"], summary.functions.map((f) => [f.fn, f.where, fmt.int(f.ms), fmt.pct(f.share)]), [0, 1]) + "\n" +
     `(profile kept in ${dir})\n`
+  );
+}
+
+/**
+ * Metrics off against on, one profile each: self time per category side by
+ * side (each side's share of its own streaming window), then what the
+ * metrics code took in the on side, with its busiest functions.
+ */
+export function formatMetricsProfiles(off: ProfileSummary, on: ProfileSummary, dir: string): string {
+  const categories = [...new Set([...on.categories, ...off.categories].map((c) => c.category))];
+  const of = (s: ProfileSummary, category: string) => s.categories.find((c) => c.category === category) ?? { ms: 0, share: 0 };
+  const rows = categories.map((category) => {
+    const [a, b] = [of(off, category), of(on, category)];
+    return [category, fmt.int(a.ms), fmt.pct(a.share), fmt.int(b.ms), fmt.pct(b.share)];
+  });
+  rows.push(["streaming window", fmt.int(off.windowMs), "", fmt.int(on.windowMs), ""]);
+  const metrics = of(on, METRICS_CATEGORY);
+  const busiest = on.functions.filter((f) => f.category === METRICS_CATEGORY);
+  return (
+    `\nRelay CPU profiles of the metrics comparison's round 1 (self time; builtins counted for their caller)\n` +
+    formatTable(["category", "off ms", "off share", "on ms", "on share"], rows, [0]) + "\n" +
+    `metrics code in the on run: ${fmt.int(metrics.ms)} ms, ${fmt.pct(metrics.share)} of its ${(on.windowMs / 1000).toFixed(2)} s streaming window` +
+    (busiest.length ? `; busiest: ${busiest.slice(0, 5).map((f) => `${f.fn} (${f.where}) ${f.ms.toFixed(1)} ms`).join(", ")}` : "") + "\n" +
+    `(profiles kept in ${dir})\n`
   );
 }
