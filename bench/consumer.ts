@@ -71,7 +71,7 @@ ${serverUsage}
                                 stream, alternating with the backlog in its one segment, to print their
                                 ratio (default 100; 1 leaves it out)
   --segment-rounds N            rounds of that comparison (default 2)
-  --metrics-rounds N            rounds of metrics off / on of phase 5 (default 3, or TRIBUTARY_BENCH_METRICS_ROUNDS)
+  --metrics-rounds N            rounds of metrics off / on of phase 5 (default 5, or TRIBUTARY_BENCH_METRICS_ROUNDS)
   --skip a,b,c,metrics          phases to leave out (the backlog is written unless both a and metrics are left out)
   --client-src PATH             bundle the members against another copy of @tributary/client
                                 (PATH = its src/index.ts), to measure a proposed change
@@ -96,7 +96,7 @@ const { flags, values } = parseBenchFlags(
     "lag-seconds": { type: "string", default: "15" },
     "session-timeout-ms": { type: "string", default: "10000" },
     "failover-rate": { type: "string", default: "200" },
-    "metrics-rounds": { type: "string", default: process.env.TRIBUTARY_BENCH_METRICS_ROUNDS ?? "3" },
+    "metrics-rounds": { type: "string", default: process.env.TRIBUTARY_BENCH_METRICS_ROUNDS ?? "5" },
     skip: { type: "string", default: "" },
     "client-src": { type: "string" },
     profile: { type: "boolean", default: false },

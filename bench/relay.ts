@@ -60,7 +60,7 @@ ${serverUsage}
   --lag-seconds N               duration of the lag phase (default 15)
   --lag-tx-events N             events per producer transaction in the lag phase (default 1)
   --relay-node-args=…           extra node flags for the relay process (e.g. --relay-node-args=--max-old-space-size=128)
-  --metrics-rounds N            rounds of metrics off / on of phase 4 (default 3, or TRIBUTARY_BENCH_METRICS_ROUNDS)
+  --metrics-rounds N            rounds of metrics off / on of phase 4 (default 9, or TRIBUTARY_BENCH_METRICS_ROUNDS)
   --skip drain,lag,metrics      phases to leave out (drain: (a), (b), (a'); lag; metrics: the off / on comparison)
   --profile                     run (b) and the metrics comparison's round 1 under node --cpu-prof and summarize the profiles`;
 
@@ -81,7 +81,7 @@ const { flags, values } = parseBenchFlags(
     "lag-seconds": { type: "string", default: "15" },
     "lag-tx-events": { type: "string", default: "1" },
     "relay-node-args": { type: "string", default: cliHeapLimit },
-    "metrics-rounds": { type: "string", default: process.env.TRIBUTARY_BENCH_METRICS_ROUNDS ?? "3" },
+    "metrics-rounds": { type: "string", default: process.env.TRIBUTARY_BENCH_METRICS_ROUNDS ?? "9" },
     skip: { type: "string", default: "" },
     profile: { type: "boolean", default: false },
   },
@@ -278,7 +278,9 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
 
 const loadBefore = loadAverage();
 progress(`starting ${flags.server} (load average ${loadBefore})`);
-const cluster = await startBenchServer(flags.server, flags.settings);
+// Slots: the relay's, the two pg_recvlogical ones and two per metrics round (the server's default is 20 here).
+const slotsNeeded = 3 + (options.skip.has("metrics") ? 0 : 2 * options.metricsRounds);
+const cluster = await startBenchServer(flags.server, { max_replication_slots: String(Math.max(20, slotsNeeded)), ...flags.settings });
 const sql = postgres(cluster.url, { max: 4, onnotice: () => {} });
 let exitCode = 0;
 try {
