@@ -225,7 +225,7 @@ try {
   const rows = tableRows(results);
   const note = (label: string, text: string) => rows.push([label, text, ...systems.slice(1).map(() => "")]);
   rows.push(["enqueue API (bulk; single)", ...systems.map((s) => ({
-    tributary: "select tributary.send(q, p) from jsonb_array_elements($1) (one statement per batch); send()",
+    tributary: "sendBatch(sql, queue, messages) (tributary.send_batch: one set-based statement per batch); send()",
     pgboss: "boss.insert(name, jobs); boss.send()",
     graphile: "workerUtils.addJobs(specs); workerUtils.addJob()",
   })[s])]);

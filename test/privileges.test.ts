@@ -14,7 +14,7 @@ import postgres, { type Sql } from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { migrate } from "@tributary/migrate";
 import { Cluster, findInstallation } from "@tributary/testkit";
-import { append, claim, consumer, ack, nack, extend, send, tailStream, work } from "@tributary/client";
+import { append, claim, consumer, ack, nack, extend, send, sendBatch, tailStream, work } from "@tributary/client";
 import { startRelay } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
 import { runCli } from "./support/cli.ts";
@@ -216,6 +216,12 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         const [sent] = await superuser()<{ headers: unknown }[]>`
           select headers from tributary.queue_messages where id = ${await send(writer, "emails", { to: "c" }, { headers: { tenant: "eu" } })}`;
         expect(sent!.headers).toEqual({ tenant: "eu" });
+        // send_batch (0015): the same inserts and dedupe lookup, set-based
+        const dedupeId = await send(writer, "emails", { to: "b" }, { dedupeKey: "d1" });
+        const ids = await sendBatch(writer, "emails", [{ payload: { to: "d" }, headers: { tenant: "eu" } }, { payload: { to: "b" }, dedupeKey: "d1" }]);
+        expect(ids[1]).toBe(dedupeId);
+        expect(Number(ids[0])).toBeGreaterThan(Number(dedupeId));
+        await refused(() => sendBatch(writer, "payroll", [{ payload: 1 }]), { code: "42501", message: /may not use queue 'payroll'/ });
       });
 
       it("appending to a stream it was not granted is refused with the grant to ask for", async () => {

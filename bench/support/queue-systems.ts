@@ -5,9 +5,8 @@
  * (queue-worker-child.ts); here: create a queue, enqueue one job or a batch,
  * count what is not completed yet, and measure the job table.
  *
- *   Tributary        bulk: one statement `select tributary.send(q, p) from
- *                    jsonb_array_elements($batch) p` (the SQL API, one send
- *                    per message); single: send() from @tributary/client
+ *   Tributary        bulk: sendBatch() from @tributary/client (one set-based
+ *                    tributary.send_batch statement); single: send()
  *   pg-boss          bulk: boss.insert(name, jobs); single: boss.send()
  *   graphile-worker  bulk: workerUtils.addJobs(specs); single: workerUtils.addJob()
  */
@@ -15,7 +14,7 @@ import postgres, { type Sql } from "postgres";
 import { PgBoss } from "pg-boss";
 import { makeWorkerUtils, type WorkerUtils } from "graphile-worker";
 import { applyMigrations, readMigrations } from "@tributary/migrate";
-import { createQueue, send } from "@tributary/client";
+import { createQueue, send, sendBatch } from "@tributary/client";
 import { eventData } from "./event-payload.ts";
 import type { QueueSystemName } from "./queue-process.ts";
 
@@ -96,8 +95,7 @@ export async function tributarySystem(adminSql: Sql, urlFor: (db: string) => str
     sql,
     createQueue: (queue) => createQueue(sql, queue),
     async enqueueBatch(queue, seqs) {
-      const batch = JSON.stringify(seqs.map(jobPayload));
-      await sql`select count(tributary.send(${queue}, p)) from jsonb_array_elements(${batch}::text::jsonb) p`;
+      await sendBatch(sql, queue, seqs.map((seq) => ({ payload: jobPayload(seq) })));
     },
     async enqueueOne(queue, seq) {
       await send(sql, queue, jobPayload(seq));

@@ -39,8 +39,8 @@ export { describeGroups, resetGroupOffsets } from "./internal/group-admin.ts";
 export type { GroupDescription, GroupMemberDescription, GroupPartitionDescription, GroupReset, PartitionReset, ResetTarget } from "./internal/group-admin.ts";
 
 // Queues: the SQL API's verbs, workers, cron, job states, and their administration.
-export { ack, ackBatch, claim, createQueue, deadLetters, extend, nack, redrive, release, send } from "./internal/queue.ts";
-export type { ClaimedMessage, DeadLetter, QueueOptions, SendOptions } from "./internal/queue.ts";
+export { ack, ackBatch, claim, createQueue, deadLetters, extend, nack, redrive, release, send, sendBatch } from "./internal/queue.ts";
+export type { BatchMessage, ClaimedMessage, DeadLetter, QueueOptions, SendOptions } from "./internal/queue.ts";
 export { describeQueues, listDeadLetters, redriveDeadLetters } from "./internal/queue-admin.ts";
 export type { QueueDescription, QueueRedrive, QueueScheduleDescription, QueueWorkerDescription } from "./internal/queue-admin.ts";
 export { work } from "./internal/queue-worker.ts";

@@ -79,19 +79,45 @@ export async function createQueue(sql: QueueExecutor, name: string, options: Que
   await call(() => sql`select tributary.create_queue(${name}, ${JSON.stringify(json)}::text::jsonb)`);
 }
 
-/** Enqueues a message; returns its id. Inside a transaction it commits or rolls back with it. */
-export async function send(sql: QueueExecutor, queue: string, payload: unknown, options: SendOptions = {}): Promise<string> {
+/** send()'s options as the SQL API names them; headers only when there are some. */
+function sendOptionsJson(options: SendOptions, trace: Readonly<Record<string, string>>): Record<string, unknown> {
   const json: Record<string, unknown> = {};
   if (options.delay !== undefined) json.delay = options.delay;
   if (options.runAt !== undefined) json.run_at = options.runAt.toISOString();
   if (options.key !== undefined) json.key = options.key;
   if (options.dedupeKey !== undefined) json.dedupe_key = options.dedupeKey;
   // Only when there are some: a send without headers works on a database before migration 0014.
-  const headers = withTraceHeaders(options.headers);
-  if (headers !== undefined && Object.keys(headers).length > 0) json.headers = headers;
+  const headers = { ...trace, ...options.headers };
+  if (Object.keys(headers).length > 0) json.headers = headers;
+  return json;
+}
+
+/** Enqueues a message; returns its id. Inside a transaction it commits or rolls back with it. */
+export async function send(sql: QueueExecutor, queue: string, payload: unknown, options: SendOptions = {}): Promise<string> {
+  const json = sendOptionsJson(options, withTraceHeaders<string>({}) ?? {});
   const [row] = await call(() => sql<{ id: string }[]>`
     select tributary.send(${queue}, ${jsonText(payload ?? null)}::text::jsonb, ${JSON.stringify(json)}::text::jsonb)::text as id`);
   return row!.id;
+}
+
+/** One message of sendBatch: its payload and send()'s options. */
+export interface BatchMessage<Payload = unknown> extends SendOptions {
+  readonly payload: Payload;
+}
+
+/**
+ * Enqueues many messages in one set-based statement (tributary.send_batch,
+ * migration 0015); returns their ids in the order given. All or nothing, as
+ * one send is: a message that breaks a rule raises TributaryQueueError naming
+ * it ("send_batch message 7 of 1000: ..."), and none of the batch is queued.
+ * Each message carries the active trace context, as send() gives it.
+ */
+export async function sendBatch<Payload = unknown>(sql: QueueExecutor, queue: string, messages: ReadonlyArray<BatchMessage<Payload>>): Promise<string[]> {
+  if (messages.length === 0) return [];
+  const trace = withTraceHeaders<string>({}) ?? {};
+  const text = jsonText(messages.map((m) => ({ payload: m.payload ?? null, ...sendOptionsJson(m, trace) })));
+  const [row] = await call(() => sql<{ ids: string[] }[]>`select tributary.send_batch(${queue}, ${text}::text::jsonb)::text[] as ids`);
+  return row!.ids;
 }
 
 /** Claims up to `max` visible messages for `worker` (FOR UPDATE SKIP LOCKED; FIFO-safe). */
