@@ -138,6 +138,7 @@ function tableRows(results: Results): string[][] {
   const t = results.throughput;
   if (t.size) {
     per(`(a) enqueue ${fmt.int(options.jobs)} (batch insert)`, (s) => (t.get(s) ? `${rate(options.jobs, t.get(s)!.enqueueSeconds)} (${t.get(s)!.enqueueSeconds.toFixed(1)} s)` : "-"));
+    per("(a) CPU µs/job while enqueueing: server + enqueuers", (s) => (t.get(s) ? `${fmt.int(((t.get(s)!.enqueueCpu.server + t.get(s)!.enqueueCpu.driver) * 1e6) / options.jobs)} (${fmt.int((t.get(s)!.enqueueCpu.server * 1e6) / options.jobs)} + ${fmt.int((t.get(s)!.enqueueCpu.driver * 1e6) / options.jobs)})` : "-"));
     per(`(a) complete ${fmt.int(options.jobs)}, ${settings.concurrency} handlers`, (s) => (t.get(s) ? `${rate(options.jobs, t.get(s)!.completeSeconds)} (${t.get(s)!.completeSeconds.toFixed(1)} s)` : "-"));
     per("(a) end-to-end (enqueue + complete)", (s) => (t.get(s) ? rate(options.jobs, t.get(s)!.enqueueSeconds + t.get(s)!.completeSeconds) : "-"));
     per("(a) CPU while completing", (s) => (t.get(s) ? describeCpu(t.get(s)!.cpu).replace("bench+children", "bench+workers") : "-"));
@@ -164,6 +165,7 @@ function tableRows(results: Results): string[][] {
   }
   const summary: string[][] = [];
   if (t.size > 1) {
+    summary.push(["(a) enqueue (bulk): Tributary vs others", lead(new Map([...t].map(([s, r]) => [s, options.jobs / r.enqueueSeconds])), (v) => `${fmt.int(v)}/s`)]);
     summary.push(["(a) complete: Tributary vs others", lead(new Map([...t].map(([s, r]) => [s, options.jobs / r.completeSeconds])), (v) => `${fmt.int(v)}/s`)]);
     summary.push(["(a) end-to-end: Tributary vs others", lead(new Map([...t].map(([s, r]) => [s, options.jobs / (r.enqueueSeconds + r.completeSeconds)])), (v) => `${fmt.int(v)}/s`)]);
   }

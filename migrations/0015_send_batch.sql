@@ -161,6 +161,7 @@ declare
   known constant text[] := array['payload', 'delay', 'run_at', 'key', 'dedupe_key', 'headers'];
   total int;
   bad_n int;
+  any_dedupe boolean;
   found_problem record;
   ids bigint[];
   new_ids bigint[];
@@ -174,21 +175,21 @@ begin
   total := jsonb_array_length(messages);
   if total = 0 then return '{}'; end if;
 
-  -- The cheap rules in one pass; an element with delay, run_at or headers
-  -- is checked below, as its values are computed.
-  select m.n into bad_n
-    from jsonb_array_elements(messages) with ordinality as m(message, n)
-   where jsonb_typeof(m.message) <> 'object'
-      or not m.message ? 'payload'
-      or m.message - known <> '{}'::jsonb
-      or octet_length((m.message -> 'payload')::text) > max_bytes
-      or jsonb_typeof(m.message -> 'key') not in ('string', 'null')
-      or m.message ->> 'key' = '' or octet_length(m.message ->> 'key') > 1024
-      or jsonb_typeof(m.message -> 'dedupe_key') not in ('string', 'null')
-      or m.message ->> 'dedupe_key' = '' or octet_length(m.message ->> 'dedupe_key') > 1024
-      or (q.fifo and m.message ->> 'key' is null)
-   order by m.n
-   limit 1;
+  -- The cheap rules in one pass (an element with delay, run_at or headers
+  -- is checked below, as its values are computed), and whether any element
+  -- has a dedupe key.
+  select min(m.n) filter (where jsonb_typeof(m.message) <> 'object'
+                             or not m.message ? 'payload'
+                             or m.message - known <> '{}'::jsonb
+                             or octet_length((m.message -> 'payload')::text) > max_bytes
+                             or jsonb_typeof(m.message -> 'key') not in ('string', 'null')
+                             or m.message ->> 'key' = '' or octet_length(m.message ->> 'key') > 1024
+                             or jsonb_typeof(m.message -> 'dedupe_key') not in ('string', 'null')
+                             or m.message ->> 'dedupe_key' = '' or octet_length(m.message ->> 'dedupe_key') > 1024
+                             or (q.fifo and m.message ->> 'key' is null)),
+         coalesce(bool_or(m.message ->> 'dedupe_key' is not null), false)
+    into bad_n, any_dedupe
+    from jsonb_array_elements(messages) with ordinality as m(message, n);
 
   if bad_n is null then
     begin
@@ -234,20 +235,24 @@ begin
       nullif(found_problem.hint, ''));
   end if;
 
-  -- The ids in array order: an element without a dedupe key has the next
-  -- new id of those without one (they were inserted in array order); one
-  -- with a dedupe key has the id of the message pending under it, whether
-  -- this call or an earlier one queued it.
-  with input as (
-    select m.n, m.message ->> 'dedupe_key' as dedupe_key,
-           row_number() over (partition by m.message ->> 'dedupe_key' is null order by m.n) as nth
-      from jsonb_array_elements(messages) with ordinality as m(message, n)
-  )
-  select array_agg(case when i.dedupe_key is null then plain_ids[i.nth]
-                        else (select p.id from tributary.queue_messages p where p.queue = send_batch.queue and p.dedupe_key = i.dedupe_key) end
-                   order by i.n)
-    into ids
-    from input i;
+  if not any_dedupe then
+    ids := new_ids;
+  else
+    -- The ids in array order: an element without a dedupe key has the next
+    -- new id of those without one (they were inserted in array order); one
+    -- with a dedupe key has the id of the message pending under it, whether
+    -- this call or an earlier one queued it.
+    with input as (
+      select m.n, m.message ->> 'dedupe_key' as dedupe_key,
+             row_number() over (partition by m.message ->> 'dedupe_key' is null order by m.n) as nth
+        from jsonb_array_elements(messages) with ordinality as m(message, n)
+    )
+    select array_agg(case when i.dedupe_key is null then plain_ids[i.nth]
+                          else (select p.id from tributary.queue_messages p where p.queue = send_batch.queue and p.dedupe_key = i.dedupe_key) end
+                     order by i.n)
+      into ids
+      from input i;
+  end if;
 
   if q.notify_states then
     foreach new_id in array new_ids loop

@@ -19,6 +19,8 @@ export interface ThroughputOptions {
 
 export interface ThroughputResult {
   readonly enqueueSeconds: number;
+  /** While enqueueing: the server's and the driver's (the enqueuers') CPU. */
+  readonly enqueueCpu: CpuUse;
   /** From the workers' start call (connections and startup included) until none is left. */
   readonly completeSeconds: number;
   readonly duplicates: number;
@@ -49,6 +51,7 @@ export async function measureThroughput(system: QueueSystem, launcher: QueueWork
   progress(`${system.label} (a): enqueueing ${fmt.int(options.jobs)} jobs`);
   let lastReport = 0;
   const enqueueStarted = performance.now();
+  const enqueueBefore = cpuSnapshot(pmPid);
   await enqueueAll(system, options.queue, options.jobs, options.enqueueBatch, options.enqueueConnections, (sent) => {
     if (performance.now() - lastReport > 5_000) {
       lastReport = performance.now();
@@ -56,6 +59,7 @@ export async function measureThroughput(system: QueueSystem, launcher: QueueWork
     }
   });
   const enqueueSeconds = (performance.now() - enqueueStarted) / 1000;
+  const enqueueCpu = cpuBetween(enqueueBefore, cpuSnapshot(pmPid));
   if ((await system.remaining(options.queue)) !== options.jobs) throw new Error(`${system.label}: ${await system.remaining(options.queue)} jobs pending after enqueueing ${options.jobs}`);
 
   progress(`${system.label} (a): completing them with ${options.settings.concurrency} workers`);
@@ -81,6 +85,7 @@ export async function measureThroughput(system: QueueSystem, launcher: QueueWork
     if (worker.handled !== options.jobs) throw new Error(`${system.label}: the handler saw ${worker.handled} distinct jobs, expected ${options.jobs}`);
     return {
       enqueueSeconds,
+      enqueueCpu,
       completeSeconds: (doneAt - startedAt) / 1000,
       duplicates: worker.duplicates,
       workerCpuSeconds: worker.cpuSeconds,
