@@ -14,7 +14,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { append, appendBatch, claim, consumer, createQueue, createStream, deadLetters, eventTraceContext, nack, redrive, send, tailStream, work, type Consumer, type StreamEvent } from "@tributary/client";
+import { append, appendBatch, claim, consumer, createQueue, createStream, deadLetters, eventTraceContext, nack, redrive, send, sendBatch, tailStream, work, type Consumer, type StreamEvent } from "@tributary/client";
 import { startBridge, type BridgeHandle } from "@tributary/kafka-bridge";
 import { startRelay, type RelayHandle } from "@tributary/relay";
 import { backends, createTestDatabase, type TestDatabase } from "./support/backends.ts";
@@ -188,10 +188,11 @@ describe("traces", () => {
     expect(seen[0]!.activeSpanId).toBe(span!.spanContext().spanId);
   });
 
-  it("a send inside a span carries its traceparent in the message's headers; the worker's span links it, the handler inside; an SQL sender's headers are checked and linked", async () => {
+  it("a send (or sendBatch) inside a span carries its traceparent in the message's headers; the worker's span links it, the handler inside; an SQL sender's headers are checked and linked", async () => {
     await createQueue(db.sql, "invoices");
     const producer = await tracer.startActiveSpan("bill", async (span) => {
       await send(db.sql, "invoices", { n: 1 }, { headers: { tenant: "acme" } });
+      await sendBatch(db.sql, "invoices", [{ payload: { n: 3 } }, { payload: { n: 4 }, headers: { tenant: "beta" } }]);
       span.end();
       return span.spanContext();
     });
@@ -204,18 +205,20 @@ describe("traces", () => {
     const worker = await work<{ n: number }>(db.sql, "invoices", (message) => void seen.push({ n: message.payload.n, headers: { ...message.headers }, activeSpanId: trace.getActiveSpan()?.spanContext().spanId }), { log: () => {} });
     const workerSpans = () => consumerSpans().filter((s) => s.name === "process invoices");
     try {
-      await eventually("both invoices are handled", () => seen.length === 2 && workerSpans().length === 2, 60_000);
+      await eventually("every invoice is handled", () => seen.length === 4 && workerSpans().length === 4, 60_000);
     } finally {
       await worker.stop();
     }
     const first = seen.find((m) => m.n === 1)!;
     expect(first.headers).toEqual({ tenant: "acme", traceparent: `00-${producer.traceId}-${producer.spanId}-01` });
+    expect(seen.find((m) => m.n === 3)!.headers).toEqual({ traceparent: `00-${producer.traceId}-${producer.spanId}-01` });
+    expect(seen.find((m) => m.n === 4)!.headers).toEqual({ tenant: "beta", traceparent: `00-${producer.traceId}-${producer.spanId}-01` });
     const linked = (n: number) => {
       const span = workerSpans().find((s) => s.spanContext().spanId === seen.find((m) => m.n === n)!.activeSpanId)!;
       expect(span.attributes).toMatchObject({ "messaging.system": "tributary", "messaging.destination.name": "invoices", "tributary.deliveries": 1 });
       return span.links.map((l) => `${l.context.traceId}-${l.context.spanId}`);
     };
-    expect(linked(1)).toEqual([`${producer.traceId}-${producer.spanId}`]);
+    for (const n of [1, 3, 4]) expect(linked(n)).toEqual([`${producer.traceId}-${producer.spanId}`]);
     expect(linked(2)).toEqual(["0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"]);
   });
 
