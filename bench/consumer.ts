@@ -51,6 +51,7 @@ import { copyIntoSegments, segmentedName } from "./support/segmented-copy.ts";
 import { alternateMetrics, formatMetricsComparison } from "./support/metrics-comparison.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
 import { streamedEvents, waitForStreamedEvents } from "./support/stream-progress.ts";
+import { median } from "./support/median.ts";
 
 const usage = `npm run bench:consumer -- [flags]
 ${serverUsage}
@@ -207,7 +208,6 @@ async function segmentsComparison(bench: Bench, first: CatchupResult): Promise<s
     many.push(await run(BENCH_STREAMS.map(segmentedName), `bench-segments-${round}`));
     one.push(await run(BENCH_STREAMS, `bench-one-segment-${round}`));
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const ratio = median(many) / median(one);
   return [
     [`(a) ${options.segments} segments per stream`, `${many.map((r) => fmt.int(r)).join(" / ")} ev/s (copy of the backlog, ${copied.seconds.toFixed(1)} s to make)`],

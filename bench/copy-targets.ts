@@ -27,6 +27,7 @@ import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags
 import { describeServer, startBenchServer } from "./support/bench-server.ts";
 import { loadAverage } from "./support/cpu-accounting.ts";
 import { formatTable, progress } from "./support/report-table.ts";
+import { median } from "./support/median.ts";
 
 const usage = `npm run bench:copy-targets -- [flags]
 ${serverUsage}
@@ -104,7 +105,6 @@ try {
       perEvent.get(t.name)!.push(((await copy(t.table, data, t.segment)) * 1000) / N);
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const flat = median(perEvent.get("flat")!);
   process.stdout.write(
     `\nCOPY targets: the server's CPU per row (${new Date().toISOString()})\n${server}\n` +

@@ -33,6 +33,7 @@ import { loadAverage } from "./support/cpu-accounting.ts";
 import { BENCH_PARTITIONS } from "./support/event-payload.ts";
 import { measureLag, type LagResult } from "./support/lag-probe.ts";
 import { formatTable, progress } from "./support/report-table.ts";
+import { median } from "./support/median.ts";
 
 const usage = `npm run bench:installed -- [flags]
 ${serverUsage}
@@ -120,11 +121,6 @@ async function stopRelay(child: ChildProcess): Promise<void> {
   child.kill("SIGTERM");
   await exited;
 }
-
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 const loadBefore = loadAverage();
 const temp = mkdtempSync(join(tmpdir(), "tributary-installed-bench-"));

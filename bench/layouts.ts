@@ -32,6 +32,7 @@ import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags
 import { describeServer, startBenchServer } from "./support/bench-server.ts";
 import { loadAverage } from "./support/cpu-accounting.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
+import { median } from "./support/median.ts";
 
 const usage = `npm run bench:layouts -- [flags]
 ${serverUsage}
@@ -304,7 +305,6 @@ try {
     }
   }
   const flat = layouts[0]!.name;
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const rows = layouts.map((layout) => {
     const l = loads.get(layout.name)!;
     const c = catchUps.get(layout.name)!;

@@ -20,6 +20,7 @@ import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags
 import { describeServer, startBenchServer } from "./support/bench-server.ts";
 import { loadAverage } from "./support/cpu-accounting.ts";
 import { fmt, formatTable, progress } from "./support/report-table.ts";
+import { median } from "./support/median.ts";
 
 const usage = `npm run bench:seek -- [flags]
 ${serverUsage}
@@ -98,7 +99,6 @@ try {
     select pg_total_relation_size('tributary.time_marks')::text as marks,
            (select sum(pg_total_relation_size(relid)) from pg_partition_tree('tributary.events'))::text as events`;
 
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const describe = (xs: number[]) => `median ${median(xs).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms`;
   process.stdout.write(
     `\nSeeking by time (${new Date().toISOString()})\n${server}\n\n` +

@@ -11,6 +11,7 @@ import type { BridgeLatencyResult } from "./bridge-latency.ts";
 import type { ProfileSummary } from "./bridge-profile.ts";
 import { describeCpu } from "./cpu-accounting.ts";
 import { fmt, formatTable } from "./report-table.ts";
+import { median } from "./median.ts";
 
 /** The settings the rows name. */
 export interface ReportSettings {
@@ -34,11 +35,6 @@ export interface Round {
   readonly bare: readonly BareResult[];
 }
 
-const median = (values: readonly number[]): number => {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 const ceiling = (r: Round) => r.bare.reduce((x, y) => (y.rate > x.rate ? y : x));
 const ratioOf = (r: Round) => r.a!.rate / ceiling(r).rate;
 const ratesText = (rates: readonly number[]) => rates.map((x) => fmt.int(x)).join(" / ");

@@ -13,6 +13,7 @@
  */
 import type { ScrapeSummary } from "./metrics-scraper.ts";
 import { fmt, formatTable, progress } from "./report-table.ts";
+import { median } from "./median.ts";
 
 /** Throughput must stay at or above this share of metrics off. */
 export const METRICS_BUDGET = 0.97;
@@ -47,12 +48,6 @@ export async function alternateMetrics(rounds: number, run: (metricsOn: boolean,
   }
   return results;
 }
-
-const median = (xs: readonly number[]) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 
 const scrapeCell = (s: ScrapeSummary | null) =>
   s === null ? "" : `${s.scrapes}${s.failures ? ` (+${s.failures} failed)` : ""}, ${fmt.int(s.lastBytes / 1024)} kB, max ${s.maxMs.toFixed(0)} ms`;
