@@ -15,8 +15,9 @@
 -- The rules are send's (0005, 0014). The cheap ones (shape, payload size,
 -- keys, FIFO) are checked in one pass over the array; delay, run_at and
 -- headers call send's own option checks, only for the elements that have
--- them, and when one of those raises the call finds the element and raises
--- again with its position. send() now takes its delivery time from the same
+-- them, before anything is written. When a rule is broken, the call finds
+-- the first element that breaks one and raises send's error with its
+-- position. send() now takes its delivery time from the same
 -- helper, so the two cannot drift apart.
 
 /** send()'s delivery time from its delay or run_at option (now() when neither). */
@@ -117,6 +118,7 @@ create function tributary.batch_message_problem(message jsonb, q tributary.queue
 language plpgsql stable as $$
 declare
   options jsonb;
+  message_key text;
 begin
   if jsonb_typeof(message) is distinct from 'object' then
     problem := format('is %s, not an object {"payload": …} with send''s options beside it', left(coalesce(message::text, 'NULL'), 200));
@@ -136,12 +138,14 @@ begin
   end if;
   options := message - 'payload';
   begin
+    -- In send's order, so that a message breaking two rules gets send's error.
     perform tributary.check_option_keys(options, array['delay', 'run_at', 'key', 'dedupe_key', 'headers'], 'send option');
     options := jsonb_strip_nulls(options);
     perform tributary.option_visible_at(options);
     if options ? 'headers' then perform tributary.option_headers(options -> 'headers'); end if;
+    message_key := tributary.option_key(options, 'key');
     perform tributary.option_key(options, 'dedupe_key');
-    if tributary.option_key(options, 'key') is null and q.fifo then
+    if message_key is null and q.fifo then
       perform tributary.queue_error(format('queue %s is FIFO: give every message a key (its FIFO group)', quote_literal(q.name)),
         'tributary_queue_option');
     end if;
@@ -162,6 +166,7 @@ declare
   total int;
   bad_n int;
   any_dedupe boolean;
+  any_options boolean;
   found_problem record;
   ids bigint[];
   new_ids bigint[];
@@ -175,9 +180,8 @@ begin
   total := jsonb_array_length(messages);
   if total = 0 then return '{}'; end if;
 
-  -- The cheap rules in one pass (an element with delay, run_at or headers
-  -- is checked below, as its values are computed), and whether any element
-  -- has a dedupe key.
+  -- The cheap rules in one pass, and whether any element has a dedupe key,
+  -- or delay, run_at or headers (checked next).
   select min(m.n) filter (where jsonb_typeof(m.message) <> 'object'
                              or not m.message ? 'payload'
                              or m.message - known <> '{}'::jsonb
@@ -187,45 +191,32 @@ begin
                              or jsonb_typeof(m.message -> 'dedupe_key') not in ('string', 'null')
                              or m.message ->> 'dedupe_key' = '' or octet_length(m.message ->> 'dedupe_key') > 1024
                              or (q.fifo and m.message ->> 'key' is null)),
-         coalesce(bool_or(m.message ->> 'dedupe_key' is not null), false)
-    into bad_n, any_dedupe
+         coalesce(bool_or(m.message ->> 'dedupe_key' is not null), false),
+         coalesce(bool_or(m.message ?| array['delay', 'run_at', 'headers']), false)
+    into bad_n, any_dedupe, any_options
     from jsonb_array_elements(messages) with ordinality as m(message, n);
 
-  if bad_n is null then
+  -- delay, run_at and headers by send's own checks, before anything is
+  -- written: an error is caught here to name the element, in a
+  -- subtransaction that writes nothing (so it takes no transaction id, and a
+  -- caller's transaction of many batches does not fill PostgreSQL's cache of
+  -- subtransactions).
+  if bad_n is null and any_options then
     begin
-      -- In array order: identity values are drawn as the ordered rows are
-      -- inserted, so the new ids ascend with the array (a FIFO key's
-      -- messages keep their order, invariant 10). A dedupe key already
-      -- pending, or repeated in the array, inserts nothing.
-      with input as (
-        select m.n, m.message ->> 'key' as key, m.message ->> 'dedupe_key' as dedupe_key, m.message -> 'payload' as payload,
-               case when m.message ?| array['delay', 'run_at'] then tributary.option_visible_at(m.message) else now() end as visible_at,
-               case when m.message ? 'headers' then tributary.option_headers(m.message -> 'headers') else '{}'::jsonb end as headers
-          from jsonb_array_elements(messages) with ordinality as m(message, n)
-      ), inserted as (
-        insert into tributary.queue_messages (queue, key, dedupe_key, payload, visible_at, headers)
-        select send_batch.queue, i.key, i.dedupe_key, i.payload, i.visible_at, i.headers
-          from input i
-         order by i.n
-        on conflict (queue, dedupe_key) where dedupe_key is not null do nothing
-        returning id, dedupe_key
-      )
-      select coalesce(array_agg(inserted.id order by inserted.id), '{}'),
-             coalesce(array_agg(inserted.id order by inserted.id) filter (where inserted.dedupe_key is null), '{}')
-        into new_ids, plain_ids
-        from inserted;
+      perform tributary.option_visible_at(m.message), tributary.option_headers(jsonb_strip_nulls(m.message -> 'headers'))
+         from jsonb_array_elements(messages) as m(message)
+        where m.message ?| array['delay', 'run_at', 'headers'];
     exception when sqlstate '22023' then
-      -- An option check raised inside the statement: find the element.
-      bad_n := null;
+      bad_n := 0;
     end;
   end if;
 
-  if new_ids is null then
+  if bad_n is not null then
     -- Refused: the first element that breaks a rule, named with the rule's own error.
     select m.n, p.problem, p.rule, p.hint into found_problem
       from jsonb_array_elements(messages) with ordinality as m(message, n)
      cross join lateral tributary.batch_message_problem(m.message, q, max_bytes) p
-     where m.n >= coalesce(bad_n, 1) and p.problem is not null
+     where p.problem is not null
      order by m.n
      limit 1;
     if found_problem is null then
@@ -234,6 +225,31 @@ begin
     perform tributary.queue_error(format('send_batch message %s of %s: %s', found_problem.n, total, found_problem.problem), found_problem.rule,
       nullif(found_problem.hint, ''));
   end if;
+
+  -- In array order: identity values are drawn as the ordered rows are
+  -- inserted, so the new ids ascend with the array (a FIFO key's messages
+  -- keep their order, invariant 10). A dedupe key already pending, or
+  -- repeated in the array, inserts nothing. (Two batches inserting the same
+  -- dedupe keys at once in opposite orders can deadlock, as any two
+  -- transactions inserting the same unique keys can: PostgreSQL rolls one
+  -- back with 40P01, to be retried.)
+  with input as (
+    select m.n, m.message ->> 'key' as key, m.message ->> 'dedupe_key' as dedupe_key, m.message -> 'payload' as payload,
+           case when m.message ?| array['delay', 'run_at'] then tributary.option_visible_at(m.message) else now() end as visible_at,
+           case when m.message ? 'headers' then tributary.option_headers(jsonb_strip_nulls(m.message -> 'headers')) else '{}'::jsonb end as headers
+      from jsonb_array_elements(messages) with ordinality as m(message, n)
+  ), inserted as (
+    insert into tributary.queue_messages (queue, key, dedupe_key, payload, visible_at, headers)
+    select send_batch.queue, i.key, i.dedupe_key, i.payload, i.visible_at, i.headers
+      from input i
+     order by i.n
+    on conflict (queue, dedupe_key) where dedupe_key is not null do nothing
+    returning id, dedupe_key
+  )
+  select coalesce(array_agg(inserted.id order by inserted.id), '{}'),
+         coalesce(array_agg(inserted.id order by inserted.id) filter (where inserted.dedupe_key is null), '{}')
+    into new_ids, plain_ids
+    from inserted;
 
   if not any_dedupe then
     ids := new_ids;

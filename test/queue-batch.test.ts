@@ -57,6 +57,17 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       expect(await batch(db.sql, "jobs", [])).toEqual([]);
     });
 
+    it("takes what send takes: JSON nulls are absent options, inside headers too", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs')`;
+      const options = { headers: { tenant: "eu", trace: null }, key: null, dedupe_key: null, delay: null, run_at: null };
+      const [sent] = await db.sql<{ id: string }[]>`select tributary.send('jobs', '1', ${JSON.stringify(options)}::text::jsonb)::text as id`;
+      const [batched] = await batch(db.sql, "jobs", [{ payload: 1, ...options }]);
+      const rows = await queued(db.sql);
+      expect(rows.map((r) => r.id)).toEqual([sent!.id, batched]);
+      for (const row of rows) expect(row).toMatchObject({ key: null, dedupe_key: null, headers: { tenant: "eu" }, delayed: false });
+    });
+
     it("a dedupe key pending, or repeated in the batch, returns the message it names and queues nothing more", async () => {
       db = await createTestDatabase(backend);
       await db.sql`select tributary.create_queue('jobs')`;
@@ -111,6 +122,9 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
         ["jobs", [{ payload: 1, run_at: "infinity" }], "tributary_queue_option", /^send_batch message 1 of 1: option run_at: "infinity" is not a finite timestamp/],
         ["jobs", [ok, { payload: 1, headers: { tenant: 5 } }], "tributary_queue_option", /^send_batch message 2 of 2: send option headers: header 'tenant' is number, not text/],
         ["jobs", { payload: 1 }, "tributary_queue_payload", /^send_batch takes a JSON array of messages/],
+        // The first element that breaks a rule is named, whichever kind of rule; and send's error for an element that breaks two.
+        ["jobs", [{ payload: 1, delay: "soon" }, { payload: 2, key: "" }], "tributary_queue_option", /^send_batch message 1 of 2: option delay: "soon"/],
+        ["jobs", [ok, { payload: 1, key: 5, dedupe_key: 5 }], "tributary_queue_option", /^send_batch message 2 of 2: option key: 5 is not/],
       ];
       for (const [queue, messages, rule, message] of cases) {
         const error = await sqlError(() => batch(db.sql, queue, messages));
@@ -121,6 +135,20 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       expect(await queued(db.sql)).toEqual([]);
       const unknown = await sqlError(() => batch(db.sql, "nowhere", [ok]));
       expect(unknown.constraint_name).toBe("tributary_queue_unknown");
+    });
+
+    it.runIf(backend.version >= 16)("checks options without a subtransaction that takes a transaction id: a transaction of many batches does not overflow the subtransaction cache", async () => {
+      db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue('jobs')`;
+      const [row] = await db.sql.begin(async (tx) => {
+        for (let i = 0; i < 70; i++) await batch(tx as unknown as Sql, "jobs", [{ payload: i, delay: 5, headers: { n: String(i) } }, { payload: i, run_at: "2100-01-01T00:00:00Z" }]);
+        return tx<{ subxact_count: number; subxact_overflowed: boolean }[]>`
+          select s.subxact_count, s.subxact_overflowed
+            from pg_stat_get_backend_idset() b, pg_stat_get_backend_subxact(b) s
+           where pg_stat_get_backend_pid(b) = pg_backend_pid()`;
+      });
+      expect(row).toEqual({ subxact_count: 0, subxact_overflowed: false });
+      expect(await queued(db.sql)).toHaveLength(140);
     });
 
     it("announces every new message to job watchers once (notify_states), and none for a deduplicated one", async () => {
