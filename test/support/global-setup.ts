@@ -78,7 +78,11 @@ async function setupServers(project: TestProject) {
     if ("missing" in installation) {
       throw new Error(`PostgreSQL for the ${kind} backend is missing: ${installation.missing}`);
     }
-    const cluster = await Cluster.start(installation);
+    // Two test files run at once on each shared server (vitest.config.ts
+    // maxWorkers), and some hold many sessions (queue-workers: 16 worker
+    // processes of 4 connections; privileges: a pool per role and a relay):
+    // together they passed the default 100 and a login was refused (53300).
+    const cluster = await Cluster.start(installation, { settings: { max_connections: 300 } });
     clusters.push(cluster);
     servers.push({ kind, url: cluster.url, version: installation.version, hasWal2json: installation.hasWal2json, binDir: installation.binDir, dataDir: cluster.dataDir });
   }
