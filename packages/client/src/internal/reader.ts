@@ -146,16 +146,12 @@ async function* tail(sql: Sql, options: TailOptions, which: number[] | "all"): A
             },
             links: [producerLink(event.headers)],
           }));
-          if (span === undefined) {
-            yield event;
-            continue;
-          }
           // The span lasts while the loop body handles the event (trace-context.ts).
-          const end = holdEventSpan(event, span);
+          const end = span === undefined ? undefined : holdEventSpan(event, span);
           try {
             yield event;
           } finally {
-            end();
+            end?.();
           }
         }
         const caughtUp = [...read.values()].every((n) => n < batchSize);
