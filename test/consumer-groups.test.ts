@@ -293,6 +293,73 @@ for (const backend of pgoutput) {
       expect(dead!.data).toEqual({ n: 3 });
       expect(dead!.headers["tributary-error"]).toMatch(/cannot forward order 3/);
     });
+
+    it("prefetch reads a partition's next batch while the handler works, and hands every event once, in offset order", async () => {
+      await start(4);
+      await appendEvents(db, "orders", 1_000);
+      await waitForCount(db.sql, 1_000);
+      // What happens in which order: each read of a partition (from its `from`) and each batch's end.
+      const log: string[] = [];
+      const reads = new Proxy(db.sql, {
+        apply(target, thisArg, args: unknown[]) {
+          const strings = args[0] as TemplateStringsArray | undefined;
+          if (strings?.raw?.join("").includes("read_partitions")) {
+            const [, , partitions, froms] = args as [unknown, string, number[], number[]];
+            partitions.forEach((partition, i) => log.push(`read ${partition}@${froms[i]}`));
+          }
+          return Reflect.apply(target, thisArg, args);
+        },
+      });
+      const handled: StreamEvent[] = [];
+      const member = await consumer(reads, {
+        group: "g", streams: ["orders"], sessionTimeoutMs: 2_000, log: () => {},
+        batchSize: 7, concurrency: 2, prefetch: true,
+        batchHandler: async (events: StreamEvent[]) => {
+          await sleep(1);
+          handled.push(...events);
+          log.push(`handled ${events[0]!.partition}@${events[0]!.offset}+${events.length}`);
+        },
+      });
+      members.push(member);
+      await eventually("every event handled", () => handled.length >= 1_000, 30_000);
+      await sleep(200);
+      expect(handled).toHaveLength(1_000); // no rebalance meanwhile: exactly once
+      const next = new Map<number, number>();
+      for (const event of handled) {
+        expect(event.offset, `partition ${event.partition}`).toBe(next.get(event.partition) ?? 0);
+        next.set(event.partition, event.offset + 1);
+      }
+      // Read ahead: a full batch's successor was read before that batch was done.
+      const ahead = log.filter((line, i) => {
+        const m = /^handled (\d+)@(\d+)\+7$/.exec(line);
+        return m && log.slice(0, i).includes(`read ${m[1]}@${Number(m[2]) + 7}`);
+      });
+      const full = log.filter((line) => /\+7$/.test(line));
+      expect(full.length).toBeGreaterThan(100);
+      expect(ahead.length, "full batches whose next batch was read while they were handled").toBe(full.length);
+    });
+
+    it("prefetch drops a batch read ahead when the partition pauses at a failing event, and resumes from that event", async () => {
+      await start(1);
+      await appendEvents(db, "orders", 30);
+      await waitForCount(db.sql, 30);
+      let failing = true;
+      const handled: number[] = [];
+      const member = await join({
+        batchSize: 10, prefetch: true, retries: 1,
+        handler: (event: StreamEvent) => {
+          if (failing && event.offset === 5) throw new Error("poison");
+          handled.push(event.offset);
+        },
+      });
+      await eventually("the partition paused", () => member.assignments().some((p) => p.paused), 15_000);
+      expect(member.assignments()[0]!.position).toBe(5);
+      expect(handled).toEqual([0, 1, 2, 3, 4]); // the batch read ahead (10-19) was not handled
+      failing = false;
+      member.resume("orders", 0);
+      await eventually("all 30 handled after resume", () => handled.length === 30, 10_000);
+      expect(handled).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    });
   });
 }
 

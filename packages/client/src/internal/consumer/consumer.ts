@@ -59,6 +59,15 @@ export interface ConsumerOptions {
   readonly batchSize?: number;
   /** Partitions handled at the same time (default 8). Order within a partition is always kept. */
   readonly concurrency?: number;
+  /**
+   * Fetch a partition's next batch while the handler works on a full one
+   * (default false): the read overlaps the handling and the offset commit,
+   * at the cost of up to `concurrency` more batches in memory. Order and
+   * commits are unchanged — a prefetched batch is handled only from the
+   * position the partition reached, and dropped on a seek, a failure, a
+   * pause or a revocation. The Kafka bridge turns it on.
+   */
+  readonly prefetch?: boolean;
   /** A member silent this long loses its partitions (default 10,000 ms). */
   readonly sessionTimeoutMs?: number;
   /** Default: a third of the session timeout, at most 3,000 ms. */
@@ -134,6 +143,17 @@ interface PartitionState {
   revoked: boolean;
   /** When a batch of it last started (a sequence number): the longest-waiting partitions are fetched first. */
   startedSeq: number;
+  /** The next batch, read while the current one is handled (ConsumerOptions.prefetch). */
+  prefetched: Prefetch | null;
+}
+
+interface Prefetch {
+  /** The offset it was read from: usable only if the partition's position is still there. */
+  readonly from: number;
+  /** The wake-up epoch when the read began (caughtUpAt's rule applies to it, not to when it is used). */
+  readonly epoch: number;
+  /** Its events; null if the read failed (then the partition is fetched again). */
+  readonly events: Promise<AnyEvent[] | null>;
 }
 
 class GroupMember implements Consumer {
@@ -352,7 +372,7 @@ class GroupMember implements Consumer {
       if (existing) continue; // still finishing under its old generation; picked up by the next heartbeat
       const state: PartitionState = {
         stream: o.stream, partition: o.partition, generation: o.generation, ready: o.ready,
-        position: null, busy: null, paused: false, caughtUpAt: -1, revoked: false, startedSeq: 0,
+        position: null, busy: null, paused: false, caughtUpAt: -1, revoked: false, startedSeq: 0, prefetched: null,
       };
       this.partitions.set(key, state);
       if (o.ready) starting.push(state);
@@ -422,40 +442,77 @@ class GroupMember implements Consumer {
         .slice(0, room);
       if (idle.length === 0) continue;
       const epoch = this.epoch;
-      const positions = idle.map((p) => ({ stream: p.stream, partition: p.partition, from: p.position! }));
-      let batches: Map<string, StreamEvent[]> | Map<string, RawStreamEvent[]>;
+      // A batch read ahead from where the partition is now is used as it is;
+      // one from elsewhere (a seek, a failed batch) is dropped.
+      const ahead = new Map<PartitionState, Prefetch>();
+      for (const p of idle) {
+        if (p.prefetched && p.prefetched.from === p.position) ahead.set(p, p.prefetched);
+        p.prefetched = null;
+      }
+      const positions = idle.filter((p) => !ahead.has(p)).map((p) => ({ stream: p.stream, partition: p.partition, from: p.position! }));
+      let batches: Map<string, AnyEvent[]>;
       try {
-        batches = this.options.rawBatchHandler
-          ? await fetchRawPartitions(this.sql, positions, this.opts.batchSize)
-          : await fetchPartitions(this.sql, positions, this.opts.batchSize);
+        batches = positions.length > 0 ? await this.fetch(positions) : new Map();
       } catch (error) {
         this.log(`fetch failed (${describe(error)}); retrying at the next poll`);
         return;
       }
       let caughtUp = 0;
       for (const p of idle) {
-        const events = batches.get(partitionKey(p.stream, p.partition)) ?? [];
+        const read = ahead.get(p);
+        let events: AnyEvent[];
+        let from: number;
+        let readAt = epoch;
+        if (read) {
+          const got = await read.events;
+          // A read ahead that failed or found nothing yet: fetch the partition afresh.
+          if (got === null || got.length === 0) {
+            this.fetchAgain = true;
+            continue;
+          }
+          events = got;
+          from = read.from;
+          readAt = read.epoch;
+        } else {
+          events = batches.get(partitionKey(p.stream, p.partition)) ?? [];
+          from = positions.find((f) => f.stream === p.stream && f.partition === p.partition)!.from;
+        }
         if (events.length === 0 || p.revoked || p.busy) {
           if (events.length === 0) {
-            p.caughtUpAt = epoch;
+            p.caughtUpAt = readAt;
             caughtUp++;
           }
           continue;
         }
         // A position moved by seek() while fetching makes this batch stale.
-        const from = positions.find((f) => f.stream === p.stream && f.partition === p.partition)!.from;
         if (p.position !== from) continue;
         if (events[0]!.offset !== from && !(await this.outOfRange(p, from, events[0]!.offset))) return;
         p.startedSeq = ++this.startSeq;
-        p.caughtUpAt = events.length < this.opts.batchSize ? epoch : -1;
+        p.caughtUpAt = events.length < this.opts.batchSize ? readAt : -1;
         p.busy = this.handle(p, events).finally(() => {
           p.busy = null;
           this.scheduleFetch();
         });
+        // A full batch: more is likely behind it; read it while this one is handled.
+        if (this.options.prefetch && events.length === this.opts.batchSize) this.readAhead(p, events.at(-1)!.offset + 1);
       }
       // Partitions that had nothing left room: give it to the others.
       if (caughtUp > 0) this.fetchAgain = true;
     } while (this.fetchAgain);
+  }
+
+  private fetch(positions: Array<{ stream: string; partition: number; from: number }>): Promise<Map<string, AnyEvent[]>> {
+    return this.options.rawBatchHandler
+      ? fetchRawPartitions(this.sql, positions, this.opts.batchSize)
+      : fetchPartitions(this.sql, positions, this.opts.batchSize);
+  }
+
+  private readAhead(p: PartitionState, from: number): void {
+    const events = this.fetch([{ stream: p.stream, partition: p.partition, from }]).then(
+      (batches) => batches.get(partitionKey(p.stream, p.partition)) ?? [],
+      () => null, // the fetch in fetchRounds reads it again and reports what fails
+    );
+    p.prefetched = { from, epoch: this.epoch, events };
   }
 
   /**
