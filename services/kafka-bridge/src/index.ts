@@ -2,7 +2,7 @@
  * @tributary/kafka-bridge — forwards streams to Apache Kafka topics as a
  * consumer group member: offsets commit only after Kafka acknowledged.
  */
-export { DEFAULT_BRIDGE_GROUP, startBridge } from "./internal/bridge.ts";
+export { DEFAULT_BRIDGE_GROUP, DEFAULT_BRIDGE_PRODUCERS, startBridge } from "./internal/bridge.ts";
 export type { BridgeConfig, BridgeHandle } from "./internal/bridge.ts";
 export { BridgeError } from "./internal/errors.ts";
 export type { BridgeErrorCode } from "./internal/errors.ts";

@@ -40,10 +40,12 @@ cleanly (exit 0).
   --sasl-password P          visible in ps: prefer the file or      ($TRIBUTARY_KAFKA_SASL_PASSWORD)
   --batch-size N             events per partition per send (default 500)
   --concurrency N            partitions sent at once (default 8)
+  --producers N              idempotent producers, each its own connection: Produce
+                             requests in flight per broker (default 4)
   --config FILE              JSON with any of: streams, brokers, topicPrefix, topicMap,
                              createTopics, group, clientId, ssl, sslCa, sslCert, sslKey,
                              sasl {mechanism, username, password | passwordFile},
-                             batchSize, concurrency
+                             batchSize, concurrency, producers
   --database-url URL         PostgreSQL to read (default: $DATABASE_URL)
   --database-url-file PATH   or read the URL from a file (default: $DATABASE_URL_FILE)
 ${metricsUsage}`;
@@ -63,6 +65,7 @@ interface FileConfig {
   sasl?: { mechanism: string; username: string; password?: string; passwordFile?: string };
   batchSize?: number;
   concurrency?: number;
+  producers?: number;
 }
 
 const list = (text: string | undefined): string[] | undefined =>
@@ -141,6 +144,7 @@ export async function bridgeCommand(argv: string[]): Promise<void> {
     "sasl-password-file": { type: "string" },
     "batch-size": { type: "string" },
     concurrency: { type: "string" },
+    producers: { type: "string" },
     config: { type: "string" },
     ...metricsOptions,
   }, usage);
@@ -190,6 +194,7 @@ export async function bridgeCommand(argv: string[]): Promise<void> {
 
   const batchSize = positive(values["batch-size"], "--batch-size") ?? file.batchSize;
   const concurrency = positive(values.concurrency, "--concurrency") ?? file.concurrency;
+  const producers = positive(values.producers, "--producers") ?? file.producers;
   const topicPrefix = values["topic-prefix"] ?? file.topicPrefix;
   const group = values.group ?? file.group;
   const metrics = await startMetrics(values);
@@ -203,6 +208,7 @@ export async function bridgeCommand(argv: string[]): Promise<void> {
     ...(group !== undefined ? { group } : {}),
     ...(batchSize ? { batchSize } : {}),
     ...(concurrency ? { concurrency } : {}),
+    ...(producers ? { producers } : {}),
     ...(metrics ? { metrics: metrics.registry } : {}),
     // What the bridge retries (Kafka unreachable) it reports as it goes on: in the CLI's terms too.
     log: (message) => console.error(`[tributary bridge] ${inCliTerms(message)}`),

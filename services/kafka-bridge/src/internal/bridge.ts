@@ -5,15 +5,28 @@
  *
  *   stream partition batch ─► producer.send (idempotent, acks = all,
  *                             one request in flight) ─► ack ─► offset commit
+ *        └ its next batch is read meanwhile (the consumer's prefetch)
  *
  * Nothing is lost: an offset moves only past acknowledged records. Per-key
  * order is kept: a partition's batches go one after another, and the producer
  * never reorders within a partition. A crash re-sends the uncommitted tail
- * (duplicates carry the same tributary-id header). Kafka down or slow: the
- * send is retried with backoff for as long as it takes, the batch stays in
- * memory (at most `concurrency` batches of `batchSize` events), the group's lag
- * grows and `tributary status` shows it. N bridges with the same group share
- * the partitions like any other members.
+ * (duplicates carry the same tributary-id header).
+ *
+ * Several producers (`producers`, default 4), each with its own connections:
+ * a kafkajs idempotent producer encodes and sends one Produce request per
+ * broker at a time, so with one producer the encoding of the next request and
+ * the broker's work on the current one never overlap (bench:bridge). A stream
+ * partition always goes through the same producer (assigned in turn on its
+ * first batch), so what one stream partition writes to a Kafka partition —
+ * retries included — comes from one idempotent producer in order, exactly as
+ * with a single producer; producers differ only between stream partitions,
+ * whose relative order no one was promised.
+ *
+ * Kafka down or slow: the send is retried with backoff for as long as it
+ * takes, the batches stay in memory (at most 2 × `concurrency` batches of
+ * `batchSize` events: those in flight and the next ones, read ahead), the
+ * group's lag grows and `tributary status` shows it. N bridges with the same
+ * group share the partitions like any other members.
  */
 import { trace } from "@opentelemetry/api";
 import { Duration, Effect, Schedule } from "effect";
@@ -37,6 +50,8 @@ export interface BridgeConfig extends TopicNaming {
   readonly group?: string;
   readonly batchSize?: number;
   readonly concurrency?: number;
+  /** Idempotent producers, each with its own broker connections (default 4); a stream partition sticks to one. */
+  readonly producers?: number;
   readonly sessionTimeoutMs?: number;
   readonly log?: (message: string) => void;
   /** A prom-client registry for the bridge's metrics and its group member's (bridge-metrics.ts; README "Metrics"). None by default. */
@@ -67,9 +82,10 @@ export function startBridge(config: BridgeConfig): BridgeHandle {
   let resources: Resources | null = null;
   const run = (async () => {
     if (config.streams.length === 0) throw new BridgeError("INVALID_CONFIG", "no streams to forward: streams is empty");
+    const producerTotal = producerCount(config);
     const kafka = new Kafka({ logLevel: logLevel.NOTHING, ...config.kafka });
     const sql = connectPostgres(config.databaseUrl, { max: 4 + (config.concurrency ?? 8), onnotice: () => {}, connection: { application_name: "tributary-bridge" } });
-    resources = { sql, kafka, producer: null, member: null };
+    resources = { sql, kafka, producers: [], member: null };
     const routes = await Effect.runPromise(
       Effect.tryPromise({ try: () => route(sql, kafka, config), catch: (error) => error }).pipe(
         Effect.tapError((error) => Effect.sync(() => {
@@ -84,14 +100,17 @@ export function startBridge(config: BridgeConfig): BridgeHandle {
         ? `partition p → p, ${r.streamPartitions} partitions`
         : `by key: ${r.streamPartitions} stream partitions, ${r.topicPartitions} topic partitions`})`);
     }
-    resources.producer = kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      // kafkajs 2's default partitioner is Java-compatible murmur2: the same as the relay's.
-      createPartitioner: Partitioners.DefaultPartitioner,
-    });
-    await resources.producer.connect();
-    resources.member = await forward(sql, resources.producer, routes, config, log);
+    for (let i = 0; i < producerTotal; i++) {
+      const producer = kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        // kafkajs 2's default partitioner is Java-compatible murmur2: the same as the relay's.
+        createPartitioner: Partitioners.DefaultPartitioner,
+      });
+      resources.producers.push(producer);
+      await producer.connect();
+    }
+    resources.member = await forward(sql, resources.producers, routes, config, log);
     return routes;
   })();
   const stop = async () => {
@@ -117,14 +136,22 @@ export function startBridge(config: BridgeConfig): BridgeHandle {
 interface Resources {
   sql: Sql;
   kafka: Kafka;
-  producer: Producer | null;
+  producers: Producer[];
   member: Consumer | null;
+}
+
+export const DEFAULT_BRIDGE_PRODUCERS = 4;
+
+function producerCount(config: BridgeConfig): number {
+  const n = config.producers ?? DEFAULT_BRIDGE_PRODUCERS;
+  if (!Number.isInteger(n) || n < 1) throw new BridgeError("INVALID_CONFIG", `producers must be a positive integer, not ${n}`);
+  return n;
 }
 
 async function release(resources: Resources | null): Promise<void> {
   if (!resources) return;
   await resources.member?.stop().catch(() => undefined);
-  await resources.producer?.disconnect().catch(() => undefined);
+  await Promise.all(resources.producers.map((p) => p.disconnect().catch(() => undefined)));
   await resources.sql.end({ timeout: 1 });
 }
 
@@ -142,16 +169,28 @@ async function route(sql: Sql, kafka: Kafka, config: BridgeConfig): Promise<Topi
 }
 
 /** Joins the bridge group: each batch is sent, acknowledged, then committed. */
-async function forward(sql: Sql, producer: Producer, routes: readonly TopicRoute[], config: BridgeConfig, log: (m: string) => void): Promise<Consumer> {
+async function forward(sql: Sql, producers: readonly Producer[], routes: readonly TopicRoute[], config: BridgeConfig, log: (m: string) => void): Promise<Consumer> {
   const byStream = new Map(routes.map((r) => [r.stream, r]));
   const metrics = config.metrics ? new BridgeMetrics(config.metrics) : null;
   for (const r of routes) metrics?.routed(r.stream, r.topic);
   let failing = false;
+  // stream/partition → its producer, in turn on first sight: the 8 partitions
+  // of a stream spread over the producers, and a retried batch goes through
+  // the producer that holds its sequence numbers.
+  const producerOf = new Map<string, Producer>();
+  const pick = (stream: string, partition: number): Producer => {
+    const key = `${stream}\u0000${partition}`;
+    let producer = producerOf.get(key);
+    if (!producer) producerOf.set(key, (producer = producers[producerOf.size % producers.length]!));
+    return producer;
+  };
   return consumer(sql, {
     group: config.group ?? DEFAULT_BRIDGE_GROUP,
     streams: config.streams,
     batchSize: config.batchSize ?? 500,
     concurrency: config.concurrency ?? 8,
+    // A partition's next batch is read while this one is sent and committed.
+    prefetch: true,
     ...(config.sessionTimeoutMs ? { sessionTimeoutMs: config.sessionTimeoutMs } : {}),
     // Kafka being down is not the event's fault: retry for as long as it takes.
     retries: Number.MAX_SAFE_INTEGER,
@@ -165,7 +204,7 @@ async function forward(sql: Sql, producer: Producer, routes: readonly TopicRoute
       trace.getActiveSpan()?.setAttribute("tributary.kafka.topic", route.topic);
       const startedAt = performance.now();
       try {
-        await producer.send({
+        await pick(route.stream, events[0]!.partition).send({
           topic: route.topic,
           acks: -1,
           messages: events.map((e) => toKafkaRecord(e, route.samePartitioning)),
