@@ -33,6 +33,7 @@ import postgres, { type Sql } from "postgres";
 import type { Admin } from "kafkajs";
 import { migrate } from "@tributary/migrate";
 import { createStream } from "@tributary/client";
+import { DEFAULT_BRIDGE_PRODUCERS } from "@tributary/kafka-bridge";
 import { cliHeapLimit, KafkaBroker, kafkaVersion, type Cluster } from "@tributary/testkit";
 import { parseBenchFlags, positiveInt, serverUsage } from "./support/bench-flags.ts";
 import { describeServer, postmasterPid, startBenchServer } from "./support/bench-server.ts";
@@ -56,6 +57,7 @@ ${serverUsage}
   --writers N                   concurrent writer connections for the backlog (default 8)
   --batch-size N                the bridge's batchSize, and (b)'s records per partition batch (default 500, the bridge's default)
   --concurrency N               the bridge's concurrency, and (b)'s sends in flight (default 8, the bridge's default)
+  --producers N                 the bridge's producers, and those of (b)'s \`producers\` way (default ${DEFAULT_BRIDGE_PRODUCERS}, the bridge's default)
   --bare MODE,…                 how (b) sends, each timed on fresh topics; the fastest is the ceiling
                                 (default ${BARE_MODES.join(",")})
   --rounds N                    rounds of (a) then (b), each on fresh topics; the ratio is the median round's
@@ -69,7 +71,8 @@ ${serverUsage}
   --compare-src 'SPEC,…'        more bridges run as (a′) in every round next to (a) (after it in odd rounds,
                                 before it in even ones) and as (c′): a proposed change side by side. SPEC = the
                                 src/index.ts of another copy of @tributary/kafka-bridge, or . for (a)'s own,
-                                optionally followed by extra node flags: '. --max-semi-space-size=32' 
+                                optionally followed by extra node flags: '. --max-semi-space-size=32', or by
+                                producers=N for that bridge's producers: '. producers=1'
   --bridge-node-args=…          node flags of the bridge process (default --max-old-space-size=128, as
                                 \`tributary bridge\` runs: apps/cli/bin/tributary.js)
   --profile                     run round 1's (a) (and (a′)) under node --cpu-prof and summarize where the bridge's CPU goes`;
@@ -84,6 +87,7 @@ const { flags, values } = parseBenchFlags(
     writers: { type: "string", default: "8" },
     "batch-size": { type: "string", default: "500" },
     concurrency: { type: "string", default: "8" },
+    producers: { type: "string", default: String(DEFAULT_BRIDGE_PRODUCERS) },
     bare: { type: "string", default: BARE_MODES.join(",") },
     rounds: { type: "string", default: "3" },
     "lag-rate": { type: "string", default: "5000" },
@@ -102,6 +106,7 @@ const options = {
   writers: positiveInt(values.writers, "writers"),
   batchSize: positiveInt(values["batch-size"], "batch-size"),
   concurrency: positiveInt(values.concurrency, "concurrency"),
+  producers: positiveInt(values.producers, "producers"),
   bare: String(values.bare).split(",").filter(Boolean).map(parseMode),
   rounds: positiveInt(values.rounds, "rounds"),
   lagRate: positiveInt(values["lag-rate"], "lag-rate"),
@@ -118,6 +123,7 @@ const reportSettings: ReportSettings = {
   events: options.events,
   batchSize: options.batchSize,
   concurrency: options.concurrency,
+  producers: options.producers,
   partitions: BENCH_PARTITIONS,
   bare: options.bare,
   compareSources: options.compare.map((c) => c.label),
@@ -126,11 +132,15 @@ const reportSettings: ReportSettings = {
   lagSeconds: options.lagSeconds,
 };
 
-/** "PATH [node flags…]" or ". [node flags…]" (the bridge of (a)). */
-function parseCompare(spec: string): { source: string | null; nodeArgs: string[]; label: string } {
-  const [path, ...flags] = spec.trim().split(/\s+/);
+/** "PATH [producers=N] [node flags…]" or ". […]" (the bridge of (a)). */
+function parseCompare(spec: string): { source: string | null; nodeArgs: string[]; producers: number | null; label: string } {
+  const [path, ...rest] = spec.trim().split(/\s+/);
   const source = path === "." ? null : resolve(path!);
-  return { source, nodeArgs: flags, label: `${source ? `bridge from ${source}` : "(a)'s bridge"}${flags.length ? ` with node ${flags.join(" ")}` : ""}` };
+  const producersArg = rest.find((t) => t.startsWith("producers="));
+  const producers = producersArg ? positiveInt(producersArg.slice("producers=".length), "compare-src producers") : null;
+  const flags = rest.filter((t) => t !== producersArg);
+  const label = `${source ? `bridge from ${source}` : "(a)'s bridge"}${producers ? ` with ${producers} producer${producers === 1 ? "" : "s"}` : ""}${flags.length ? ` with node ${flags.join(" ")}` : ""}`;
+  return { source, nodeArgs: flags, producers, label };
 }
 
 function parseMode(text: string): BareMode {
@@ -147,7 +157,7 @@ interface Bench {
   readonly admin: Admin;
   readonly launcher: BridgeLauncher;
   /** One per --compare-src. */
-  readonly compared: ReadonlyArray<{ readonly launcher: BridgeLauncher; readonly nodeArgs: readonly string[] }>;
+  readonly compared: ReadonlyArray<{ readonly launcher: BridgeLauncher; readonly nodeArgs: readonly string[]; readonly producers: number }>;
 }
 
 const sources = () =>
@@ -175,7 +185,7 @@ async function backlogPhase({ cluster, sql, broker, pmPid }: Bench): Promise<{ r
   const bytes = records.reduce((sum, p) => sum + p.records.reduce((s, r) => s + recordBytes(r), 0), 0);
   // The broker's JVM compiles its produce path on first use: one untimed pass, so (a) and (b) both meet a warm broker.
   progress("warming the broker up: one untimed pass of the records");
-  const warm = await bareProducerRun(broker.brokers, broker.pid!, pmPid, records, { mode: "batched", batchSize: options.batchSize, concurrency: options.concurrency, partitions: BENCH_PARTITIONS, topicPrefix: "warmup-" });
+  const warm = await bareProducerRun(broker.brokers, broker.pid!, pmPid, records, { mode: "batched", batchSize: options.batchSize, concurrency: options.concurrency, partitions: BENCH_PARTITIONS, topicPrefix: "warmup-", producers: 1 });
   return {
     records,
     rows: [
@@ -192,7 +202,7 @@ function recordBytes(r: { key?: unknown; value: unknown; headers?: Record<string
   return n;
 }
 
-function catchUpWith(bench: Bench, launcher: BridgeLauncher, nodeArgs: readonly string[], n: number, label: string): Promise<BridgeCatchupResult> {
+function catchUpWith(bench: Bench, launcher: BridgeLauncher, nodeArgs: readonly string[], producers: number, n: number, label: string): Promise<BridgeCatchupResult> {
   return bridgeCatchUp(launcher, bench.sql, bench.admin, bench.pmPid, {
     url: bench.cluster.url,
     brokers: bench.broker.brokers,
@@ -203,6 +213,7 @@ function catchUpWith(bench: Bench, launcher: BridgeLauncher, nodeArgs: readonly 
     events: options.events,
     batchSize: options.batchSize,
     concurrency: options.concurrency,
+    producers,
     group: `bench-bridge-catchup-${n}-${label}`,
     nodeArgs,
     ...(options.profileDir && n === 1 ? { profileDir: options.profileDir } : {}),
@@ -214,15 +225,15 @@ async function round(bench: Bench, records: PartitionRecords[], n: number): Prom
   let a: BridgeCatchupResult | null = null;
   const compared: BridgeCatchupResult[] = [];
   const runCompared = async () => {
-    for (const [i, { launcher, nodeArgs }] of bench.compared.entries()) {
+    for (const [i, { launcher, nodeArgs, producers }] of bench.compared.entries()) {
       progress(`(a′${i + 1}) ${options.compare[i]!.label}`);
-      compared.push(await catchUpWith(bench, launcher, nodeArgs, n, `a${i + 1}`));
+      compared.push(await catchUpWith(bench, launcher, nodeArgs, producers, n, `a${i + 1}`));
     }
   };
   if (!options.skip.has("a")) {
     // Even rounds run the compared copies first: neither side always meets the broker right after the other.
     if (n % 2 === 0) await runCompared();
-    a = await catchUpWith(bench, bench.launcher, options.bridgeNodeArgs, n, "a");
+    a = await catchUpWith(bench, bench.launcher, options.bridgeNodeArgs, options.producers, n, "a");
     if (n % 2 === 1) await runCompared();
   }
   const bare: BareResult[] = [];
@@ -234,6 +245,7 @@ async function round(bench: Bench, records: PartitionRecords[], n: number): Prom
         concurrency: options.concurrency,
         partitions: BENCH_PARTITIONS,
         topicPrefix: `r${n}-bare-${mode}-`,
+        producers: options.producers,
       }));
     }
   }
@@ -247,7 +259,7 @@ async function latencyPhase(bench: Bench): Promise<string[][]> {
   try {
     await relay.active;
     const runs = [
-      { launcher: bench.launcher, nodeArgs: options.bridgeNodeArgs, label: "(c)", stream: LAG_STREAM },
+      { launcher: bench.launcher, nodeArgs: options.bridgeNodeArgs, producers: options.producers, label: "(c)", stream: LAG_STREAM },
       ...bench.compared.map((c, i) => ({ ...c, label: `(c′${i + 1})`, stream: `${LAG_STREAM}-${i + 1}` })),
     ];
     for (const [i, run] of runs.entries()) {
@@ -264,6 +276,7 @@ async function latencyPhase(bench: Bench): Promise<string[][]> {
         warmupSeconds: 1,
         batchSize: options.batchSize,
         concurrency: options.concurrency,
+        producers: run.producers,
         nodeArgs: run.nodeArgs,
       });
       rows.push(...latencyRows(r, run.label, run.stream, i > 0 ? options.compare[i - 1]!.label : null, reportSettings));
@@ -298,7 +311,7 @@ async function run(bench: Bench, loadBefore: string): Promise<void> {
   }
   if (!options.skip.has("c")) rows.push(...(await latencyPhase(bench)));
   rows.push(
-    ["bridge settings", `${sources() ? `${sources()} (NOT the repository's), ` : ""}own process (esbuild bundle of bench/support/bridge-child.ts${options.bridgeNodeArgs.length ? `, node ${options.bridgeNodeArgs.join(" ")}` : ""}; its postgres and kafkajs imports timed by bridge-timing.ts), startBridge defaults: postgres.js pool max 4 + concurrency, idempotent producer acks -1 maxInFlightRequests 1, group joined fresh (startFrom earliest); topics made beforehand with the streams' partition counts`],
+    ["bridge settings", `${sources() ? `${sources()} (NOT the repository's), ` : ""}own process (esbuild bundle of bench/support/bridge-child.ts${options.bridgeNodeArgs.length ? `, node ${options.bridgeNodeArgs.join(" ")}` : ""}; its postgres and kafkajs imports timed by bridge-timing.ts), startBridge defaults: postgres.js pool max 4 + concurrency, ${options.producers} idempotent producers (acks -1, maxInFlightRequests 1; a partition sticks to one), group joined fresh (startFrom earliest); topics made beforehand with the streams' partition counts`],
     ["server settings", "as in the first row, plus track_commit_timestamp=on (dates each relay batch: the split of (c))"],
     ["relay settings", `relay child bundled by esbuild, MAX_BATCH_EVENTS=5000 (default), node ${cliHeapLimit}`],
     ["machine", `${cpus().length} cores; load average before ${loadBefore}, after ${loadAverage()}`],
@@ -319,11 +332,12 @@ const [cluster, broker] = await Promise.all([
 const sql = postgres(cluster.url, { max: 4, onnotice: () => {} });
 const admin = kafkaAdmin(broker.brokers);
 const launcher = await BridgeLauncher.build({ bridge: options.bridgeSource, client: options.clientSource });
-const compared: Array<{ launcher: BridgeLauncher; nodeArgs: string[] }> = [];
+const compared: Array<{ launcher: BridgeLauncher; nodeArgs: string[]; producers: number }> = [];
 for (const c of options.compare) {
   compared.push({
     launcher: c.source === null ? launcher : await BridgeLauncher.build({ bridge: c.source, client: options.clientSource }),
     nodeArgs: [...options.bridgeNodeArgs, ...c.nodeArgs],
+    producers: c.producers ?? options.producers,
   });
 }
 let exitCode = 0;

@@ -12,10 +12,15 @@
  *   batched      sendBatch() of the next batch of `concurrency` partitions:
  *                one Produce request carries them all, one at a time
  *   batched-all  sendBatch() of the next batch of every partition left
+ *   producers    like concurrent, through `producers` idempotent producers
+ *                (each its own connection), a partition always through the
+ *                same one: the bridge's way since issue 15
  *
  * kafkajs's idempotent producer takes a per-broker lock around each Produce
- * request, so with one broker concurrent sends still go one request at a
- * time; only sendBatch puts several partitions in one request.
+ * request (and encodes the request inside it), so with one broker and one
+ * producer concurrent sends still go one request at a time; sendBatch puts
+ * several partitions in one request, several producers put several requests
+ * on the wire.
  */
 import kafkajs, { type Message, type Producer } from "kafkajs";
 import postgres from "postgres";
@@ -27,7 +32,7 @@ import { fmt, progress } from "./report-table.ts";
 
 const { Kafka, logLevel } = kafkajs;
 
-export const BARE_MODES = ["sequential", "concurrent", "batched", "batched-all"] as const;
+export const BARE_MODES = ["sequential", "concurrent", "batched", "batched-all", "producers"] as const;
 export type BareMode = (typeof BARE_MODES)[number];
 
 export interface PartitionRecords {
@@ -92,21 +97,23 @@ export async function bareProducerRun(
   brokerPid: number,
   postmasterPid: number,
   data: readonly PartitionRecords[],
-  options: { mode: BareMode; batchSize: number; concurrency: number; partitions: number; topicPrefix: string },
+  options: { mode: BareMode; batchSize: number; concurrency: number; partitions: number; topicPrefix: string; producers: number },
 ): Promise<BareResult> {
   const streams = [...new Set(data.map((d) => d.stream))];
   const topicOf = (stream: string) => `${options.topicPrefix}${stream}`;
   const kafka = new Kafka({ clientId: `bench-bare-${options.mode}`, brokers: [...brokers], logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const producers = Array.from({ length: options.mode === "producers" ? options.producers : 1 }, () => kafka.producer({ idempotent: true, maxInFlightRequests: 1 }));
   let produceRequests = 0;
-  producer.on(producer.events.REQUEST, ({ payload }) => {
-    if (payload.apiName === "Produce") produceRequests++;
-  });
+  for (const producer of producers) {
+    producer.on(producer.events.REQUEST, ({ payload }) => {
+      if (payload.apiName === "Produce") produceRequests++;
+    });
+  }
   try {
     await createTopics(admin, streams.map(topicOf), options.partitions);
-    await producer.connect();
+    for (const producer of producers) await producer.connect();
     const cursors: Cursor[] = data.map((d) => ({ stream: d.stream, topic: topicOf(d.stream), partition: d.partition, records: d.records, next: 0 }));
     const total = data.reduce((sum, d) => sum + d.records.length, 0);
     progress(`(b) bare producer, ${options.mode}: ${fmt.int(total)} records`);
@@ -114,7 +121,7 @@ export async function bareProducerRun(
     const cpuBefore = process.cpuUsage();
     const brokerBefore = processCpuSeconds(brokerPid) ?? 0;
     const started = performance.now();
-    await SENDERS[options.mode](producer, cursors, options.batchSize, options.concurrency);
+    await SENDERS[options.mode](producers, cursors, options.batchSize, options.concurrency);
     const seconds = (performance.now() - started) / 1000;
     const cpu = process.cpuUsage(cpuBefore);
     const brokerCpuSeconds = (processCpuSeconds(brokerPid) ?? 0) - brokerBefore;
@@ -138,12 +145,12 @@ export async function bareProducerRun(
       cpu: cpuUse,
     };
   } finally {
-    await producer.disconnect().catch(() => undefined);
+    for (const producer of producers) await producer.disconnect().catch(() => undefined);
     await admin.disconnect().catch(() => undefined);
   }
 }
 
-type Sender = (producer: Producer, cursors: Cursor[], batchSize: number, concurrency: number) => Promise<void>;
+type Sender = (producers: readonly Producer[], cursors: Cursor[], batchSize: number, concurrency: number) => Promise<void>;
 
 /** The next batch of a partition (and move past it). */
 function take(c: Cursor, batchSize: number): Message[] {
@@ -165,35 +172,43 @@ async function sendBatches(producer: Producer, cursors: readonly Cursor[], batch
   await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
 }
 
+/**
+ * Like the bridge: up to `concurrency` partitions in flight, one batch each,
+ * the longest-waiting first; cursor i always through producer i mod n (the
+ * bridge assigns its partitions in turn, too).
+ */
+async function inTurn(producers: readonly Producer[], cursors: readonly Cursor[], batchSize: number, concurrency: number): Promise<void> {
+  const producerOf = new Map(cursors.map((c, i) => [c, producers[i % producers.length]!]));
+  const waiting = cursors.filter(left);
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let c = waiting.shift(); c; c = waiting.shift()) {
+        await producerOf.get(c)!.send({ topic: c.topic, acks: -1, messages: take(c, batchSize) });
+        if (left(c)) waiting.push(c);
+      }
+    }),
+  );
+}
+
 const SENDERS: Record<BareMode, Sender> = {
-  async sequential(producer, cursors, batchSize) {
+  async sequential([producer], cursors, batchSize) {
     while (cursors.some(left)) {
       for (const c of cursors) {
-        if (left(c)) await producer.send({ topic: c.topic, acks: -1, messages: take(c, batchSize) });
+        if (left(c)) await producer!.send({ topic: c.topic, acks: -1, messages: take(c, batchSize) });
       }
     }
   },
-  async concurrent(producer, cursors, batchSize, concurrency) {
-    // Like the bridge: up to `concurrency` partitions in flight, one batch each, the longest-waiting first.
-    const waiting = cursors.filter(left);
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        for (let c = waiting.shift(); c; c = waiting.shift()) {
-          await producer.send({ topic: c.topic, acks: -1, messages: take(c, batchSize) });
-          if (left(c)) waiting.push(c);
-        }
-      }),
-    );
-  },
-  async batched(producer, cursors, batchSize, concurrency) {
+  concurrent: inTurn,
+  producers: inTurn,
+  async batched([producer], cursors, batchSize, concurrency) {
     const waiting = cursors.filter(left);
     while (waiting.length > 0) {
       const round = waiting.splice(0, concurrency);
-      await sendBatches(producer, round, batchSize);
+      await sendBatches(producer!, round, batchSize);
       waiting.push(...round.filter(left));
     }
   },
-  async "batched-all"(producer, cursors, batchSize) {
-    for (let round = cursors.filter(left); round.length > 0; round = cursors.filter(left)) await sendBatches(producer, round, batchSize);
+  async "batched-all"([producer], cursors, batchSize) {
+    for (let round = cursors.filter(left); round.length > 0; round = cursors.filter(left)) await sendBatches(producer!, round, batchSize);
   },
 };

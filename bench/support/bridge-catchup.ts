@@ -32,6 +32,7 @@ export interface BridgeCatchupOptions {
   readonly events: number;
   readonly batchSize: number;
   readonly concurrency: number;
+  readonly producers?: number;
   readonly group: string;
   /** Run the child under node --cpu-prof (a fresh folder under this one). */
   readonly profileDir?: string;
@@ -97,6 +98,7 @@ export async function bridgeCatchUp(launcher: BridgeLauncher, sql: Sql, admin: A
     topicPrefix: options.topicPrefix,
     batchSize: options.batchSize,
     concurrency: options.concurrency,
+    ...(options.producers ? { producers: options.producers } : {}),
     ...(profileDir ? { cpuProfileDir: profileDir } : {}),
     ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
   });
@@ -176,7 +178,7 @@ export function bridgeCatchupRows(r: BridgeCatchupResult, events: number, label 
     ],
     [
       `  ${label} Produce requests`,
-      `${fmt.int(t.produce.count)} (${fmt.int(t.send.items / Math.max(1, t.produce.count))} records each), ${fmt.int(t.produce.ms)} ms on the wire = ${share(t.produce.ms)} of the run (${each(t.produce)} ms each; one at a time: the idempotent producer holds a per-broker lock), ${fmt.int(t.produce.pendingMs)} ms queued on the connection`,
+      `${fmt.int(t.produce.count)} (${fmt.int(t.send.items / Math.max(1, t.produce.count))} records each), ${fmt.int(t.produce.ms)} ms on the wire in all = ${share(t.produce.ms)} of the run (${each(t.produce)} ms each; one at a time per producer: an idempotent producer holds a per-broker lock), ${fmt.int(t.produce.pendingMs)} ms queued on the connection`,
     ],
   ];
 }

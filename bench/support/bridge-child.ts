@@ -4,7 +4,8 @@
  * bridge's `postgres` and `kafkajs`). Configured by env:
  *
  *   DATABASE_URL, STREAMS (comma-separated), BROKERS (comma-separated),
- *   GROUP, BATCH_SIZE, CONCURRENCY, TOPIC_PREFIX (topic = prefix + stream)
+ *   GROUP, BATCH_SIZE, CONCURRENCY, TOPIC_PREFIX (topic = prefix + stream),
+ *   PRODUCERS (optional: the bridge's default)
  *
  * The topics exist (the benchmark creates them with the streams' partition
  * counts), so the bridge runs without --create-topics, as a user would.
@@ -42,6 +43,7 @@ const bridge = startBridge({
   topicPrefix: process.env.TOPIC_PREFIX ?? "",
   batchSize: Number(env("BATCH_SIZE")),
   concurrency: Number(env("CONCURRENCY")),
+  ...(process.env.PRODUCERS ? { producers: Number(process.env.PRODUCERS) } : {}),
   log: (m) => process.stderr.write(`[bench bridge ${process.pid}] ${m}\n`),
 });
 bridge.ready.then(

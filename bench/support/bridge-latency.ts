@@ -40,6 +40,7 @@ export interface BridgeLatencyOptions {
   readonly warmupSeconds: number;
   readonly batchSize: number;
   readonly concurrency: number;
+  readonly producers?: number;
   readonly nodeArgs?: readonly string[];
 }
 
@@ -97,6 +98,7 @@ export async function measureBridgeLatency(launcher: BridgeLauncher, sql: Sql, a
     group: options.group,
     batchSize: options.batchSize,
     concurrency: options.concurrency,
+    ...(options.producers ? { producers: options.producers } : {}),
     ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
   });
   const producer: Sql = postgres(options.url, { max: 8, onnotice: () => {} });

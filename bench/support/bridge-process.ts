@@ -36,6 +36,8 @@ export interface BridgeOptions {
   readonly topicPrefix?: string;
   readonly batchSize: number;
   readonly concurrency: number;
+  /** The bridge's `producers` (default: its own default). */
+  readonly producers?: number;
   readonly cpuProfileDir?: string;
   /** Extra node flags for the child (e.g. --max-semi-space-size=32). */
   readonly nodeArgs?: readonly string[];
@@ -155,6 +157,7 @@ export class BridgeLauncher {
         TOPIC_PREFIX: options.topicPrefix ?? "",
         BATCH_SIZE: String(options.batchSize),
         CONCURRENCY: String(options.concurrency),
+        ...(options.producers ? { PRODUCERS: String(options.producers) } : {}),
       },
     });
     return new BridgeProcess(child);
