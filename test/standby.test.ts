@@ -9,7 +9,7 @@ import { appendBatch, createStream, partitionFor } from "@tributary/client";
 import { RelayFencedError, startRelay, type Batch, type RelayHandle, type StreamRows } from "@tributary/relay";
 import { Lsn } from "@tributary/wal";
 import { SegmentTables, writeBatch } from "../services/relay/src/internal/stream-writer.ts";
-import { CopyRows, timestampText } from "../services/relay/src/internal/copy-format.ts";
+import { CopyRows, timestampBinary } from "../services/relay/src/internal/binary-copy.ts";
 import { createTestDatabase, describeBackends, type TestDatabase } from "./support/backends.ts";
 import {
   AppendWorkload,
@@ -38,12 +38,12 @@ afterAll(async () => {
 /** A batch as the relay would build it: events numbered from the given offsets, ending at `position`. */
 function copyRowsOf(events: Array<{ stream: string; partition: number; offset: number; key: string }>): Buffer[] {
   const rows = new CopyRows();
-  const committedAt = timestampText(BigInt(Date.now()) * 1000n);
+  const committedAt = timestampBinary(BigInt(Date.now()) * 1000n);
   for (const e of events) {
-    rows.text(e.stream).endField().plain(`${e.partition}`).endField().plain(`${e.offset}`).endField()
-      .text(randomUUID()).endField().text(e.key).endField().text("Zombie").endField()
-      .bytes(Buffer.from("{}")).endField().bytes(Buffer.from("{}")).endField().plain(committedAt).endField()
-      .plain("0").endRow(); // segment 0: the stream's only one
+    rows.row(10).text(e.stream).int4(e.partition).int8(e.offset)
+      .uuid(randomUUID()).text(e.key).text("Zombie")
+      .jsonb("{}").jsonb("{}").bytes(committedAt)
+      .int4(0); // segment 0: the stream's only one
   }
   return rows.chunks();
 }

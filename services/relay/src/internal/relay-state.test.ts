@@ -2,7 +2,11 @@ import { describe, expect, it } from "vitest";
 import { createHmac } from "node:crypto";
 import { Keyring, partitionFor } from "@tributary/core";
 import type { WalMessage } from "@tributary/wal";
+import { timestampText } from "./binary-copy.ts";
 import { RelayState, entryKey, type BatchLimits, type Checkpoint, type StreamRows, type TrustOptions } from "./relay-state.ts";
+
+/** A uuid made of a key and a number, so a test can name the event it expects. */
+const idOf = (key: string, i: number) => `00000000-0000-4000-8000-${Buffer.from(key).toString("hex").padStart(8, "0").slice(-8)}${i.toString(16).padStart(4, "0")}`;
 
 const start: Checkpoint = { commitLsn: 0n, endLsn: 100n, partialCommitLsn: null, partialEvents: 0, version: 0n };
 const secret = Buffer.alloc(32, 1);
@@ -14,14 +18,31 @@ let nextLsn = 1000n;
 const event = (key: string, i = 0): WalMessage => ({
   kind: "message",
   lsn: nextLsn++,
-  content: signed(`["s",${JSON.stringify(key)},4,"id-${key}-${i}","T"]\n{}\n{"i":${i}}`),
+  content: signed(`["s",${JSON.stringify(key)},4,"${idOf(key, i)}","T"]\n{}\n{"i":${i}}`),
 });
 const forged = (content: string): WalMessage => ({ kind: "message", lsn: nextLsn++, content: Buffer.from(content) });
 const newState = (cp: Checkpoint, offsets: Array<{ stream: string; partition: number; nextOffset: bigint }>, limits: BatchLimits, trust: Partial<TrustOptions> = {}) =>
   new RelayState(cp, offsets, limits, { keyring, ...trust });
-/** A batch's COPY rows as columns (none of these test values needs unescaping). */
+/** A batch's binary COPY rows (binary-copy.ts) as columns of text. */
 const columns = (batch: { rows: readonly StreamRows[] }) => {
-  const lines = Buffer.concat(batch.rows.flatMap((r) => r.chunks)).toString("utf8").split("\n").slice(0, -1).map((line) => line.split("\t"));
+  const lines: string[][] = [];
+  for (const r of batch.rows) {
+    const bytes = Buffer.concat(r.chunks);
+    let at = 19; // past the header
+    for (let count = bytes.readInt16BE(at); count !== -1; count = bytes.readInt16BE(at)) {
+      at += 2;
+      const f: Buffer[] = [];
+      for (let i = 0; i < count; i++) {
+        const length = bytes.readInt32BE(at);
+        f.push(bytes.subarray(at + 4, at + 4 + length));
+        at += 4 + length;
+      }
+      const uuid = f[3]!.length === 16 ? f[3]!.toString("hex").replace(/^(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-") : "not a uuid";
+      const micros = f[8]!.readBigInt64BE() + 946_684_800_000_000n;
+      lines.push([f[0]!.toString(), `${f[1]!.readInt32BE()}`, `${f[2]!.readBigInt64BE()}`, uuid, f[4]!.toString(), f[5]!.toString(),
+        f[6]!.subarray(1).toString(), f[7]!.subarray(1).toString(), timestampText(micros), `${f[9]!.readInt32BE()}`]);
+    }
+  }
   const column = (i: number) => lines.map((fields) => fields[i]!);
   return { stream: column(0), partition: column(1).map(Number), offset: column(2), id: column(3), key: column(4), data: column(6), committedAt: column(8), segment: column(9) };
 };
@@ -58,7 +79,7 @@ describe("RelayState", () => {
     const on = (stream: string, key: string): WalMessage => ({
       kind: "message",
       lsn: nextLsn++,
-      content: signed(`[${JSON.stringify(stream)},${JSON.stringify(key)},2,"id-${stream}-${key}","T"]\n{}\n{}`),
+      content: signed(`[${JSON.stringify(stream)},${JSON.stringify(key)},2,"${idOf(stream + key, 0)}","T"]\n{}\n{}`),
     });
     const state = new RelayState(start, [], { maxBatchEvents: 100, maxBatchBytes: 1 << 20 }, { keyring }, null, [{ stream: "t", segment: 6 }]);
     feed(state, tx(200n, 210n, [on("s", "a"), on("t", "b"), on("s", "c")]));
@@ -111,7 +132,7 @@ describe("RelayState", () => {
     feed(state, tx(200n, 210n, [event("old")]));
     feed(state, tx(300n, 310n, [event("p", 0), event("p", 1), event("p", 2)]));
     const batch = state.takeBatch();
-    expect(columns(batch).id).toEqual(["id-p-2"]);
+    expect(columns(batch).id).toEqual([idOf("p", 2)]);
     expect(batch.position.endLsn).toBe(310n);
   });
 
@@ -219,7 +240,7 @@ describe("RelayState", () => {
     }
     batches.push(state.takeBatch());
     expect(batches.map((b) => [b.size, b.rejects.length])).toEqual([[1, 0], [0, 1], [1, 0], [1, 0]]);
-    expect(batches[1]!.rejects[0]).toMatchObject({ reason: "write_failed", stream: "s", eventId: "id-b-0" });
+    expect(batches[1]!.rejects[0]).toMatchObject({ reason: "write_failed", stream: "s", eventId: idOf("b", 0) });
     expect(batches[1]!.rejects[0]!.detail).toMatch(/SQLSTATE 54000/);
     expect(batches[1]!.position).toMatchObject({ partialCommitLsn: 200n, partialEvents: 2 });
     expect(batches.map((b) => columns(b).offset)).toEqual([["0"], [], ["1"], ["2"]]);

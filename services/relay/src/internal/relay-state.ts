@@ -35,7 +35,7 @@
  */
 import { isRejection, partitionFor, readEventMessage, type Keyring, type RawEvent, type Rejection } from "@tributary/core";
 import type { ColumnValue, Lsn, RowChange, WalMessage } from "@tributary/wal";
-import { CopyRows, timestampText } from "./copy-format.ts";
+import { CopyRows, timestampBinary, timestampText } from "./binary-copy.ts";
 import { CaptureReloadError, readControl, type Capture, type CaptureSet, type Reloads } from "./cdc/capture-set.ts";
 import { changeEvents, type ChangeEvent, type ChangeSource, type JsonOf } from "./cdc/change-event.ts";
 import type { Chunk, Chunks } from "./cdc/chunks.ts";
@@ -102,9 +102,10 @@ export interface Batch {
 }
 
 /**
- * One stream's events of a batch as COPY text rows for (stream, partition,
- * offset, id, key, type, data, headers, committed_at, segment), in chunks,
- * all for one segment: the one current while they were numbered.
+ * One stream's events of a batch as binary COPY rows (binary-copy.ts) for
+ * (stream, partition, offset, id, key, type, data, headers, committed_at,
+ * segment), in chunks, header first and trailer last, all for one segment:
+ * the one current while they were numbered.
  */
 export interface StreamRows {
   readonly stream: string;
@@ -171,8 +172,11 @@ interface OpenTransaction {
   readonly commitLsn: Lsn;
   readonly xid: number;
   readonly commitTimeMs: number;
-  /** committed_at as COPY text. */
-  readonly committedAt: string;
+  readonly commitTimeMicros: bigint;
+  /** committed_at as a binary COPY field (8 bytes). */
+  readonly committedAt: Buffer;
+  /** committed_at as text, made when first needed (table captures' last change). */
+  committedAtText: string | null;
   readonly skipAll: boolean;
   /** Events of this transaction to skip (already in the stream). */
   readonly skipFirst: number;
@@ -183,8 +187,8 @@ interface OpenTransaction {
 /** Next offsets of one stream's partitions (numbers: exact up to 2^53 events per partition). */
 interface StreamOffsets {
   readonly next: number[];
-  /** The storage segment its rows go to (migration 0010), as COPY text. */
-  segment: string;
+  /** The storage segment its rows go to (migration 0010). */
+  segment: number;
   /** This batch's rows of the stream; null when it has none. */
   rows: CopyRows | null;
   /** Partitions this batch touched, and the same as flags. */
@@ -232,7 +236,7 @@ export class RelayState {
       if (o.nextOffset > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`offset ${o.nextOffset} of ${o.stream}/${o.partition} exceeds 2^53`);
       this.streamOffsets(o.stream).next[o.partition] = Number(o.nextOffset);
     }
-    for (const s of segments) this.streamOffsets(s.stream).segment = `${s.segment}`;
+    for (const s of segments) this.streamOffsets(s.stream).segment = s.segment;
   }
 
   get checkpoint(): Checkpoint {
@@ -281,13 +285,13 @@ export class RelayState {
    * other request is stale (already begun) and is ignored.
    */
   requestRoll(stream: string, segment: number, partitions: number): void {
-    if (segment !== Number(this.streamOffsets(stream).segment) + 1) return;
+    if (segment !== this.streamOffsets(stream).segment + 1) return;
     this.rollsRequested.set(stream, { segment, partitions });
   }
 
   /** The stream's current segment. */
   segmentOf(stream: string): number {
-    return Number(this.offsets.get(stream)?.segment ?? 0);
+    return this.offsets.get(stream)?.segment ?? 0;
   }
 
   /**
@@ -321,8 +325,8 @@ export class RelayState {
     if (this.open) throw new Error(`begin of ${commitLsn} inside open transaction ${this.open.commitLsn}`);
     const skipAll = commitLsn <= this.pending.commitLsn;
     const skipFirst = this.pending.partialCommitLsn === commitLsn ? this.pending.partialEvents : 0;
-    const committedAt = skipAll ? "" : timestampText(commitTimeMicros);
-    this.open = { commitLsn, xid, commitTimeMs: Number(commitTimeMicros / 1000n), committedAt, skipAll, skipFirst, seen: 0 };
+    const committedAt = skipAll ? NO_TIME : timestampBinary(commitTimeMicros);
+    this.open = { commitLsn, xid, commitTimeMs: Number(commitTimeMicros / 1000n), commitTimeMicros, committedAt, committedAtText: null, skipAll, skipFirst, seen: 0 };
     return false;
   }
 
@@ -413,7 +417,7 @@ export class RelayState {
       stream: event.stream, key: event.key, partitions: capture.partitions, id: entryUuid(entry), type: event.type,
       data: event.data, headers: EMPTY_HEADERS,
     }, tx);
-    this.progress.touched.set(capture.id, tx.committedAt);
+    this.progress.touched.set(capture.id, (tx.committedAtText ??= timestampText(tx.commitTimeMicros)));
   }
 
   private rejectChange(lsn: Lsn, tx: OpenTransaction, capture: Capture, change: RowChange, error: unknown): void {
@@ -540,16 +544,17 @@ export class RelayState {
     const rows = (offsets.rows ??= new CopyRows(ROW_CHUNK_BYTES, FIRST_ROW_CHUNK_BYTES));
     const before = rows.byteLength;
     rows
-      .text(event.stream).endField()
-      .plain(`${partition}`).endField()
-      .plain(`${offset}`).endField()
-      .text(event.id).endField()
-      .text(event.key).endField()
-      .text(event.type).endField()
-      .content(event.data).endField()
-      .bytes(event.headers).endField()
-      .plain(tx.committedAt).endField()
-      .plain(offsets.segment).endRow();
+      .row(10)
+      .text(event.stream)
+      .int4(partition)
+      .int8(offset)
+      .uuid(event.id)
+      .text(event.key)
+      .text(event.type)
+      .jsonb(event.data)
+      .jsonb(event.headers)
+      .bytes(tx.committedAt)
+      .int4(offsets.segment);
     this.rowBytes += rows.byteLength - before;
     this.events++;
   }
@@ -572,7 +577,7 @@ export class RelayState {
     for (const stream of this.touchedStreams) {
       const streamOffsets = this.offsets.get(stream)!;
       if (streamOffsets.rows !== null) {
-        rows.push({ stream, segment: Number(streamOffsets.segment), chunks: streamOffsets.rows.chunks() });
+        rows.push({ stream, segment: streamOffsets.segment, chunks: streamOffsets.rows.chunks() });
         streamOffsets.rows = null;
       }
       for (const partition of streamOffsets.touched) {
@@ -586,7 +591,7 @@ export class RelayState {
     for (const [stream, roll] of this.rollsRequested) {
       const streamOffsets = this.streamOffsets(stream);
       const firstOffsets = Array.from({ length: Math.max(roll.partitions, streamOffsets.next.length) }, (_, p) => `${streamOffsets.next[p] ?? 0}`);
-      streamOffsets.segment = `${roll.segment}`;
+      streamOffsets.segment = roll.segment;
       rolls.push({ stream, segment: roll.segment, firstOffsets });
     }
     this.rollsRequested.clear();
@@ -626,7 +631,7 @@ export class RelayState {
   private streamOffsets(stream: string): StreamOffsets {
     let offsets = this.offsets.get(stream);
     if (!offsets) {
-      offsets = { next: [], segment: "0", rows: null, touched: [], touchedFlags: new Uint8Array(16) };
+      offsets = { next: [], segment: 0, rows: null, touched: [], touchedFlags: new Uint8Array(16) };
       this.offsets.set(stream, offsets);
     }
     return offsets;
@@ -634,6 +639,8 @@ export class RelayState {
 }
 
 const EMPTY_HEADERS = Buffer.from("{}", "utf8");
+/** A skipped transaction's commit time: its events are not written. */
+const NO_TIME = Buffer.alloc(0);
 const ROW_CHUNK_BYTES = 256 * 1024;
 const FIRST_ROW_CHUNK_BYTES = 4 * 1024;
 

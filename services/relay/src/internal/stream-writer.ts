@@ -154,7 +154,7 @@ async function writeBatchRows(tx: TransactionSql, tables: SegmentTables, slotNam
     const answers: Promise<unknown>[] = [];
     let sentAll = true;
     for (let i = 0; i < rows.length && sentAll; i++) {
-      const statement = `copy ${targets[i]!} (stream, partition, "offset", id, key, type, data, headers, committed_at, segment) from stdin`;
+      const statement = `copy ${targets[i]!} (stream, partition, "offset", id, key, type, data, headers, committed_at, segment) from stdin (format binary)`;
       const sent = sendCopy(tx, statement, rows[i]!.chunks);
       const answer = sent.then(({ answered }) => answered);
       answer.catch(() => undefined); // read in order below, once every statement is out
