@@ -5,7 +5,7 @@
  * session; a re-created slot or a second slot is refused; set-up errors no
  * retry can heal stop the relay with what to do.
  */
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { append, TributaryInputError } from "@tributary/client";
@@ -116,6 +116,31 @@ describeBackends("the pipeline does not halt", (backend) => {
     const rejected = await rejectedMessages(db);
     expect(rejected.map((r) => [r.reason, r.stream])).toEqual([["write_failed", "refunds"], ["write_failed", "orders"]]);
     for (const r of rejected) expect(r.detail).toMatch(/no_poison.*SQLSTATE 23514/);
+  });
+
+  it("sets aside a signed event whose id is no uuid (the stream table refuses its binary row) and writes the others, dense", async () => {
+    db = await createTestDatabase(backend);
+    const sql = db.sql;
+    await sql`select tributary.append('orders', 'k0', 'T', '{"i":0}')`;
+    const [key] = await sql<{ id: number; secret: Buffer; partitions: number }[]>`
+      select k.id, k.secret, tributary.stream_partitions('orders') as partitions from tributary.signing_keys k order by k.id desc limit 1`;
+    // Only a holder of the cluster's signing key can do this: the append functions always send a uuid.
+    const payload = `["orders","k1",${key!.partitions},"not-a-uuid","T"]\n{}\n{"i":1}`;
+    const signature = createHmac("sha256", key!.secret).update(payload).digest("hex");
+    await sql.begin(async (tx) => {
+      await tx`select pg_logical_emit_message(true, 'tributary', ${`tributary-v1 ${key!.id} ${signature}\n${payload}`})`;
+      await tx`select tributary.append('orders', 'k2', 'T', '{"i":2}')`;
+    });
+    await sql`select tributary.append('orders', 'k3', 'T', '{"i":3}')`;
+    relay = startRelay({ databaseUrl: db.url, slotName: db.slotName, log: quiet });
+    await waitForCount(sql, 3, 60_000);
+    const events = await readAll(sql, "orders");
+    expect(events.map((e) => (e.data as { i: number }).i).sort()).toEqual([0, 2, 3]);
+    assertDense(events);
+    const rejected = await rejectedMessages(db);
+    expect(rejected.map((r) => r.reason)).toEqual(["write_failed"]);
+    expect(rejected[0]!.detail).toMatch(/SQLSTATE 22P03/);
+    expect(rejected[0]!.stream).toBe("orders");
   });
 
   it("refuses at append time what the stream table could not hold: a 6,400-character key, 1 MB type, 30 MB headers, 5,000-deep data", async () => {
