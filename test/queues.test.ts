@@ -216,6 +216,7 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
 
     it("FIFO: 16 concurrent workers never hold two messages of a key at once, and see each key in send order", async () => {
       db = await createTestDatabase(backend);
+      await db.sql`select tributary.create_queue(${"q".repeat(200)})`; // the longest name
       await db.sql`select tributary.create_queue('fifo', '{"fifo": true}')`;
       const keys = 12;
       const perKey = 15;
@@ -344,6 +345,8 @@ for (const backend of backends().filter((b) => b.decoder === "pgoutput")) {
       const cases: Array<[() => Promise<unknown>, string, RegExp]> = [
         [() => db.sql`select tributary.send('nope', '{}')`, "tributary_queue_unknown", /queue 'nope' does not exist/],
         [() => db.sql`select tributary.create_queue('bad name')`, "tributary_queue_name", /invalid queue name 'bad name'/],
+        [() => db.sql`select tributary.create_queue(${"q".repeat(201)})`, "tributary_queue_name", /a queue name is 1 to 200 characters/],
+        [() => db.sql`select tributary.create_queue('')`, "tributary_queue_name", /invalid queue name ''/],
         [() => db.sql`select tributary.create_queue('q', '{"visibilty_timeout": 3}')`, "tributary_queue_option", /unknown queue option 'visibilty_timeout'/],
         [() => db.sql`select tributary.send('jobs', '{}', '{"delay": -1}')`, "tributary_queue_option", /option delay must not be negative/],
         [() => db.sql`select tributary.send('jobs', '{}', '{"delay": "soon"}')`, "tributary_queue_option", /option delay: "soon" is not a duration/],

@@ -154,6 +154,8 @@ describeBackends("the pipeline does not halt", (backend) => {
     const deepError = await refusal(db.sql`select tributary.append('s', 'k', 'T', ${deep(5000)}::text::jsonb)`) as { constraint_name?: string; message?: string } | null;
     expect(deepError?.constraint_name).toBe("tributary_data_depth");
     expect(deepError?.message).toMatch(/nests arrays or objects more than 100 deep/);
+    const deepHeaders = await refusal(db.sql`select tributary.append('s', 'k', 'T', '1', ${`{"h": ${deep(101)}}`}::text::jsonb)`) as { constraint_name?: string } | null;
+    expect(deepHeaders?.constraint_name).toBe("tributary_headers_depth");
     // At the limits: a 2048-byte key and 100 levels are accepted, and the relay writes them.
     await append(db.sql, { ...event, key: "k".repeat(2048) });
     await db.sql`select tributary.append('s', 'k', 'T', ${deep(100)}::text::jsonb)`;
